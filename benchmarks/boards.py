@@ -1,0 +1,133 @@
+"""Boards and papers: YAML data files read into strict dataclasses (an unknown key is an error, never ignored).
+
+A board = one dataset configuration + one evaluation protocol + metrics (one primary, with its direction) +
+the competing models + seeds + sweep budget + the numbers papers published for it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+BOARDS_DIR = Path(__file__).parent / "boards"
+PAPERS_DIR = Path(__file__).parent / "papers"
+
+
+class ConfigError(ValueError):
+    """A config problem the user must fix; str() names the key or value and the fix."""
+
+
+@dataclass(frozen=True)
+class Published:
+    model: str
+    metric: str
+    value: float
+    source: str
+    protocol: str = ""  # how the paper's protocol differs from this board's, if it does
+
+
+@dataclass(frozen=True)
+class Board:
+    name: str
+    family: str
+    title: str
+    dataset: str
+    primary_metric: str
+    metrics: list[str]
+    models: dict[str, dict]
+    direction: str = "maximize"
+    dataset_args: dict = field(default_factory=dict)
+    protocol: list[str] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    trainer: dict = field(default_factory=dict)  # Lightning Trainer kwargs (max_epochs, ...)
+    early_stopping_patience: int | None = 10
+    sweep: dict = field(default_factory=lambda: {"trials": 40})
+    published: list[Published] = field(default_factory=list)
+    tolerance: dict[str, float] = field(default_factory=dict)
+    papers: list[str] = field(default_factory=list)
+    description: str = ""
+
+    @property
+    def mode(self) -> str:
+        return "max" if self.direction == "maximize" else "min"
+
+
+@dataclass(frozen=True)
+class Paper:
+    name: str
+    title: str
+    venue: str
+    link: str
+    models: list[str]
+    boards: list[str]
+    authors: str = ""
+    notes: str = ""
+
+
+def strict_fields(cls, data: dict, where: str) -> dict:
+    """Check `data` against the dataclass `cls`: unknown keys and missing required keys are errors."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in fields:
+            close = difflib.get_close_matches(key, fields, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"{where}: unknown key {key!r}{hint}; valid keys: {', '.join(fields)}")
+    required = [n for n, f in fields.items()
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    missing = [n for n in required if n not in data]
+    if missing:
+        raise ConfigError(f"{where}: missing required key(s) {', '.join(missing)}")
+    return data
+
+
+def _read_yaml(path: Path) -> dict:
+    with open(path) as f:
+        return yaml.safe_load(f) or {}
+
+
+def board_from_dict(data: dict, where: str) -> Board:
+    data = dict(strict_fields(Board, data, where))
+    data["published"] = [Published(**strict_fields(Published, p, f"{where}: published")) for p in data.get("published", [])]
+    data["models"] = {name: dict(args or {}) for name, args in data["models"].items()}
+    if data.get("direction", "maximize") not in ("maximize", "minimize"):
+        raise ConfigError(f"{where}: direction must be 'maximize' or 'minimize'")
+    if data["primary_metric"] not in data["metrics"]:
+        raise ConfigError(f"{where}: primary_metric {data['primary_metric']!r} is not among metrics {data['metrics']}")
+    return Board(**data)
+
+
+def board_names() -> list[str]:
+    return sorted(p.stem for p in BOARDS_DIR.glob("*.yaml"))
+
+
+def load_board(name_or_path: str) -> Board:
+    path = Path(name_or_path)
+    if not (path.suffix in (".yaml", ".yml") and path.exists()):
+        path = BOARDS_DIR / f"{name_or_path}.yaml"
+    if not path.exists():
+        close = difflib.get_close_matches(name_or_path, board_names(), n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise ConfigError(f"unknown board {name_or_path!r}.{hint} Known boards: {', '.join(board_names())} "
+                          f"(see `paperboard list boards`).")
+    board = board_from_dict(_read_yaml(path), str(path))
+    if board.name != path.stem and path.parent == BOARDS_DIR:
+        raise ConfigError(f"{path}: name {board.name!r} differs from the file name")
+    return board
+
+
+def paper_names() -> list[str]:
+    return sorted(p.stem for p in PAPERS_DIR.glob("*.yaml"))
+
+
+def load_paper(name: str) -> Paper:
+    path = PAPERS_DIR / f"{name}.yaml"
+    if not path.exists():
+        close = difflib.get_close_matches(name, paper_names(), n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise ConfigError(f"unknown paper {name!r}.{hint} Known papers: {', '.join(paper_names())}.")
+    return Paper(**strict_fields(Paper, _read_yaml(path), str(path)))

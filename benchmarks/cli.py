@@ -1,0 +1,287 @@
+"""The `paperboard` command: list, run, board, reproduce, sweep, export, import.
+
+Options of the form `--trainer.KEY VALUE`, `--model.KEY VALUE` and `--data.KEY VALUE` pass straight through to
+lightning.pytorch.Trainer, the model's constructor and the datamodule's constructor (values parsed as YAML,
+so `2`, `0.3`, `true`, `bf16-mixed` and `[10,20]` mean what they look like).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import yaml
+
+from benchmarks.boards import ConfigError, board_names, load_board, load_paper, paper_names
+
+PASSTHROUGH = ("trainer", "model", "data")
+
+
+def parse_passthrough(tokens: list[str]) -> dict[str, dict]:
+    """`--trainer.devices 2 --model.dropout=0.3` -> {"trainer": {"devices": 2}, "model": {"dropout": 0.3}, ...}."""
+    out: dict[str, dict] = {k: {} for k in PASSTHROUGH}
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        if not token.startswith("--") or "." not in token:
+            raise ConfigError(f"unrecognised argument {token!r}; pass-through options look like "
+                              f"--trainer.KEY VALUE, --model.KEY VALUE or --data.KEY VALUE")
+        key, _, value = token[2:].partition("=")
+        if not _:
+            if i + 1 >= len(tokens):
+                raise ConfigError(f"{token} needs a value")
+            value, i = tokens[i + 1], i + 1
+        group, _, name = key.partition(".")
+        if group not in PASSTHROUGH or not name:
+            raise ConfigError(f"unknown option {token!r}; pass-through groups are {', '.join(PASSTHROUGH)}")
+        out[group][name] = yaml.safe_load(value)
+        i += 1
+    return out
+
+
+def _store(url):
+    from benchmarks.store import ResultStore
+
+    return ResultStore(url)
+
+
+def cmd_list(args) -> int:
+    import datamodules  # noqa: F401
+    import lightning_modules  # noqa: F401
+    from datamodules.registry import DATASETS
+    from lightning_modules.registry import MODELS
+
+    what = args.what
+    if what in ("boards", "all"):
+        print("boards:")
+        for name in board_names():
+            b = load_board(name)
+            print(f"  {name:28s} {b.family:9s} dataset={b.dataset:18s} models={','.join(b.models)}")
+    if what in ("models", "all"):
+        print("models:")
+        for e in MODELS.entries():
+            doc = (e.cls.__module__ and sys.modules[e.cls.__module__].__doc__ or "").strip().splitlines()
+            print(f"  {e.name:16s} {e.family:9s} {e.cls.__name__:22s} {doc[0][:80] if doc else ''}")
+    if what in ("datasets", "all"):
+        print("datasets:")
+        for e in DATASETS.entries():
+            print(f"  {e.name:18s} {e.family:9s} {e.cls.__name__:22s} folder={getattr(e.cls, 'folder', '')}")
+    if what in ("papers", "all"):
+        print("papers:")
+        for name in paper_names():
+            p = load_paper(name)
+            print(f"  {name:18s} {p.title[:70]} ({p.venue}) boards={','.join(p.boards)}")
+    return 0
+
+
+def build_specs(board, args, overrides) -> list:
+    from benchmarks.runner import RunSpec, resolve
+
+    models = args.models.split(",") if args.models else list(board.models)
+    seeds = list(range(args.seeds)) if args.seeds else list(board.seeds)
+    specs = []
+    for model in models:
+        model_args, tuning = dict(overrides["model"]), None
+        if args.tuned:
+            from sweeps.study import tuned_params
+
+            params, tuning = tuned_params(board, model, args.storage)
+            model_args = {**params, **model_args}
+        trainer_args = dict(overrides["trainer"])
+        if args.max_epochs:
+            trainer_args["max_epochs"] = args.max_epochs
+        for seed in seeds:
+            spec = RunSpec(board=board.name, model=model, seed=seed, data_dir=args.data_dir, model_args=model_args,
+                           data_args=overrides["data"], trainer_args=trainer_args, tuning=tuning)
+            resolve(board, spec)  # fail fast on an unknown model or config key, before any training
+            specs.append(spec)
+    return specs
+
+
+def prepare_data(board, data_dir, data_args) -> None:
+    """Load (and cache) the board's data once up front: a missing file is one message, not N failed runs."""
+    from benchmarks.runner import resolve, RunSpec
+
+    data_cls, data_kwargs, _, _ = resolve(board, RunSpec(board.name, next(iter(board.models)), 0, data_args=data_args))
+    data_cls(data_dir=data_dir, **data_kwargs).prepare_data()
+
+
+def log_board_to_wandb(board, records) -> None:
+    mode = os.environ.get("WANDB_MODE") or ("online" if os.environ.get("WANDB_API_KEY") else "offline")
+    if mode == "disabled":
+        return
+    import wandb
+
+    from benchmarks.render import aggregate
+    from benchmarks.runner import paperboard_home
+
+    table = aggregate(board, records)
+    if table.empty:
+        return
+    run = wandb.init(project=os.environ.get("WANDB_PROJECT", "paperboard"), group=board.name, job_type="leaderboard",
+                     name=f"board-{board.name}", mode=mode, dir=str(paperboard_home() / "wandb"), reinit="finish_previous")
+    run.log({"leaderboard": wandb.Table(dataframe=table)})
+    run.finish()
+
+
+def cmd_run(args, overrides) -> int:
+    from benchmarks.render import render_markdown
+    from benchmarks.runner import run_board
+
+    board = load_board(args.board)
+    specs = build_specs(board, args, overrides)
+    store = _store(args.storage)
+    prepare_data(board, args.data_dir, overrides["data"])
+    print(f"paperboard: {board.name}: {len(specs)} run(s) ({len({s.model for s in specs})} models x "
+          f"{len({s.seed for s in specs})} seeds); results -> {store.url}", flush=True)
+    records = run_board(board, specs, store, quiet=args.quiet)
+    all_records = store.records(board=board.name)
+    print(render_markdown(board, all_records))
+    log_board_to_wandb(board, all_records)
+    failed = sum(r["status"] != "ok" for r in records)
+    if failed:
+        print(f"paperboard: {failed} of {len(records)} run(s) failed; see 'Failed runs' above.", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def load_records_dir(path: Path, board: str) -> list[dict]:
+    records = [json.loads(p.read_text()) for p in sorted(Path(path).rglob("*.json"))]
+    return [r for r in records if r.get("board") == board]
+
+
+def cmd_board(args) -> int:
+    from benchmarks.render import render
+
+    board = load_board(args.board)
+    records = load_records_dir(args.records, board.name) if args.records else _store(args.storage).records(board=board.name)
+    text = render(board, records, args.format)
+    if args.out:
+        from datamodules.base import atomic_write_bytes
+
+        atomic_write_bytes(Path(args.out), text.encode())
+        print(f"wrote {args.out}")
+    else:
+        print(text)
+    return 0
+
+
+def cmd_reproduce(args, overrides) -> int:
+    from benchmarks.render import aggregate, published_comparison
+
+    paper = load_paper(args.paper)
+    print(f"paperboard: reproducing {paper.title} ({paper.venue}, {paper.link}) on {', '.join(paper.boards)}")
+    status = 0
+    for board_name in paper.boards:
+        run_args = argparse.Namespace(**{**vars(args), "board": board_name})
+        status |= cmd_run(run_args, overrides)
+        board = load_board(board_name)
+        comparison = published_comparison(board, aggregate(board, _store(args.storage).records(board=board_name)))
+        print(f"\n== {board_name}: ours vs published ({paper.name}) ==")
+        print(comparison.to_string(index=False) if not comparison.empty else "(this board lists no published numbers)")
+    return status
+
+
+def cmd_export(args) -> int:
+    paths = _store(args.storage).export(Path(args.out), board=args.board)
+    print(f"exported {len(paths)} record(s) to {args.out}")
+    return 0
+
+
+def cmd_import(args) -> int:
+    count = _store(args.storage).import_dir(Path(args.path), board=args.board)
+    print(f"imported {count} record(s) into {_store(args.storage).url}")
+    return 0
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="paperboard", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("list", help="list boards, models, datasets or papers")
+    p.add_argument("what", nargs="?", default="all", choices=["boards", "models", "datasets", "papers", "all"])
+
+    def run_options(p):
+        p.add_argument("--models", help="comma-separated subset of the board's models")
+        p.add_argument("--seeds", type=int, help="number of seeds (0..N-1); default: the board's seeds")
+        p.add_argument("--tuned", action="store_true", help="use each model's best configuration from its sweep")
+        p.add_argument("--data-dir", help="data folder (default: env PAPERBOARD_DATA or ~/.cache/paperboard)")
+        p.add_argument("--storage", help="results database URL (default: env PAPERBOARD_STORAGE or a SQLite file)")
+        p.add_argument("--max-epochs", type=int, help="override the board's epoch cap")
+        p.add_argument("--quiet", action="store_true", help="hide the per-run training output")
+
+    p = sub.add_parser("run", help="train and evaluate a board's models over seeds")
+    p.add_argument("board")
+    run_options(p)
+
+    p = sub.add_parser("reproduce", help="run a paper's boards and print ours beside the published numbers")
+    p.add_argument("paper")
+    run_options(p)
+
+    p = sub.add_parser("board", help="render a board's leaderboard")
+    p.add_argument("board")
+    p.add_argument("--format", default="md", choices=["md", "csv", "html"])
+    p.add_argument("--storage")
+    p.add_argument("--records", help="render from a folder of exported run records instead of the store")
+    p.add_argument("--out", help="write to this file instead of stdout")
+
+    p = sub.add_parser("export", help="write run records as JSON files (one per run)")
+    p.add_argument("board", nargs="?")
+    p.add_argument("--out", default="benchmarks/results/runs")
+    p.add_argument("--storage")
+
+    p = sub.add_parser("import", help="load exported run records into the store")
+    p.add_argument("path")
+    p.add_argument("--board")
+    p.add_argument("--storage")
+
+    try:
+        from sweeps.cli import add_sweep_parser
+    except ImportError:
+        pass
+    else:
+        add_sweep_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = make_parser()
+    args, rest = parser.parse_known_args(argv)
+    try:
+        overrides = parse_passthrough(rest)
+        if args.command not in ("run", "reproduce", "sweep") and any(overrides.values()):
+            raise ConfigError(f"'{args.command}' takes no --trainer./--model./--data. options")
+        if args.command == "list":
+            return cmd_list(args)
+        if args.command == "run":
+            return cmd_run(args, overrides)
+        if args.command == "reproduce":
+            return cmd_reproduce(args, overrides)
+        if args.command == "board":
+            return cmd_board(args)
+        if args.command == "export":
+            return cmd_export(args)
+        if args.command == "import":
+            return cmd_import(args)
+        if args.command == "sweep":
+            from sweeps.cli import cmd_sweep
+
+            return cmd_sweep(args, overrides)
+    except Exception as err:
+        from datamodules.base import DataError
+        from benchmarks.store import StorageError
+        from lightning_modules.registry import UnknownNameError
+
+        if isinstance(err, (ConfigError, DataError, StorageError, UnknownNameError)):
+            print(f"paperboard: error: {err}", file=sys.stderr)
+            return 2
+        raise
+    parser.error(f"unknown command {args.command}")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""Render a board from run records: protocol first, then mean +- std over seeds, cost columns, the papers'
+numbers beside ours with the board's tolerance, and the failed runs. Markdown, CSV or HTML."""
+from __future__ import annotations
+
+import html
+import math
+
+import pandas as pd
+
+from benchmarks.boards import Board
+
+
+def latest_per_seed(records: list[dict]) -> list[dict]:
+    """Of repeated (model, tuned, config, data, seed) runs keep the newest, so a re-run replaces, never doubles."""
+    latest: dict[tuple, dict] = {}
+    for r in sorted(records, key=lambda r: r["created_at"]):
+        latest[(r["model"], bool(r.get("tuned")), r["config_hash"], r.get("data_hash"), r["seed"])] = r
+    return list(latest.values())
+
+
+def aggregate(board: Board, records: list[dict]) -> pd.DataFrame:
+    """One row per (model, tuned, config, data hash): mean and sample std (n-1) of each metric over seeds."""
+    ok = latest_per_seed([r for r in records if r["status"] == "ok" and r["board"] == board.name])
+    rows = []
+    groups: dict[tuple, list[dict]] = {}
+    for r in ok:
+        groups.setdefault((r["model"], bool(r.get("tuned")), r["config_hash"], r.get("data_hash")), []).append(r)
+    for (model, tuned, chash, dhash), runs in groups.items():
+        row = {"model": model, "tuned": tuned, "config": chash, "data": dhash, "seeds": len(runs)}
+        if tuned:
+            t = runs[0].get("tuning") or {}
+            row["budget"] = f"{t.get('trials', '?')} trials"
+        for metric in board.metrics:
+            values = pd.Series([r["metrics"]["test"].get(metric, math.nan) for r in runs], dtype=float)
+            row[f"{metric}"] = values.mean()
+            row[f"{metric}_std"] = values.std(ddof=1) if len(values) > 1 else math.nan
+        row["val_" + board.primary_metric] = pd.Series(
+            [r["metrics"]["val"].get(board.primary_metric, math.nan) for r in runs]).mean()
+        row["params"] = runs[0].get("params")
+        row["train_s"] = pd.Series([r.get("train_seconds") for r in runs], dtype=float).mean()
+        row["s_per_epoch"] = pd.Series([r.get("train_epoch_seconds") for r in runs], dtype=float).mean()
+        row["eval_s"] = pd.Series([r.get("eval_seconds") for r in runs], dtype=float).mean()
+        row["peak_mb"] = pd.Series([r.get("peak_gpu_mb", r.get("peak_rss_mb")) for r in runs], dtype=float).max()
+        row["epochs"] = pd.Series([r.get("best_epoch") for r in runs], dtype=float).mean()
+        row["run_ids"] = ",".join(sorted(r["run_id"][:8] for r in runs))
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    ascending = board.direction == "minimize"
+    return frame.sort_values(board.primary_metric, ascending=ascending, kind="stable").reset_index(drop=True)
+
+
+def published_comparison(board: Board, table: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for p in board.published:
+        ours = table[table.model == p.model] if not table.empty else table
+        value = ours[p.metric].iloc[0] if not ours.empty and p.metric in ours else math.nan
+        tol = board.tolerance.get(p.metric)
+        delta = value - p.value if not math.isnan(value) else math.nan
+        within = "n/a" if tol is None or math.isnan(delta) else ("yes" if abs(delta) <= tol else "no")
+        rows.append({"model": p.model, "metric": p.metric, "paper": p.value, "ours": value, "delta": delta,
+                     "tolerance": tol, "within": within, "source": p.source, "paper protocol": p.protocol})
+    return pd.DataFrame(rows)
+
+
+def _fmt(value, digits=4) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    return "\n".join(out)
+
+
+def render_markdown(board: Board, records: list[dict]) -> str:
+    table = aggregate(board, records)
+    ok = [r for r in records if r["status"] == "ok"]
+    lines = [f"# {board.name}: {board.title}", ""]
+    if board.description:
+        lines += [board.description.strip(), ""]
+    lines += ["## Protocol", ""]
+    lines += [f"- Dataset: `{board.dataset}` {board.dataset_args or ''}".rstrip()]
+    lines += [f"- {p}" for p in board.protocol]
+    arrow = "higher is better" if board.direction == "maximize" else "lower is better"
+    lines += [f"- Primary metric: {board.primary_metric} ({arrow}). Numbers are test metrics, mean ± sample std "
+              f"over seeds, at the best validation checkpoint."]
+    hashes = sorted({r.get("data_hash") for r in ok if r.get("data_hash")})
+    if hashes:
+        lines += [f"- Preprocessed data hash: {', '.join(f'`{h}`' for h in hashes)}"
+                  + (" (rows with different hashes are NOT comparable)" if len(hashes) > 1 else "")]
+    hardware = sorted({f"{r['hardware'].get('gpu', r['hardware'].get('cpu'))} x{r['hardware'].get('cpu_count')} cpus, "
+                       f"torch {r['versions']['torch']}, lightning {r['versions']['lightning']}" for r in ok
+                       if r.get("hardware") and r.get("versions")})
+    if hardware:
+        lines += [f"- Hardware and versions: {'; '.join(hardware)}"]
+    lines += [""]
+    lines += ["## Results", ""]
+    if table.empty:
+        lines += ["No finished runs yet. Run `paperboard run " + board.name + "`.", ""]
+    else:
+        header = ["model", "tuned", "seeds", *board.metrics, f"val {board.primary_metric}", "params", "train s",
+                  "s/epoch", "eval s", "peak MB", "best epoch", "config", "runs"]
+        rows = []
+        for _, r in table.iterrows():
+            cells = [f"**{r.model}**" if _ == 0 else r.model, r.get("budget") if r.tuned else "default",
+                     str(r.seeds)]
+            for m in board.metrics:
+                std = r[f"{m}_std"]
+                cells.append(_fmt(r[m]) + ("" if math.isnan(std) else f" ± {std:.4f}"))
+            cells += [_fmt(r["val_" + board.primary_metric]), f"{int(r.params):,}" if r.params == r.params else "-",
+                      _fmt(r.train_s, 1), _fmt(r.s_per_epoch, 3), _fmt(r.eval_s, 2), _fmt(r.peak_mb, 0),
+                      _fmt(r.epochs, 1), f"`{r.config}`", r.run_ids]
+            rows.append(cells)
+        lines += [_md_table(header, rows), ""]
+    comparison = published_comparison(board, table)
+    if not comparison.empty:
+        lines += ["## Published numbers beside ours", ""]
+        lines += [_md_table(
+            ["model", "metric", "paper", "ours", "delta", "tolerance", "within", "source", "paper's protocol"],
+            [[c.model, c.metric, _fmt(c.paper), _fmt(c.ours), _fmt(c.delta), _fmt(c.tolerance), c.within, c.source,
+              c["paper protocol"]] for _, c in comparison.iterrows()]), ""]
+    failed = [r for r in records if r["status"] != "ok"]
+    if failed:
+        lines += ["## Failed runs", ""]
+        lines += [f"- {r['model']} seed {r['seed']} ({r['run_id'][:8]}): {str(r.get('error', '')).splitlines()[0][:200]}"
+                  for r in failed]
+        lines += [""]
+    lines += [f"_Rendered by `paperboard board {board.name}` from {len(ok)} finished run record(s)._", ""]
+    return "\n".join(lines)
+
+
+def render(board: Board, records: list[dict], fmt: str = "md") -> str:
+    if fmt == "md":
+        return render_markdown(board, records)
+    table = aggregate(board, records)
+    if fmt == "csv":
+        return table.to_csv(index=False)
+    if fmt == "html":
+        protocol = "".join(f"<li>{html.escape(p)}</li>" for p in board.protocol)
+        return (f"<h1>{html.escape(board.name)}: {html.escape(board.title)}</h1><ul>{protocol}</ul>"
+                + table.to_html(index=False, float_format=lambda v: f"{v:.4f}")
+                + published_comparison(board, table).to_html(index=False))
+    raise ValueError(f"unknown format {fmt!r}; choose md, csv or html")

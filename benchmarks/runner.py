@@ -1,0 +1,288 @@
+"""The board runner: one run = one board x model x seed.
+
+`execute(spec)` trains and evaluates one run in the current process and returns its record: fit with early
+stopping on the board's primary validation metric, then validation and test metrics of the best checkpoint.
+`run_board(...)` runs many, each in a fresh subprocess (`python -m benchmarks.worker`), so that peak memory is
+the run's own, DDP re-launches exactly one run, W&B state never leaks between runs, and a crash fails one
+run (recorded as failed) without stopping the board.
+"""
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+from benchmarks.boards import Board, ConfigError, load_board
+
+DEFAULT_MAX_EPOCHS = 200
+
+
+@dataclass
+class RunSpec:
+    board: str
+    model: str
+    seed: int
+    data_dir: str | None = None
+    model_args: dict = field(default_factory=dict)
+    data_args: dict = field(default_factory=dict)
+    trainer_args: dict = field(default_factory=dict)
+    tuning: dict | None = None  # where tuned model_args came from: {"study", "trial", "trials", "best_value"}
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    checkpoint_dir: str | None = None
+    keep_checkpoint: bool = True
+
+
+def check_kwargs(cls, kwargs: dict, prefix: str, owner: str) -> None:
+    """Reject a key the class's __init__ does not take, naming the valid ones."""
+    params = inspect.signature(cls.__init__).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    valid = [n for n in params if n != "self"]
+    for key in kwargs:
+        if key not in valid:
+            raise ConfigError(f"unknown config key '{prefix}.{key}' for {owner}; valid keys: {', '.join(valid)}")
+
+
+def config_hash(config: dict) -> str:
+    return hashlib.sha1(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def _versions() -> dict:
+    import lightning
+    import numpy
+    import optuna
+    import pandas
+    import torchmetrics
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "lightning": lightning.__version__,
+            "torchmetrics": torchmetrics.__version__, "optuna": optuna.__version__, "numpy": numpy.__version__,
+            "pandas": pandas.__version__}
+
+
+def _hardware() -> dict:
+    info = {"platform": platform.platform(), "cpu": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count()}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+        info["gpu_count"] = torch.cuda.device_count()
+    return info
+
+
+def git_sha() -> str | None:
+    try:
+        root = Path(__file__).resolve().parent.parent
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        if sha.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return sha.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+
+
+def resolve(board: Board, spec: RunSpec):
+    """Build the datamodule and model classes' keyword arguments, checking every key."""
+    import datamodules  # noqa: F401  (fills the registry)
+    import lightning_modules  # noqa: F401
+    from datamodules.registry import DATASETS
+    from lightning_modules.registry import MODELS
+
+    if spec.model not in board.models:
+        raise ConfigError(f"model {spec.model!r} is not on board {board.name}; its models: {', '.join(board.models)}")
+    model_entry = MODELS.get(spec.model)
+    data_entry = DATASETS.get(board.dataset)
+    if model_entry.family != data_entry.family:
+        raise ConfigError(f"model {spec.model} ({model_entry.family}) cannot run on {board.dataset} ({data_entry.family})")
+    data_kwargs = {**board.dataset_args, **spec.data_args}
+    check_kwargs(data_entry.cls, data_kwargs, "data", board.dataset)
+    model_kwargs = {**board.models[spec.model], **spec.model_args}
+    check_kwargs(model_entry.cls, model_kwargs, "model", spec.model)
+    return data_entry.cls, data_kwargs, model_entry.cls, model_kwargs
+
+
+class EpochTimer(pl.Callback):
+    """Seconds of pure training per epoch (the validation run inside each epoch is subtracted)."""
+
+    def __init__(self):
+        self.train_seconds: list[float] = []
+        self._val = 0.0
+
+    def on_train_epoch_start(self, trainer, module):
+        self._start, self._val = time.perf_counter(), 0.0
+
+    def on_validation_start(self, trainer, module):
+        self._val_start = time.perf_counter()
+
+    def on_validation_end(self, trainer, module):
+        self._val += time.perf_counter() - self._val_start
+
+    def on_train_epoch_end(self, trainer, module):
+        self.train_seconds.append(time.perf_counter() - self._start - self._val)
+
+
+def _wandb_logger(board: Board, spec: RunSpec, config: dict, save_dir: Path):
+    mode = os.environ.get("WANDB_MODE") or ("online" if os.environ.get("WANDB_API_KEY") else "offline")
+    if mode == "disabled":
+        return None
+    from lightning.pytorch.loggers import WandbLogger
+
+    save_dir.mkdir(parents=True, exist_ok=True)
+    return WandbLogger(project=os.environ.get("WANDB_PROJECT", "paperboard"), group=f"{board.name}/{spec.model}",
+                       name=f"{spec.model}-seed{spec.seed}", tags=[board.name, spec.model, f"seed{spec.seed}",
+                       *board.papers], config=config, save_dir=str(save_dir), mode=mode, id=spec.run_id,
+                       job_type="train")
+
+
+def paperboard_home() -> Path:
+    return Path(os.environ.get("PAPERBOARD_HOME", "~/.cache/paperboard")).expanduser()
+
+
+def execute(spec: RunSpec, callbacks: list | None = None) -> dict:
+    """Train and evaluate one run here; return its record (status 'ok' or 'failed', never raises for a run error)."""
+    started = time.perf_counter()
+    board = load_board(spec.board)
+    record: dict = {
+        "run_id": spec.run_id, "board": board.name, "model": spec.model, "seed": spec.seed,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "papers": board.papers,
+        "tuned": spec.tuning is not None, "tuning": spec.tuning, "primary_metric": board.primary_metric,
+        "config_hash": "unresolved", "status": "running",
+    }
+    try:
+        data_cls, data_kwargs, model_cls, model_kwargs = resolve(board, spec)
+        pl.seed_everything(spec.seed, workers=True, verbose=False)
+        datamodule = data_cls(data_dir=spec.data_dir, **data_kwargs)
+        datamodule.prepare_data()
+        datamodule.setup("fit")
+        model_kwargs = {**datamodule.model_kwargs(), **model_kwargs}
+        model = model_cls(**model_kwargs)
+        trainer_kwargs = {"max_epochs": DEFAULT_MAX_EPOCHS, "devices": 1, **board.trainer, **spec.trainer_args}
+        config = {"board": board.name, "dataset": board.dataset, "dataset_args": data_kwargs, "model": spec.model,
+                  "model_args": {k: v for k, v in model_kwargs.items()}, "trainer": trainer_kwargs,
+                  "early_stopping_patience": board.early_stopping_patience}
+        record.update(config_hash=config_hash(config), config=config)
+        checkpoint_dir = Path(spec.checkpoint_dir or paperboard_home() / "checkpoints" / board.name / spec.model / spec.run_id)
+        monitor = f"val/{board.primary_metric}"
+        checkpoint = ModelCheckpoint(dirpath=checkpoint_dir, filename="best", monitor=monitor, mode=board.mode,
+                                     save_top_k=1, enable_version_counter=False)
+        timer = EpochTimer()
+        run_callbacks = [checkpoint, timer, *(callbacks or [])]
+        if board.early_stopping_patience:
+            run_callbacks.append(EarlyStopping(monitor=monitor, mode=board.mode, patience=board.early_stopping_patience))
+        logger = _wandb_logger(board, spec, config, paperboard_home() / "wandb")
+        unknown = set(trainer_kwargs) - set(inspect.signature(pl.Trainer.__init__).parameters)
+        if unknown:
+            raise ConfigError(f"unknown config key(s) {', '.join('trainer.' + k for k in sorted(unknown))}; "
+                              f"these pass to lightning.pytorch.Trainer, which does not take them")
+        trainer = pl.Trainer(callbacks=run_callbacks, logger=logger if logger is not None else False,
+                             default_root_dir=str(checkpoint_dir), num_sanity_val_steps=0,
+                             enable_model_summary=False, **trainer_kwargs)
+        fit_start = time.perf_counter()
+        trainer.fit(model, datamodule=datamodule)
+        train_seconds = time.perf_counter() - fit_start
+        best = checkpoint.best_model_path or None
+        val = trainer.validate(model, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
+        eval_start = time.perf_counter()
+        test = trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
+        eval_seconds = time.perf_counter() - eval_start
+        best_epoch = _best_epoch(best)
+        record.update(
+            status="ok",
+            data=datamodule.describe(), data_hash=datamodule.data_hash,
+            metrics={"val": _strip(val, "val/"), "test": _strip(test, "test/")},
+            best_epoch=best_epoch, epochs=trainer.current_epoch,
+            params=sum(p.numel() for p in model.parameters() if p.requires_grad),
+            train_seconds=round(train_seconds, 3),
+            train_epoch_seconds=round(sum(timer.train_seconds) / max(1, len(timer.train_seconds)), 4),
+            eval_seconds=round(eval_seconds, 3),
+            world_size=trainer.world_size, strategy=type(trainer.strategy).__name__,
+            precision=str(trainer.precision), accelerator=type(trainer.accelerator).__name__,
+            checkpoint=best if spec.keep_checkpoint else None,
+        )
+        if torch.cuda.is_available():
+            record["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+        if logger is not None and trainer.is_global_zero:
+            record["wandb"] = {"run_id": logger.experiment.id, "project": logger.experiment.project,
+                               "group": f"{board.name}/{spec.model}", "mode": os.environ.get("WANDB_MODE", "offline")}
+            logger.experiment.summary.update({f"test/{k}": v for k, v in record["metrics"]["test"].items()})
+        record["is_global_zero"] = trainer.is_global_zero
+    except Exception as err:  # a failed run is a record, never the end of the board
+        record.update(status="failed", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc())
+        record["is_global_zero"] = int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", 0))) == 0
+    finally:
+        _finish_wandb()
+    record.update(wall_seconds=round(time.perf_counter() - started, 3),
+                  peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                  versions=_versions(), hardware=_hardware(), git_sha=git_sha())
+    return record
+
+
+def _finish_wandb() -> None:
+    if "wandb" in sys.modules:
+        import wandb
+
+        if wandb.run is not None:
+            wandb.finish()
+
+
+def _strip(metrics: dict, prefix: str) -> dict:
+    return {k[len(prefix):]: float(v) for k, v in metrics.items() if k.startswith(prefix)}
+
+
+def _best_epoch(path: str | None) -> int | None:
+    if not path:
+        return None
+    return int(torch.load(path, map_location="cpu", weights_only=False)["epoch"])
+
+
+# ----- orchestration: one fresh subprocess per run ------------------------------------------------------------
+def run_in_subprocess(spec: RunSpec, quiet: bool = False) -> dict:
+    """Run `spec` in `python -m benchmarks.worker`; a worker that dies yields a failed record."""
+    with tempfile.TemporaryDirectory(prefix="paperboard-run-") as tmp:
+        spec_path, result_path = Path(tmp) / "spec.json", Path(tmp) / "record.json"
+        spec_path.write_text(json.dumps(asdict(spec)))
+        out = subprocess.DEVNULL if quiet else None
+        proc = subprocess.run([sys.executable, "-m", "benchmarks.worker", str(spec_path), str(result_path)],
+                              stdout=out, stderr=out, cwd=os.getcwd())
+        if result_path.exists():
+            return json.loads(result_path.read_text())
+        return {"run_id": spec.run_id, "board": spec.board, "model": spec.model, "seed": spec.seed,
+                "status": "failed", "config_hash": "unresolved", "tuned": spec.tuning is not None,
+                "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "error": f"worker process exited with code {proc.returncode} before writing a record"
+                         f"{' (killed)' if proc.returncode < 0 else ''}"}
+
+
+def run_board(board: Board, specs: list[RunSpec], store, quiet: bool = False, log=print) -> list[dict]:
+    """Run every spec of a board in order, storing each record as soon as it exists."""
+    records = []
+    for i, spec in enumerate(specs, 1):
+        log(f"[{i}/{len(specs)}] {board.name}: {spec.model} seed={spec.seed}"
+            f"{' (tuned)' if spec.tuning else ''} ...")
+        record = run_in_subprocess(spec, quiet=quiet)
+        store.add(record)
+        records.append(record)
+        if record["status"] == "ok":
+            test = record["metrics"]["test"]
+            log(f"[{i}/{len(specs)}] done in {record.get('wall_seconds', 0):.1f}s: test "
+                f"{board.primary_metric}={test.get(board.primary_metric, float('nan')):.4f} "
+                f"(best epoch {record.get('best_epoch')})")
+        else:
+            log(f"[{i}/{len(specs)}] FAILED: {record.get('error')}")
+    return records

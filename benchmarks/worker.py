@@ -1,0 +1,23 @@
+"""`python -m benchmarks.worker SPEC.json RECORD.json`: execute one run in this fresh process.
+
+Under a DDP strategy Lightning re-launches this same command once per extra rank; only global rank 0 writes
+the record (atomically), so a reader never sees half a file.
+"""
+import json
+import sys
+from pathlib import Path
+
+from benchmarks.runner import RunSpec, execute
+from datamodules.base import atomic_write_bytes
+
+
+def main(argv: list[str]) -> int:
+    spec = RunSpec(**json.loads(Path(argv[0]).read_text()))
+    record = execute(spec)
+    if record.pop("is_global_zero", True):
+        atomic_write_bytes(Path(argv[1]), json.dumps(record, default=str).encode())
+    return 0 if record["status"] == "ok" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,72 @@
+"""MovieLens-100K and MovieLens-1M as time-ordered per-user sequences (every rating is an interaction,
+as in SASRec and the HSTU repository; no rating threshold)."""
+from __future__ import annotations
+
+import numpy as np
+
+from datamodules.base import RemoteFile, require_file
+from datamodules.registry import register_dataset
+from datamodules.seqrec.base import SeqRecDataModule
+from datamodules.tables import read_table
+
+ML100K = RemoteFile(
+    names=("ml-100k.inter.gz", "ml-100k.inter", "u.data"),
+    url="https://files.grouplens.org/datasets/movielens/ml-100k.zip",
+    checksums={
+        "ml-100k.inter.gz": "sha256:06eca95a6d4ac85eca358bc55ee4c8a9564374c65c8a458eb37208933eb5ff09",
+        "ml-100k.zip": "md5:0e33842e24a9c977be4e0107933c0723",  # the digest GroupLens publishes
+    },
+    download_as="ml-100k.zip",
+    extract="ml-100k/u.data",
+)
+
+ML1M = RemoteFile(
+    names=("ml-1m_seq.csv.gz", "ml-1m_seq.csv", "ratings.dat"),
+    url="https://files.grouplens.org/datasets/movielens/ml-1m.zip",
+    checksums={"ml-1m_seq.csv.gz": "sha256:a5dd1ce65338bbcc68c7b98e56f252a3e9731aefee4a2063dd3daba1612d1022",
+               "ml-1m.zip": "md5:c4d9eecfca2ab87c1945afe126590906"},
+    download_as="ml-1m.zip",
+    extract="ml-1m/ratings.dat",
+)
+
+
+@register_dataset("ml-100k", family="seqrec")
+class MovieLens100K(SeqRecDataModule):
+    """Reads RecBole's atomic `ml-100k.inter` (gzipped or not) or GroupLens' `u.data`; both carry timestamps."""
+
+    folder = "movielens-100k"
+
+    def load_interactions(self) -> dict[str, np.ndarray]:
+        path = require_file(self.dataset_dir, ML100K)
+        if path.name == "u.data":
+            frame = read_table(path, ["user_id", "item_id", "timestamp"], sep="\t",
+                               names=["user_id", "item_id", "rating", "timestamp"])
+        else:
+            frame = read_table(path, ["user_id", "item_id", "timestamp"], atomic=True, sep="\t")
+        return {"user": frame["user_id"].to_numpy(), "item": frame["item_id"].to_numpy(),
+                "time": frame["timestamp"].to_numpy().astype(np.int64)}
+
+
+@register_dataset("ml-1m", family="seqrec")
+class MovieLens1M(SeqRecDataModule):
+    """Reads `ml-1m_seq.csv(.gz)` (user_id, seq_idx, movie_id: all 1,000,209 interactions in time order, no
+    timestamps; see shared/data/movielens-1m/SOURCE.md) or GroupLens' `ratings.dat` (with timestamps).
+    With the sequence file the time channels of time-aware models have nothing to read: `has_time` is False."""
+
+    folder = "movielens-1m"
+
+    def load_interactions(self) -> dict[str, np.ndarray]:
+        path = require_file(self.dataset_dir, ML1M)
+        if path.name == "ratings.dat":
+            frame = read_table(path, ["user_id", "movie_id", "timestamp"], sep="::", engine="python",
+                               names=["user_id", "movie_id", "rating", "timestamp"])
+            self.has_time = True
+            return {"user": frame["user_id"].to_numpy(), "item": frame["movie_id"].to_numpy(),
+                    "time": frame["timestamp"].to_numpy().astype(np.int64)}
+        frame = read_table(path, ["user_id", "seq_idx", "movie_id"]).sort_values(["user_id", "seq_idx"], kind="stable")
+        self.has_time = False
+        return {"user": frame["user_id"].to_numpy(), "item": frame["movie_id"].to_numpy()}
+
+    def setup(self, stage=None):
+        super().setup(stage)
+        self.has_time = "times" in self._sequences()

@@ -1,0 +1,69 @@
+"""Explicit name -> class registries, filled by decorators.
+
+One small class serves the model registry here and the dataset registry in `datamodules`, so a typo in a
+name fails loudly with the list of valid names, and tests can loop over every entry.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Callable, Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class UnknownNameError(KeyError):
+    """A registry lookup with a name that is not registered. str() is the full message."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return self.args[0]
+
+
+@dataclass(frozen=True)
+class Entry(Generic[T]):
+    name: str
+    family: str
+    cls: T
+
+
+class Registry(Generic[T]):
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._entries: dict[str, Entry[T]] = {}
+
+    def register(self, name: str, family: str) -> Callable[[T], T]:
+        def decorator(cls: T) -> T:
+            if name in self._entries and self._entries[name].cls is not cls:
+                raise ValueError(f"{self.kind} {name!r} is registered twice")
+            self._entries[name] = Entry(name, family, cls)
+            cls.registry_name = name  # type: ignore[attr-defined]
+            cls.family = family  # type: ignore[attr-defined]
+            return cls
+
+        return decorator
+
+    def get(self, name: str) -> Entry[T]:
+        if name not in self._entries:
+            close = difflib.get_close_matches(name, self._entries, n=3)
+            hint = f" Did you mean {', '.join(close)}?" if close else ""
+            raise UnknownNameError(
+                f"unknown {self.kind} {name!r}.{hint} Known {self.kind}s: {', '.join(sorted(self._entries))}"
+                f" (see `paperboard list {self.kind}s`)."
+            )
+        return self._entries[name]
+
+    def names(self, family: str | None = None) -> list[str]:
+        return sorted(n for n, e in self._entries.items() if family is None or e.family == family)
+
+    def entries(self) -> list[Entry[T]]:
+        return [self._entries[n] for n in self.names()]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+MODELS: Registry = Registry("model")
+register_model = MODELS.register

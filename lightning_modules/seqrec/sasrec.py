@@ -1,0 +1,100 @@
+"""SASRec: Self-Attentive Sequential Recommendation (Kang & McAuley, ICDM 2018, arXiv 1808.09781).
+
+Implements Sec. III: embedding with learned positions (Eq. 1-2), stacked causal self-attention blocks
+(Eq. 3-4) with a point-wise two-layer ReLU FFN (Eq. 5), each sub-layer wrapped as
+`x + Dropout(sublayer(LayerNorm(x)))` (Sec. III-D), a final LayerNorm, and item scores by the inner product
+with the shared item embedding (Eq. 6, "SASRec with shared item embedding"). The default loss is the paper's
+binary cross-entropy with one negative (Eq. 7); the base offers full and sampled softmax as well.
+
+Difference from the official code: the official TensorFlow/PyTorch code normalises only the queries
+(`Q = LayerNorm(x)`, keys and values from the un-normalised x); the paper normalises the sub-layer input as a
+whole. `query_only_layernorm=True` switches to the code's form.
+"""
+from __future__ import annotations
+
+import optuna
+import torch
+from torch import nn
+
+from lightning_modules.registry import register_model
+from lightning_modules.seqrec.base import SeqRecModule
+from lightning_modules.seqrec.batch import PAD
+from lightning_modules.seqrec.layers import ItemPositionInput, MultiHeadSelfAttention, causal_padding_mask
+
+
+class PointWiseFeedForward(nn.Module):
+    """Eq. 5: ReLU(x W1 + b1) W2 + b2, both layers of width d, dropout after each."""
+
+    def __init__(self, dim: int, dropout: float):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(dim, dim))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class SelfAttentionBlock(nn.Module):
+    def __init__(self, dim: int, num_heads: int, dropout: float, query_only_layernorm: bool):
+        super().__init__()
+        self.attention_norm = nn.LayerNorm(dim, eps=1e-8)
+        self.attention = MultiHeadSelfAttention(dim, num_heads, dropout)
+        self.ffn_norm = nn.LayerNorm(dim, eps=1e-8)
+        self.ffn = PointWiseFeedForward(dim, dropout)
+        self.dropout = nn.Dropout(dropout)
+        self.query_only_layernorm = query_only_layernorm
+
+    def forward(self, x, mask):
+        h = self.attention_norm(x)
+        keys = x if self.query_only_layernorm else h
+        x = x + self.dropout(self.attention(h, keys, mask))
+        return x + self.dropout(self.ffn(self.ffn_norm(x)))
+
+
+@register_model("sasrec", family="seqrec")
+class SASRec(SeqRecModule):
+    def __init__(
+        self,
+        num_items: int,
+        max_len: int = 50,
+        embed_dim: int = 50,
+        num_blocks: int = 2,
+        num_heads: int = 1,
+        dropout: float = 0.2,
+        query_only_layernorm: bool = False,
+        loss: str = "bce",
+        num_negatives: int = 1,
+        temperature: float = 1.0,
+        l2_norm: bool = False,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        betas: tuple[float, float] = (0.9, 0.98),
+        filter_seen: bool = True,
+        eval_ks: tuple[int, ...] = (10, 20),
+    ):
+        super().__init__(num_items, max_len, embed_dim, loss, num_negatives, temperature, l2_norm, lr,
+                         weight_decay, betas, filter_seen, eval_ks)
+        self.save_hyperparameters()
+        self.input = ItemPositionInput(self.item_embedding, max_len, dropout)
+        self.blocks = nn.ModuleList(
+            SelfAttentionBlock(embed_dim, num_heads, dropout, query_only_layernorm) for _ in range(num_blocks)
+        )
+        self.final_norm = nn.LayerNorm(embed_dim, eps=1e-8)
+
+    def forward(self, input_ids, timestamps=None, next_timestamps=None) -> torch.Tensor:
+        mask = causal_padding_mask(input_ids)
+        keep = (input_ids != PAD).unsqueeze(-1)
+        x = self.input(input_ids)
+        for block in self.blocks:
+            x = block(x, mask) * keep
+        return self.final_norm(x)
+
+    @staticmethod
+    def search_space(trial: optuna.Trial) -> dict:
+        return {
+            "lr": trial.suggest_float("lr", 3e-4, 3e-3, log=True),
+            "dropout": trial.suggest_float("dropout", 0.1, 0.5),
+            "num_blocks": trial.suggest_categorical("num_blocks", [1, 2, 3]),
+            "num_heads": trial.suggest_categorical("num_heads", [1, 2]),
+            "embed_dim": trial.suggest_categorical("embed_dim", [32, 50, 64, 128]),
+            "weight_decay": trial.suggest_float("weight_decay", 1e-8, 1e-2, log=True),
+        }
