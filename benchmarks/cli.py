@@ -93,7 +93,7 @@ def build_specs(board, args, overrides) -> list:
         if args.max_epochs:
             trainer_args["max_epochs"] = args.max_epochs
         for seed in seeds:
-            spec = RunSpec(board=board.name, model=model, seed=seed, data_dir=args.data_dir, model_args=model_args,
+            spec = RunSpec(board=args.board, model=model, seed=seed, data_dir=args.data_dir, model_args=model_args,
                            data_args=overrides["data"], trainer_args=trainer_args, tuning=tuning)
             resolve(board, spec)  # fail fast on an unknown model or config key, before any training
             specs.append(spec)

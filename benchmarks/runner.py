@@ -35,7 +35,7 @@ DEFAULT_MAX_EPOCHS = 200
 
 @dataclass
 class RunSpec:
-    board: str
+    board: str  # a board name, or the path of a board YAML file
     model: str
     seed: int
     data_dir: str | None = None
@@ -114,6 +114,10 @@ def resolve(board: Board, spec: RunSpec):
     check_kwargs(data_entry.cls, data_kwargs, "data", board.dataset)
     model_kwargs = {**board.models[spec.model], **spec.model_args}
     check_kwargs(model_entry.cls, model_kwargs, "model", spec.model)
+    unknown = set({**board.trainer, **spec.trainer_args}) - set(inspect.signature(pl.Trainer.__init__).parameters)
+    if unknown:
+        raise ConfigError(f"unknown config key(s) {', '.join('trainer.' + k for k in sorted(unknown))}; "
+                          f"these pass to lightning.pytorch.Trainer, which does not take them")
     return data_entry.cls, data_kwargs, model_entry.cls, model_kwargs
 
 
@@ -186,10 +190,6 @@ def execute(spec: RunSpec, callbacks: list | None = None) -> dict:
         if board.early_stopping_patience:
             run_callbacks.append(EarlyStopping(monitor=monitor, mode=board.mode, patience=board.early_stopping_patience))
         logger = _wandb_logger(board, spec, config, paperboard_home() / "wandb")
-        unknown = set(trainer_kwargs) - set(inspect.signature(pl.Trainer.__init__).parameters)
-        if unknown:
-            raise ConfigError(f"unknown config key(s) {', '.join('trainer.' + k for k in sorted(unknown))}; "
-                              f"these pass to lightning.pytorch.Trainer, which does not take them")
         trainer = pl.Trainer(callbacks=run_callbacks, logger=logger if logger is not None else False,
                              default_root_dir=str(checkpoint_dir), num_sanity_val_steps=0,
                              enable_model_summary=False, **trainer_kwargs)
@@ -276,6 +276,7 @@ def run_board(board: Board, specs: list[RunSpec], store, quiet: bool = False, lo
         log(f"[{i}/{len(specs)}] {board.name}: {spec.model} seed={spec.seed}"
             f"{' (tuned)' if spec.tuning else ''} ...")
         record = run_in_subprocess(spec, quiet=quiet)
+        record["board"] = board.name  # spec.board may be a file path
         store.add(record)
         records.append(record)
         if record["status"] == "ok":

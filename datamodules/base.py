@@ -171,8 +171,8 @@ class UnpaddedDistributedSampler(DistributedSampler):
     in evaluation metrics (RecBole PR #1872). Being a DistributedSampler, Lightning leaves this one in place.
     """
 
-    def __init__(self, dataset: Dataset):
-        super().__init__(dataset, shuffle=False, drop_last=False)
+    def __init__(self, dataset: Dataset, num_replicas: int | None = None, rank: int | None = None):
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False, drop_last=False)
         self.num_samples = len(range(self.rank, len(dataset), self.num_replicas))
         self.total_size = len(dataset)
 

@@ -3,6 +3,8 @@
 Same-day items keep the file's sequence order."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from datamodules.base import RemoteFile, require_file
@@ -20,8 +22,10 @@ class AmazonTimestamped(SeqRecDataModule):
     folder = "amazon-beauty-ts"
     source: RemoteFile
 
-    def load_interactions(self) -> dict[str, np.ndarray]:
-        path = require_file(self.dataset_dir, self.source)
+    def source_file(self) -> Path:
+        return require_file(self.dataset_dir, self.source)
+
+    def load_interactions(self, path: Path) -> dict[str, np.ndarray]:
         frame = read_table(path, ["user_id", "seq_idx", "item_id", "timestamp"]).sort_values(
             ["user_id", "seq_idx"], kind="stable")
         return {"user": frame["user_id"].to_numpy(), "item": frame["item_id"].to_numpy(),

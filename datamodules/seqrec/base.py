@@ -8,6 +8,9 @@ test target = last), left-padded windows of `max_len` built with one numpy gathe
 """
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -27,7 +30,6 @@ def left_padded_windows(values: np.ndarray, starts: np.ndarray, ends: np.ndarray
 
 
 class SeqRecDataModule(PaperboardDataModule):
-    has_time: bool = True  # False for sources without timestamps; models with time channels must be told
 
     def __init__(self, data_dir: str | None = None, max_len: int = 50, batch_size: int = 128,
                  eval_batch_size: int = 256, min_seq_len: int = 3, train_windows: str = "last",
@@ -42,27 +44,33 @@ class SeqRecDataModule(PaperboardDataModule):
         self.train_windows = train_windows
         self.num_items: int | None = None
         self.num_users: int | None = None
+        self.has_time: bool | None = None
 
     # ----- what a subclass provides ----------------------------------------------------------------------
-    def load_interactions(self) -> dict[str, np.ndarray]:
+    def source_file(self) -> Path:
+        """The source file (found, checked or downloaded with `require_file`)."""
+        raise NotImplementedError
+
+    def load_interactions(self, path: Path) -> dict[str, np.ndarray]:
         """Flat arrays `user`, `item` (raw ids, any integer), optional `time` (int seconds); rows in the order the
         interactions happened within each user (ties in time keep this order)."""
         raise NotImplementedError
-
-    def cache_key(self) -> str:
-        """Identifies the source and its preprocessing options; part of the cache file name."""
-        return f"{self.registry_name}-min{self.min_seq_len}"
 
     # ----- shared pipeline -----------------------------------------------------------------------------
     def prepare_data(self) -> None:
         self._sequences()
 
     def _sequences(self) -> dict[str, np.ndarray]:
-        path = self.cache_dir / f"{self.cache_key()}.npz"
+        source = self.source_file()
+        stat = source.stat()
+        # The key names the exact source file (path, size, mtime) and the options, so a replaced file or another
+        # data dir never reads a stale cache.
+        identity = hashlib.sha1(f"{source.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+        path = self.cache_dir / f"{self.registry_name}-{source.name}-{identity}-min{self.min_seq_len}.npz"
         cached = load_cache(path)
         if cached is not None:
             return cached
-        arrays = self.sequences_from_interactions(self.load_interactions())
+        arrays = self.sequences_from_interactions(self.load_interactions(source))
         save_cache(path, arrays)
         return arrays
 
@@ -97,6 +105,7 @@ class SeqRecDataModule(PaperboardDataModule):
         seq = self._sequences()
         items, offsets = seq["items"], seq["offsets"]
         times = seq.get("times")
+        self.has_time = times is not None  # sources without timestamps: time channels must be off
         self.num_items = int(len(seq["raw_item_ids"]))
         self.num_users = len(offsets) - 1
         starts, ends = offsets[:-1], offsets[1:]

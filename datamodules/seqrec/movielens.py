@@ -2,6 +2,8 @@
 as in SASRec and the HSTU repository; no rating threshold)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from datamodules.base import RemoteFile, require_file
@@ -36,8 +38,10 @@ class MovieLens100K(SeqRecDataModule):
 
     folder = "movielens-100k"
 
-    def load_interactions(self) -> dict[str, np.ndarray]:
-        path = require_file(self.dataset_dir, ML100K)
+    def source_file(self) -> Path:
+        return require_file(self.dataset_dir, ML100K)
+
+    def load_interactions(self, path: Path) -> dict[str, np.ndarray]:
         if path.name == "u.data":
             frame = read_table(path, ["user_id", "item_id", "timestamp"], sep="\t",
                                names=["user_id", "item_id", "rating", "timestamp"])
@@ -51,22 +55,18 @@ class MovieLens100K(SeqRecDataModule):
 class MovieLens1M(SeqRecDataModule):
     """Reads `ml-1m_seq.csv(.gz)` (user_id, seq_idx, movie_id: all 1,000,209 interactions in time order, no
     timestamps; see shared/data/movielens-1m/SOURCE.md) or GroupLens' `ratings.dat` (with timestamps).
-    With the sequence file the time channels of time-aware models have nothing to read: `has_time` is False."""
+    With the sequence file, time-aware models have no time to read (`has_time` is False after setup)."""
 
     folder = "movielens-1m"
 
-    def load_interactions(self) -> dict[str, np.ndarray]:
-        path = require_file(self.dataset_dir, ML1M)
+    def source_file(self) -> Path:
+        return require_file(self.dataset_dir, ML1M)
+
+    def load_interactions(self, path: Path) -> dict[str, np.ndarray]:
         if path.name == "ratings.dat":
             frame = read_table(path, ["user_id", "movie_id", "timestamp"], sep="::", engine="python",
                                names=["user_id", "movie_id", "rating", "timestamp"])
-            self.has_time = True
             return {"user": frame["user_id"].to_numpy(), "item": frame["movie_id"].to_numpy(),
                     "time": frame["timestamp"].to_numpy().astype(np.int64)}
         frame = read_table(path, ["user_id", "seq_idx", "movie_id"]).sort_values(["user_id", "seq_idx"], kind="stable")
-        self.has_time = False
         return {"user": frame["user_id"].to_numpy(), "item": frame["movie_id"].to_numpy()}
-
-    def setup(self, stage=None):
-        super().setup(stage)
-        self.has_time = "times" in self._sequences()

@@ -25,18 +25,15 @@ class SyntheticSeqRec(SeqRecDataModule):
         self.generator_args = dict(num_users=num_users, num_items=num_items, min_length=min_length,
                                    max_length=max_length, p_follow=p_follow, zipf_a=zipf_a, seed=seed)
 
-    def cache_key(self) -> str:
-        return "synthetic-" + "-".join(f"{k}{v}" for k, v in sorted(self.generator_args.items()))
-
     def prepare_data(self) -> None:
         pass  # generated in memory: nothing to download or cache on disk
 
     def _sequences(self):
         if not hasattr(self, "_generated"):
-            self._generated = self.sequences_from_interactions(self.load_interactions())
+            self._generated = self.sequences_from_interactions(self.generate())
         return self._generated
 
-    def load_interactions(self) -> dict[str, np.ndarray]:
+    def generate(self) -> dict[str, np.ndarray]:
         a = self.generator_args
         rng = np.random.default_rng(a["seed"])
         n_items, n_users = a["num_items"], a["num_users"]

@@ -76,3 +76,132 @@ def left_to_right_padding(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tenso
     if x.dim() > 2:
         index = index.view(*index.shape, *([1] * (x.dim() - 2))).expand_as(x)
     return x.gather(1, index)
+
+
+# ----- layers of the HSTU / FuXi-alpha / Llama / GPT / BERT4Rec family members ------------------------------------
+def positions_from_first_item(input_ids: torch.Tensor) -> torch.Tensor:
+    """[B, L] 0 at each row's oldest item, counting up; 0 on padding. With left padding this gives the positions the
+    right-padded official codes (HSTU, GPT-2, BERT4Rec) see: the first item of a sequence is position 0."""
+    valid = (input_ids != PAD).long()
+    return (valid.cumsum(1) - 1).clamp(min=0)
+
+
+class FirstItemPositionInput(nn.Module):
+    """x = E[item] * scale + P[position from the first item], dropout, padding zeroed.
+
+    HSTU's `LearnablePositionalEmbeddingInputFeaturesPreprocessor` (scale sqrt(d), P ~ truncated normal with std
+    sqrt(1/d)) and GPT-2's wte + wpe (scale 1) on left-padded batches."""
+
+    def __init__(self, item_embedding: nn.Embedding, num_positions: int, dropout: float, scale_by_sqrt_dim: bool = True):
+        super().__init__()
+        self.item_embedding = item_embedding
+        dim = item_embedding.embedding_dim
+        self.position_embedding = nn.Embedding(num_positions, dim)
+        nn.init.trunc_normal_(self.position_embedding.weight, std=math.sqrt(1.0 / dim))
+        self.dropout = nn.Dropout(dropout)
+        self.scale = math.sqrt(dim) if scale_by_sqrt_dim else 1.0
+
+    def forward(self, input_ids: torch.Tensor, item_vectors: torch.Tensor | None = None) -> torch.Tensor:
+        if input_ids.shape[1] > self.position_embedding.num_embeddings:
+            raise ValueError(f"sequence length {input_ids.shape[1]} exceeds the {self.position_embedding.num_embeddings} "
+                             f"learned positions (max_len)")
+        items = self.item_embedding(input_ids) if item_vectors is None else item_vectors
+        x = items * self.scale + self.position_embedding(positions_from_first_item(input_ids))
+        return self.dropout(x) * (input_ids != PAD).unsqueeze(-1)
+
+
+def rms_norm(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """RMSNorm without a learned weight over the last dim (FuXi-alpha's `F.rms_norm`)."""
+    return F.rms_norm(x, (x.shape[-1],), eps=eps)
+
+
+def layer_norm(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """LayerNorm without affine parameters over the last dim (HSTU's `F.layer_norm`)."""
+    return F.layer_norm(x, (x.shape[-1],), eps=eps)
+
+
+def causal_valid_mask(input_ids: torch.Tensor) -> torch.Tensor:
+    """[B, 1, L, L] float 0/1 for pointwise (non-softmax) attention: 1 where key j <= query i and both are items."""
+    valid = (input_ids != PAD)
+    length = input_ids.shape[1]
+    causal = torch.ones(length, length, dtype=torch.bool, device=input_ids.device).tril()
+    return (causal & valid.unsqueeze(1) & valid.unsqueeze(2)).unsqueeze(1).to(torch.get_default_dtype())
+
+
+def log_time_buckets(delta: torch.Tensor, num_buckets: int = 128, divisor: float = 0.301) -> torch.Tensor:
+    """HSTU's time bucketisation: clamp(floor(ln(max(|dt|, 1)) / 0.301), 0, num_buckets), as a long tensor.
+
+    The official code divides a natural log by 0.301 (= log10 2), so buckets widen by e^0.301 ~ 1.35 each."""
+    return (torch.log(delta.abs().clamp(min=1).double()) / divisor).long().clamp(0, num_buckets)
+
+
+class RelativeBucketedTimeAndPositionBias(nn.Module):
+    """HSTU's `RelativeBucketedTimeAndPositionBasedBias`: one learned scalar per relative position offset (2N-1 of
+    them, a Toeplitz N x N matrix) plus one per log-bucket of t_{i+1} - t_j (129 of them); shared by all heads.
+
+    `forward` returns the two parts separately ([1, L, L] and [B, L, L], or None when switched off), so HSTU can add
+    them and FuXi-alpha can use each as its own attention channel.
+    """
+
+    def __init__(self, num_positions: int, num_buckets: int = 128, position: bool = True, time: bool = True):
+        super().__init__()
+        self.num_positions = num_positions
+        self.num_buckets = num_buckets
+        self.position_weight = nn.Parameter(torch.empty(2 * num_positions - 1).normal_(0, 0.02)) if position else None
+        self.time_weight = nn.Parameter(torch.empty(num_buckets + 1).normal_(0, 0.02)) if time else None
+
+    def position_bias(self, length: int, device=None) -> torch.Tensor | None:
+        """[1, L, L]: bias[i, j] = w_pos[N - 1 + j - i] (the official pad/repeat trick computes the same)."""
+        if self.position_weight is None:
+            return None
+        if length > self.num_positions:
+            raise ValueError(f"sequence length {length} exceeds the relative-bias table size {self.num_positions}")
+        idx = torch.arange(length, device=device)
+        return self.position_weight[self.num_positions - 1 + idx.unsqueeze(0) - idx.unsqueeze(1)].unsqueeze(0)
+
+    def time_bias(self, timestamps: torch.Tensor | None, next_timestamps: torch.Tensor | None) -> torch.Tensor | None:
+        """[B, L, L]: bias[b, i, j] = w_ts[bucket(t_{i+1} - t_j)], the query time of position i against item j."""
+        if self.time_weight is None:
+            return None
+        if timestamps is None or next_timestamps is None:
+            raise ValueError("the time bias is on but the batch has no timestamps (this dataset has no time); "
+                             "switch the time channel off (time_bias: false / temporal_channel: false)")
+        buckets = log_time_buckets(next_timestamps.unsqueeze(2) - timestamps.unsqueeze(1), self.num_buckets)
+        return self.time_weight[buckets]
+
+    def forward(self, length: int, timestamps=None, next_timestamps=None, device=None):
+        return self.position_bias(length, device), self.time_bias(timestamps, next_timestamps)
+
+
+class RotaryEmbedding(nn.Module):
+    """RoPE (Su et al. 2021) as in Llama: rotate pairs (x_{2k}, x_{2k+1}) of each head by position * base^{-2k/d}.
+
+    Applied to [B, H, L, d_head] queries and keys; attention scores then depend only on the offset j - i, so left
+    padding needs no position shift. With an odd head size the last channel is left unrotated."""
+
+    def __init__(self, head_dim: int, base: float = 10000.0):
+        super().__init__()
+        self.rotated = head_dim - head_dim % 2
+        inv_freq = base ** (-torch.arange(0, self.rotated, 2, dtype=torch.float32) / max(self.rotated, 1))
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        angles = torch.arange(x.shape[2], device=x.device, dtype=x.dtype).unsqueeze(-1) * self.inv_freq.to(x.dtype)
+        cos, sin = angles.cos(), angles.sin()  # [L, d/2], broadcast over batch and heads
+        head, rest = x[..., : self.rotated], x[..., self.rotated:]
+        even, odd = head[..., 0::2], head[..., 1::2]
+        rotated = torch.stack([even * cos - odd * sin, even * sin + odd * cos], dim=-1).flatten(-2)
+        return torch.cat([rotated, rest], dim=-1)
+
+
+class SwiGLU(nn.Module):
+    """W2( SiLU(W1 x) * W3 x ), no biases (Shazeer 2020; Llama's FFN and FuXi-alpha's MFFN stage 2)."""
+
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.w1 = nn.Linear(dim, hidden, bias=False)
+        self.w3 = nn.Linear(dim, hidden, bias=False)
+        self.w2 = nn.Linear(hidden, dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.w2(F.silu(self.w1(x)) * self.w3(x))

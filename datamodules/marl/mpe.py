@@ -1,0 +1,230 @@
+"""Vectorised multi-agent particle worlds (PyPI `mpe2`): several copies of an mpe2 parallel env stepped as one.
+
+`MPEVectorEnv` keeps `num_envs` copies of `mpe2.<scenario>.parallel_env` and exchanges batched numpy arrays:
+observations [E, N, obs_dim], rewards [E, N], terminated/truncated [E, N]. The package itself is per-agent Python
+(that is its simulator); the wrapper adds no per-agent work beyond stacking each env's dict once per step.
+
+Observations are rewritten into one *canonical layout* shared by every agent and every team size, so that one
+parameter-shared network can drive collectors and deposits, and a team trained with N agents can play with N+1:
+  collect_treasure: [own pos, vel, holding one-hot (zeros for deposits) | agent type one-hot (collector, deposit)
+                     | the `max_others` nearest other agents (rel. pos, vel, deposit-type, holding-type) zero-padded
+                     | the `max_landmarks` treasures (rel. pos, type one-hot), alive first by distance]
+  simple_spread:    [own vel, pos | `max_landmarks` nearest landmarks (rel. pos) | `max_others` nearest agents]
+                    (the package's own `num_*_neighbors` options give the nearest-first, zero-padded slots; the
+                    communication slots are dropped: every simple_spread agent is silent, they are always 0).
+The package sorts other agents and treasures nearest first, so truncating to the training team's slot count keeps
+the nearest ones when a larger team plays. With the training team's sizes the canonical observation holds every
+raw value unchanged (tests/marl/test_env.py checks this against the package for fixed actions).
+
+Team reward = mean over agents of the package's per-agent rewards (every algorithm trains on it; the boards report
+its undiscounted sum over an episode).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+SCENARIOS = ("collect_treasure", "simple_spread")
+
+
+@dataclass(frozen=True)
+class ScenarioConfig:
+    """Which mpe2 scenario, its arguments, and the observation slots of the canonical layout."""
+
+    scenario: str
+    args: dict = field(default_factory=dict)
+    max_others: int | None = None  # None: the training team's count (num_agents - 1)
+    max_landmarks: int | None = None
+
+    def make(self, seed_args: dict | None = None):
+        args = {**self.args, **(seed_args or {})}
+        if self.scenario == "collect_treasure":
+            from mpe2 import collect_treasure_v1
+
+            return collect_treasure_v1.parallel_env(**args)
+        if self.scenario == "simple_spread":
+            from mpe2 import simple_spread_v3
+
+            n = args.get("N", 3)
+            args.setdefault("num_agent_neighbors", self.others(n))
+            args.setdefault("num_landmark_neighbors", self.landmarks(n))
+            return simple_spread_v3.parallel_env(**args)
+        raise ValueError(f"unknown mpe2 scenario {self.scenario!r}; choose one of {', '.join(SCENARIOS)}")
+
+    def num_agents(self) -> int:
+        if self.scenario == "collect_treasure":
+            return self.args.get("num_collectors", 6) + self.args.get("num_deposits", 2)
+        return self.args.get("N", 3)
+
+    def others(self, n: int | None = None) -> int:
+        return self.max_others if self.max_others is not None else self.num_agents() - 1
+
+    def landmarks(self, n: int | None = None) -> int:
+        if self.max_landmarks is not None:
+            return self.max_landmarks
+        if self.scenario == "collect_treasure":
+            return self.args.get("num_treasures", 6)
+        return self.num_agents()
+
+    def resized(self, delta: int) -> "ScenarioConfig":
+        """The same scenario with `delta` more agents (collectors for collect_treasure), same observation slots."""
+        key = "num_collectors" if self.scenario == "collect_treasure" else "N"
+        default = 6 if self.scenario == "collect_treasure" else 3
+        args = {**self.args, key: self.args.get(key, default) + delta}
+        return ScenarioConfig(self.scenario, args, self.others(), self.landmarks())
+
+
+class MPEVectorEnv:
+    """`num_envs` copies of one mpe2 parallel env, reset and stepped together (all episodes last max_cycles)."""
+
+    n_actions = 5  # [no_action, left, right, down, up]
+
+    def __init__(self, config: ScenarioConfig, num_envs: int, train_config: ScenarioConfig | None = None):
+        if config.args.get("continuous_actions"):
+            raise ValueError("the marl family uses discrete actions; drop continuous_actions")
+        self.config = config
+        self.layout_config = train_config or config  # slot counts come from the training team
+        self.num_envs = num_envs
+        self.envs = [config.make() for _ in range(num_envs)]
+        self.agents = list(self.envs[0].possible_agents)
+        self.num_agents = len(self.agents)
+        self.max_cycles = int(config.args.get("max_cycles", 25))
+        self._prepare_layout()
+
+    # ----- canonical observation layout -------------------------------------------------------------------
+    def _prepare_layout(self) -> None:
+        cfg, lay = self.config, self.layout_config
+        self.max_others, self.max_landmarks = lay.others(), lay.landmarks()
+        if cfg.scenario == "collect_treasure":
+            k = cfg.args.get("num_deposits", 2)
+            self.num_types = k
+            self.collector = np.array([a.startswith("collector") for a in self.agents])
+            self.self_dim, self.other_dim, self.landmark_dim = 4 + k, 4 + 2 * k, 2 + k
+            self.type_dim = 2
+            self.num_landmarks_raw = cfg.args.get("num_treasures", 6)
+        else:
+            self.collector = np.zeros(self.num_agents, dtype=bool)
+            self.self_dim, self.other_dim, self.landmark_dim, self.type_dim = 4, 2, 2, 0
+            self.num_landmarks_raw = self.max_landmarks  # the package pads to num_landmark_neighbors
+        self.obs_dim = (self.self_dim + self.type_dim + self.max_others * self.other_dim
+                        + self.max_landmarks * self.landmark_dim)
+
+    def canonical(self, raw: list[np.ndarray]) -> np.ndarray:
+        """[E, N, obs_dim] canonical observations from each env's list of per-agent raw observations."""
+        E, N = self.num_envs, self.num_agents
+        out = np.zeros((E, N, self.obs_dim), dtype=np.float32)
+        o_end = self.self_dim + self.type_dim
+        if self.config.scenario == "simple_spread":
+            obs = np.stack(raw)  # [E, N, 4 + 2L + 2K + 2K]
+            L, K = self.max_landmarks, self.max_others
+            out[..., :4] = obs[..., :4]
+            out[..., o_end + K * 2: o_end + K * 2 + L * 2] = obs[..., 4:4 + 2 * L]  # landmarks after others
+            out[..., o_end: o_end + K * 2] = obs[..., 4 + 2 * L: 4 + 2 * L + 2 * K]
+            return out
+        n_other_raw, T = N - 1, self.num_landmarks_raw
+        K = min(self.max_others, n_other_raw)
+        L = min(self.max_landmarks, T)
+        for group, mask in ((True, self.collector), (False, ~self.collector)):
+            idx = np.flatnonzero(mask)
+            if idx.size == 0:
+                continue
+            obs = np.stack([np.stack([r[i] for i in idx]) for r in raw])  # [E, n_group, raw_dim]
+            own = 4 + (self.num_types if group else 0)
+            block = out[:, idx]
+            block[..., :own] = obs[..., :own]
+            block[..., self.self_dim + (0 if group else 1)] = 1.0  # type one-hot: collector | deposit
+            others = obs[..., own: own + n_other_raw * self.other_dim].reshape(E, idx.size, n_other_raw, self.other_dim)
+            block[..., o_end: o_end + K * self.other_dim] = others[:, :, :K].reshape(E, idx.size, -1)
+            start = o_end + self.max_others * self.other_dim
+            lm = obs[..., own + n_other_raw * self.other_dim:].reshape(E, idx.size, T, self.landmark_dim)
+            block[..., start: start + L * self.landmark_dim] = lm[:, :, :L].reshape(E, idx.size, -1)
+            out[:, idx] = block
+        return out
+
+    # ----- stepping ---------------------------------------------------------------------------------------
+    def reset(self, seeds: list[int] | np.ndarray) -> np.ndarray:
+        raw = []
+        for env, seed in zip(self.envs, seeds):
+            obs, _ = env.reset(seed=int(seed))
+            raw.append([obs[a] for a in self.agents])
+        return self.canonical(raw)
+
+    def step(self, actions: np.ndarray):
+        """actions [E, N] ints -> (obs [E,N,D], rewards [E,N], terminated [E,N], truncated [E,N])."""
+        actions = np.asarray(actions)
+        raw, rew, term, trunc = [], np.zeros((self.num_envs, self.num_agents), np.float32), \
+            np.zeros((self.num_envs, self.num_agents), bool), np.zeros((self.num_envs, self.num_agents), bool)
+        for e, env in enumerate(self.envs):
+            obs, r, te, tr, _ = env.step(dict(zip(self.agents, actions[e].tolist())))
+            raw.append([obs[a] for a in self.agents])
+            rew[e] = [r[a] for a in self.agents]
+            term[e] = [te[a] for a in self.agents]
+            trunc[e] = [tr[a] for a in self.agents]
+        return self.canonical(raw), rew, term, trunc
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
+
+
+# ----- the datamodules --------------------------------------------------------------------------------------------
+import json  # noqa: E402
+
+from datamodules.base import arrays_hash  # noqa: E402
+from datamodules.marl.base import RolloutDataModule  # noqa: E402
+from datamodules.registry import register_dataset  # noqa: E402
+
+
+class MPEDataModule(RolloutDataModule):
+    """An mpe2 scenario as a rollout "dataset". `scenario_args` pass to the package's `parallel_env`;
+    `eval_team_delta` agents (collectors for collect_treasure) are added for the different-team-size test."""
+
+    scenario = ""
+    default_args: dict = {}
+
+    def __init__(self, scenario_args: dict | None = None, eval_team_delta: int = 1, num_envs: int = 8,
+                 rollouts_per_epoch: int = 10, eval_episodes: int = 32, data_dir: str | None = None,
+                 batch_size: int = 1, eval_batch_size: int = 1, num_workers: int = 0):
+        super().__init__(num_envs=num_envs, rollouts_per_epoch=rollouts_per_epoch, eval_episodes=eval_episodes,
+                         data_dir=data_dir, batch_size=batch_size, eval_batch_size=eval_batch_size)
+        self.config = ScenarioConfig(self.scenario, {**self.default_args, **(scenario_args or {})})
+        self.eval_team_delta = eval_team_delta
+        probe = MPEVectorEnv(self.config, 1)
+        self.obs_dim, self.num_agents, self.max_cycles = probe.obs_dim, probe.num_agents, probe.max_cycles
+        first = probe.reset([0])
+        probe.close()
+        self.data_hash = arrays_hash({"config": np.frombuffer(json.dumps(
+            {"scenario": self.scenario, **self.config.args}, sort_keys=True).encode(), np.uint8), "reset0": first})
+
+    def make_env(self, split: str) -> MPEVectorEnv:
+        if split == "test_resized":
+            return MPEVectorEnv(self.config.resized(self.eval_team_delta), self.num_envs, train_config=self.config)
+        return MPEVectorEnv(self.config, self.num_envs)
+
+    def model_kwargs(self) -> dict:
+        return {"obs_dim": self.obs_dim, "n_actions": MPEVectorEnv.n_actions, "num_agents": self.num_agents,
+                "episode_limit": self.max_cycles}
+
+    def describe(self) -> dict:
+        return {"data_hash": self.data_hash, "scenario": self.scenario, "scenario_args": self.config.args,
+                "num_agents": self.num_agents, "obs_dim": self.obs_dim, "eval_team_delta": self.eval_team_delta,
+                "num_envs": self.num_envs, "rollouts_per_epoch": self.rollouts_per_epoch,
+                "eval_episodes": self.eval_episodes, "package": "mpe2==1.1.1"}
+
+
+@register_dataset("mpe-collect-treasure", family="marl")
+class CollectTreasure(MPEDataModule):
+    """mpe2 `collect_treasure_v1` (MAAC's treasure collection: collectors pick treasures and deliver them to the
+    deposit of their type). Default here: 3 collectors, 2 deposits, 3 treasures, 25 steps."""
+
+    scenario = "collect_treasure"
+    default_args = {"num_collectors": 3, "num_deposits": 2, "num_treasures": 3, "max_cycles": 25}
+
+
+@register_dataset("mpe-simple-spread", family="marl")
+class SimpleSpread(MPEDataModule):
+    """mpe2 `simple_spread_v3` (cooperative navigation: N agents cover N landmarks, avoid collisions)."""
+
+    scenario = "simple_spread"
+    default_args = {"N": 3, "local_ratio": 0.5, "max_cycles": 25}
