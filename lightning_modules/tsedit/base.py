@@ -1,0 +1,325 @@
+"""The tsedit family base: one conditional diffusion backbone, trained once, and the editing loop every method shares.
+
+Training (the board's training, identical for every editing method): DDPM (Ho et al. 2020, Eq. 14, the
+epsilon-prediction loss) on multivariate windows conditioned on an attribute, with classifier-free attribute
+dropout, an EMA of the weights, and, in the same optimiser step, the noisy-statistic regressor used by the
+classifier form of segment control (its own loss on its own parameters).
+
+Editing (validation/test): SDEdit-style (Meng et al. 2022) — noise the source to step t0 = edit_strength * (T-1),
+then DDIM (Song et al. 2021, Eq. 12) down to 0 with `round(edit_strength * sampling_steps)` steps. A method
+changes only `step` (one denoising step with its control) and/or `finalize` (post-processing), so the methods
+differ in their control and nothing else.
+
+How methods become board rows: each editing method is a registered model (a subclass). With
+`share_backbone=True` (default) the first method run on a board for a seed trains the backbone and stores its
+weights under $PAPERBOARD_HOME/tsedit/backbones/<key>.pt; every later method with the same key (backbone
+hyper-parameters, data hash, seed, training budget) loads them in `on_fit_start` and skips training. So each
+row of the rendered board is one method, all rows of a seed edit with the same frozen backbone, and the
+backbone's training time is logged on every row as `backbone_train_s`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from copy import deepcopy
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import CatMetric, MeanMetric
+
+from lightning_modules.tsedit import batch as B
+from lightning_modules.tsedit.layers import ConditionalDenoiser, NoisyStatisticRegressor, cosine_alpha_bar
+from lightning_modules.tsedit.metrics import discriminative_score, edit_metrics, spectral_distance
+
+EDIT_METRICS = ("anchor_error", "segment_error", "anchor_met", "segment_met", "constraint_met", "preservation_mse",
+                "anchor_roughness", "anchor_roughness_src", "sec_per_edit")
+
+
+class TSEditModule(pl.LightningModule):
+    """Shared backbone training and the editing loop. Subclasses implement their control in `step`/`finalize`
+    and call `save_hyperparameters()`."""
+
+    def __init__(
+        self,
+        channels: int,
+        window: int,
+        num_classes: int,
+        channel_mean: list | None = None,
+        channel_std: list | None = None,
+        channel_names: list | None = None,
+        data_hash: str = "",
+        hidden_dim: int = 64,
+        num_blocks: int = 4,
+        num_heads: int = 4,
+        diffusion_steps: int = 200,
+        p_uncond: float = 0.1,
+        regressor_dim: int = 32,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        ema_decay: float = 0.995,
+        use_ema: bool = True,
+        edit_strength: float = 0.5,
+        sampling_steps: int = 50,
+        eta: float = 0.0,
+        anchor_tol: float = 0.1,
+        segment_tol: float = 0.1,
+        disc_steps: int = 300,
+        noise_seed: int = 0,
+        share_backbone: bool = True,
+    ):
+        super().__init__()
+        if not 0 < edit_strength <= 1:
+            raise ValueError(f"edit_strength must be in (0, 1], got {edit_strength}")
+        if sampling_steps < 1 or diffusion_steps < 2:
+            raise ValueError("sampling_steps must be >= 1 and diffusion_steps >= 2")
+        self.channels, self.window, self.num_classes = channels, window, num_classes
+        self.diffusion_steps = diffusion_steps
+        self.p_uncond = p_uncond
+        self.lr, self.weight_decay, self.ema_decay, self.use_ema = lr, weight_decay, ema_decay, use_ema
+        self.edit_strength, self.sampling_steps, self.eta = edit_strength, sampling_steps, eta
+        self.anchor_tol, self.segment_tol, self.disc_steps = anchor_tol, segment_tol, disc_steps
+        self.noise_seed, self.share_backbone = noise_seed, share_backbone
+        self.channel_mean, self.channel_std, self.channel_names = channel_mean, channel_std, channel_names
+        self.data_hash = data_hash
+        self.backbone_config = dict(channels=channels, window=window, num_classes=num_classes, data_hash=data_hash,
+                                    hidden_dim=hidden_dim, num_blocks=num_blocks, num_heads=num_heads,
+                                    diffusion_steps=diffusion_steps, p_uncond=p_uncond, regressor_dim=regressor_dim,
+                                    lr=lr, weight_decay=weight_decay, ema_decay=ema_decay)
+        self.net = ConditionalDenoiser(channels, window, num_classes, hidden_dim, num_blocks, num_heads)
+        self.ema_net = deepcopy(self.net).requires_grad_(False)
+        self.regressor = NoisyStatisticRegressor(channels, regressor_dim)
+        self.register_buffer("alpha_bar", cosine_alpha_bar(diffusion_steps), persistent=False)
+        self.backbone_train_s = 0.0
+        self._loaded_backbone = False
+        self._step_seconds = 0.0
+        for stage in ("val", "test"):
+            setattr(self, f"{stage}_metrics", nn.ModuleDict({k: MeanMetric() for k in EDIT_METRICS}))
+            setattr(self, f"{stage}_edits", CatMetric())
+            setattr(self, f"{stage}_sources", CatMetric())
+
+    # ----- diffusion ------------------------------------------------------------------------------------------
+    def ab(self, t: int) -> torch.Tensor:
+        """alpha_bar at integer step t; t = -1 is the clean end (alpha_bar = 1)."""
+        return self.alpha_bar[t] if t >= 0 else torch.ones((), device=self.alpha_bar.device)
+
+    def eps(self, x_t: torch.Tensor, t: int, attr: torch.Tensor) -> torch.Tensor:
+        net = self.ema_net if self.use_ema else self.net
+        return net(x_t, torch.full((len(x_t),), t, device=x_t.device, dtype=torch.long), attr)
+
+    def predict_x0(self, x_t: torch.Tensor, eps: torch.Tensor, t: int) -> torch.Tensor:
+        """x0_hat = (x_t - sqrt(1 - ab_t) eps) / sqrt(ab_t)  (DDPM Eq. 15 rearranged)."""
+        ab = self.ab(t)
+        return (x_t - (1 - ab).sqrt() * eps) / ab.sqrt()
+
+    def ddim_step(self, x_t: torch.Tensor, x0: torch.Tensor, t: int, t_prev: int, generator: torch.Generator,
+                  eta: float | None = None) -> torch.Tensor:
+        """x_{t_prev} from x_t and a (possibly controlled) x0_hat (DDIM Eq. 12). The noise direction is recomputed
+        from x0_hat, so a control that changed x0_hat yields the DDPM/DDIM posterior for that x0_hat."""
+        eta = self.eta if eta is None else eta
+        ab_t, ab_p = self.ab(t), self.ab(t_prev)
+        eps = (x_t - ab_t.sqrt() * x0) / (1 - ab_t).sqrt()
+        sigma = eta * ((1 - ab_p) / (1 - ab_t)).sqrt() * (1 - ab_t / ab_p).sqrt()
+        out = ab_p.sqrt() * x0 + (1 - ab_p - sigma ** 2).clamp(min=0).sqrt() * eps
+        if eta > 0 and t_prev >= 0:
+            out = out + sigma * self.noise_like(x_t, generator)
+        return out
+
+    @staticmethod
+    def noise_like(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return torch.randn(x.shape, generator=generator, dtype=x.dtype, device="cpu").to(x.device)
+
+    def timesteps(self) -> list[int]:
+        """Descending DDIM steps from t0 = round(edit_strength * (T-1)) to 0, then -1 (the clean end)."""
+        t0 = round(self.edit_strength * (self.diffusion_steps - 1))
+        count = max(1, round(self.edit_strength * self.sampling_steps))
+        steps = torch.linspace(t0, 0, count + 1 if count > 1 else 2).round().long().unique_consecutive().tolist()
+        return steps + [-1]
+
+    def generator_for(self, batch: dict) -> torch.Generator:
+        """One noise stream per batch, seeded from `noise_seed` and the batch's first task: every method sees
+        the same starting noise for the same tasks."""
+        first = int(batch[B.SAMPLE_IDX][0]) if B.SAMPLE_IDX in batch else 0
+        return torch.Generator().manual_seed(self.noise_seed * 1_000_003 + first)
+
+    # ----- editing ------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def edit(self, batch: dict, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Edit every row of an edit batch (see batch.py); returns the edited series [B,C,L]."""
+        generator = generator or self.generator_for(batch)
+        x_src = batch[B.X]
+        steps = self.timesteps()
+        ab0 = self.ab(steps[0])
+        x = ab0.sqrt() * x_src + (1 - ab0).sqrt() * self.noise_like(x_src, generator)
+        for t, t_prev in zip(steps[:-1], steps[1:]):
+            x = self.step(x, t, t_prev, batch, generator)
+        return self.finalize(x, batch)
+
+    def step(self, x: torch.Tensor, t: int, t_prev: int, batch: dict, generator: torch.Generator) -> torch.Tensor:
+        """One uncontrolled denoising step (the `no_control` method); methods override this."""
+        x0 = self.predict_x0(x, self.eps(x, t, batch[B.ATTR]), t)
+        return self.ddim_step(x, x0, t, t_prev, generator)
+
+    def finalize(self, x: torch.Tensor, batch: dict) -> torch.Tensor:
+        return x
+
+    # ----- training -----------------------------------------------------------------------------------------
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        x, attr = batch[B.X], batch[B.ATTR]
+        n = len(x)
+        attr = torch.where(torch.rand(n, device=x.device) < self.p_uncond, torch.full_like(attr, self.num_classes), attr)
+        t = torch.randint(0, self.diffusion_steps, (n,), device=x.device)
+        noise = torch.randn_like(x)
+        ab = self.alpha_bar[t][:, None, None]
+        x_t = ab.sqrt() * x + (1 - ab).sqrt() * noise
+        loss_eps = F.mse_loss(self.net(x_t, t, attr), noise)
+        seg_weight = random_segment_weights(n, self.channels, self.window, x.device)
+        target = torch.einsum("bkcl,bcl->bk", seg_weight, x)
+        loss_reg = F.mse_loss(self.regressor(x_t, t, seg_weight), target)
+        self.log("train/loss_eps", loss_eps, prog_bar=True, batch_size=n)
+        self.log("train/loss_regressor", loss_reg, batch_size=n)
+        return loss_eps + loss_reg
+
+    def on_train_batch_start(self, batch, batch_idx):
+        self._batch_start = time.perf_counter()
+
+    @torch.no_grad()
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        ema, online = list(self.ema_net.parameters()), list(self.net.parameters())
+        torch._foreach_lerp_(ema, online, 1 - self.ema_decay)
+        self._step_seconds += time.perf_counter() - self._batch_start
+
+    def configure_optimizers(self):
+        params = list(self.net.parameters()) + list(self.regressor.parameters())
+        return torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+
+    # ----- one trained backbone per (board data, seed, budget), shared by every method -----------------------
+    def backbone_key(self) -> str:
+        trainer = self.trainer
+        budget = {"max_epochs": trainer.max_epochs, "max_steps": trainer.max_steps,
+                  "limit_train_batches": trainer.limit_train_batches,
+                  "accumulate_grad_batches": trainer.accumulate_grad_batches,
+                  "gradient_clip_val": trainer.gradient_clip_val}
+        key = {"backbone": self.backbone_config, "budget": budget,
+               "seed": os.environ.get("PL_GLOBAL_SEED"), "world_size": trainer.world_size}
+        return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    def backbone_path(self) -> Path:
+        home = Path(os.environ.get("PAPERBOARD_HOME", "~/.cache/paperboard")).expanduser()
+        return home / "tsedit" / "backbones" / f"{self.backbone_key()}.pt"
+
+    def on_fit_start(self):
+        self._step_seconds = 0.0
+        if not self.share_backbone:
+            return
+        path = self.backbone_path()
+        if path.exists():
+            saved = torch.load(path, map_location=self.device, weights_only=False)
+            self.load_state_dict(saved["state_dict"])
+            self.backbone_train_s = float(saved["train_seconds"])
+            self._loaded_backbone = True
+            self.trainer.should_stop = True  # nothing to train: validate/test this method on the shared backbone
+            print(f"tsedit: loaded the shared backbone {path.name} (trained in {self.backbone_train_s:.1f}s)")
+
+    def on_train_end(self):
+        if self._loaded_backbone:
+            return
+        self.backbone_train_s = self._step_seconds
+        if self.share_backbone and self.trainer.is_global_zero:
+            path = self.backbone_path()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+            os.close(fd)
+            torch.save({"state_dict": self.state_dict(), "train_seconds": self.backbone_train_s,
+                        "hparams": dict(self.hparams)}, tmp)
+            os.replace(tmp, path)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["backbone_train_s"] = self.backbone_train_s or self._step_seconds
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.backbone_train_s = float(checkpoint.get("backbone_train_s", 0.0))
+
+    # ----- evaluation: every method on the same frozen edit tasks --------------------------------------------
+    def _evaluate(self, batch: dict, stage: str) -> None:
+        start = time.perf_counter()
+        edited = self.edit(batch)
+        elapsed = time.perf_counter() - start
+        n = len(edited)
+        metrics = getattr(self, f"{stage}_metrics")
+        for name, (values, weights) in edit_metrics(edited, batch, self.anchor_tol, self.segment_tol).items():
+            if values.numel():
+                metrics[name].update(values, weights if weights is not None else 1.0)
+        metrics["sec_per_edit"].update(torch.tensor(elapsed / n, device=edited.device), n)
+        getattr(self, f"{stage}_edits").update(edited)
+        getattr(self, f"{stage}_sources").update(batch[B.X])
+
+    def _log_epoch(self, stage: str) -> None:
+        for name, metric in getattr(self, f"{stage}_metrics").items():
+            if metric.update_count:
+                self.log(f"{stage}/{name}", metric.compute())
+            metric.reset()
+        edits, sources = getattr(self, f"{stage}_edits"), getattr(self, f"{stage}_sources")
+        if edits.update_count:
+            fake, real = edits.compute(), sources.compute()
+            self.log(f"{stage}/disc_score", discriminative_score(real, fake, steps=self.disc_steps))
+            self.log(f"{stage}/spectral_dist", spectral_distance(real, fake))
+        edits.reset()
+        sources.reset()
+        self.log(f"{stage}/backbone_train_s", float(self.backbone_train_s or self._step_seconds))
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._evaluate(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
+
+    @staticmethod
+    def search_space(trial) -> dict:
+        return {"edit_strength": trial.suggest_float("edit_strength", 0.3, 0.8)}
+
+
+def random_segment_weights(n: int, channels: int, window: int, device, min_len: int = 4) -> torch.Tensor:
+    """One random segment statistic per row for training the regressor: a random channel, a window of random
+    start and length in [min_len, window/2], and a mean (half the rows) or a sum: [n, 1, C, L]."""
+    channel = torch.randint(0, channels, (n,), device=device)
+    length = torch.randint(min_len, max(min_len + 1, window // 2 + 1), (n,), device=device)
+    start = (torch.rand(n, device=device) * (window - length + 1)).floor().long()
+    pos = torch.arange(window, device=device)[None, :]
+    inside = (pos >= start[:, None]) & (pos < (start + length)[:, None])
+    is_mean = torch.rand(n, device=device) < 0.5
+    per_point = torch.where(is_mean, 1.0 / length.float(), torch.ones_like(length, dtype=torch.float))
+    row = inside.float() * per_point[:, None]
+    onehot = F.one_hot(channel, channels).float()
+    return (onehot[:, :, None] * row[:, None, :]).unsqueeze(1)
+
+
+def schedule_weight(schedule: str, t: int, num_steps: int, alpha_bar: torch.Tensor | None = None,
+                    start: float = 0.5) -> float:
+    """A weight lambda_t in [0, 1] for a control at step t (t = num_steps-1 is pure noise):
+    constant 1; linear 1 - t/(T-1) (stronger as noise falls); late 1 for t <= start*(T-1), else 0;
+    snr min(1, ab/(1-ab)) (the signal-to-noise ratio, capped)."""
+    if schedule == "constant":
+        return 1.0
+    if schedule == "linear":
+        return 1.0 - t / max(1, num_steps - 1)
+    if schedule == "late":
+        return 1.0 if t <= start * (num_steps - 1) else 0.0
+    if schedule == "snr":
+        ab = float(alpha_bar[t])
+        return min(1.0, ab / max(1e-12, 1 - ab))
+    raise ValueError(f"unknown schedule {schedule!r}; choose constant, linear, late or snr")
+
+
+SCHEDULES = ("constant", "linear", "late", "snr")
