@@ -1,0 +1,131 @@
+"""The paperboard command end to end on a tiny synthetic board: run (one subprocess per run), board, list,
+export/import; a failed run is recorded and the board goes on; bad input gives one clear message."""
+import json
+
+import pytest
+import yaml
+
+from benchmarks.cli import main
+
+TINY = {
+    "name": "tiny-seqrec", "family": "seqrec", "title": "tiny synthetic board for tests",
+    "dataset": "synthetic-seqrec",
+    "dataset_args": {"num_users": 200, "num_items": 40, "max_len": 10, "seed": 1},
+    "protocol": ["leave-one-out, full ranking"],
+    "primary_metric": "ndcg@10", "metrics": ["hr@10", "ndcg@10"],
+    "models": {"sasrec": {"embed_dim": 16, "loss": "ce"}, "pop": {}},
+    "seeds": [0], "trainer": {"max_epochs": 2, "enable_progress_bar": False}, "early_stopping_patience": 2,
+    "published": [{"model": "sasrec", "metric": "ndcg@10", "value": 0.5, "source": "a made-up test reference"}],
+    "tolerance": {"ndcg@10": 0.01},
+}
+
+
+def write_board(tmp_path, **changes):
+    path = tmp_path / "tiny-seqrec.yaml"
+    path.write_text(yaml.safe_dump({**TINY, **changes}, sort_keys=False))
+    return str(path)
+
+
+@pytest.fixture
+def storage(tmp_path):
+    return f"sqlite:///{tmp_path / 'results.db'}"
+
+
+@pytest.mark.timeout(300)
+def test_run_board_list_export_import(tmp_path, storage, capsys):
+    board = write_board(tmp_path)
+    assert main(["run", board, "--storage", storage, "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "[1/2] tiny-seqrec: sasrec seed=0" in out and "[2/2] tiny-seqrec: pop seed=0" in out
+    assert "## Protocol" in out and "| sasrec" in out.replace("**", "") and "| pop" in out
+
+    from benchmarks.store import ResultStore
+
+    records = ResultStore(storage).records(board="tiny-seqrec")
+    assert [r["status"] for r in records] == ["ok", "ok"]
+    sasrec = next(r for r in records if r["model"] == "sasrec")
+    for key in ("config_hash", "data_hash", "params", "train_seconds", "eval_seconds", "peak_rss_mb", "versions",
+                "hardware", "world_size", "git_sha", "best_epoch"):
+        assert key in sasrec, key
+    assert set(sasrec["metrics"]) == {"val", "test"} and "ndcg@10" in sasrec["metrics"]["test"]
+
+    # export -> import into a fresh store -> the same board renders from either
+    out_dir = tmp_path / "runs"
+    assert main(["export", "tiny-seqrec", "--out", str(out_dir), "--storage", storage]) == 0
+    files = sorted(out_dir.rglob("*.json"))
+    assert len(files) == 2 and json.loads(files[0].read_text())["board"] == "tiny-seqrec"
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    assert main(["import", str(out_dir), "--storage", other]) == 0
+    capsys.readouterr()
+    assert main(["board", board, "--storage", other]) == 0
+    from_store = capsys.readouterr().out
+    assert main(["board", board, "--records", str(out_dir)]) == 0
+    assert capsys.readouterr().out == from_store
+    assert "Published numbers beside ours" in from_store and "a made-up test reference" in from_store
+
+    for fmt, marker in (("csv", "model,tuned,config"), ("html", "<table")):
+        assert main(["board", board, "--storage", storage, "--format", fmt]) == 0
+        assert marker in capsys.readouterr().out
+
+    assert main(["list", "models"]) == 0
+    listed = capsys.readouterr().out
+    assert "sasrec" in listed and "gru4rec" in listed and "pop" in listed
+    assert main(["list", "boards"]) == 0
+    assert "quickstart" in capsys.readouterr().out
+
+
+@pytest.mark.timeout(300)
+def test_a_failed_run_is_recorded_and_the_board_goes_on(tmp_path, storage, capsys):
+    board = write_board(tmp_path, models={"sasrec": {"embed_dim": 16, "lr": -1.0}, "pop": {}})
+    assert main(["run", board, "--storage", storage, "--quiet"]) == 1
+    captured = capsys.readouterr()
+    assert "1 of 2 run(s) failed" in captured.err
+    assert "## Failed runs" in captured.out and "Invalid learning rate" in captured.out
+    from benchmarks.store import ResultStore
+
+    by_model = {r["model"]: r for r in ResultStore(storage).records(board="tiny-seqrec")}
+    assert by_model["sasrec"]["status"] == "failed" and "Traceback" in by_model["sasrec"]["traceback"]
+    assert by_model["pop"]["status"] == "ok"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run", "seqrec-ml100k", "--data-dir", "/nonexistent/paperboard-data"], "missing dataset file"),
+    (["run", "quickstart", "--models", "sasrecc"], "model 'sasrecc' is not on board quickstart"),
+    (["run", "quickstart", "--model.dropoutt", "0.3", "--models", "sasrec"], "unknown config key 'model.dropoutt'"),
+    (["run", "quickstart", "--trainer.max_epoch", "3"], "unknown config key(s) trainer.max_epoch"),
+    (["run", "quickstart", "--data.max_length", "3"], "unknown config key 'data.max_length'"),
+    (["run", "no-such-board"], "unknown board 'no-such-board'"),
+    (["run", "quickstart", "--storage", "nosuchdb://x"], "bad storage URL"),
+    (["run", "quickstart", "--frobnicate", "1"], "unrecognised argument '--frobnicate'"),
+])
+def test_bad_input_gives_one_clear_message(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err, err
+    assert err.count("\n") == 1  # one line, no traceback
+
+
+def test_unknown_board_key_is_rejected(tmp_path):
+    from benchmarks.boards import ConfigError, load_board
+
+    with pytest.raises(ConfigError, match="unknown key 'seed'.*did you mean 'seeds'"):
+        load_board(write_board(tmp_path, seed=[0]))
+
+
+def test_every_committed_board_and_paper_loads():
+    from benchmarks.boards import board_names, load_board, load_paper, paper_names
+    from datamodules.registry import DATASETS
+    from lightning_modules.registry import MODELS
+
+    import datamodules  # noqa: F401
+    import lightning_modules  # noqa: F401
+
+    for name in board_names():
+        board = load_board(name)
+        assert board.dataset in DATASETS, (name, board.dataset)
+        for model in board.models:
+            assert model in MODELS, (name, model)
+    for name in paper_names():
+        paper = load_paper(name)
+        for board in paper.boards:
+            assert board in board_names(), (name, board)
