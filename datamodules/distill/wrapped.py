@@ -56,7 +56,7 @@ class DistillDataModule(PaperboardDataModule):
         self.inner.prepare_data()
 
     def _negatives(self, split: str) -> np.ndarray:
-        key = f"negatives-{self.inner.cache_key()}-{self.inner.data_hash}-{split}-n{self.num_negatives}-s{self.negatives_seed}"
+        key = f"negatives-{self.seqrec_dataset}-{self.inner.data_hash}-{split}-n{self.num_negatives}-s{self.negatives_seed}"
         path = self.cache_dir / f"{key}.npz"
         cached = load_cache(path)
         if cached is not None:
@@ -74,6 +74,8 @@ class DistillDataModule(PaperboardDataModule):
         self.inner.setup(stage)
         self.num_items, self.num_users, self.max_len = self.inner.num_items, self.inner.num_users, self.inner.max_len
         self.train_set = self.inner.train_set
+        offsets = self.inner._sequences()["offsets"]
+        self.train_lengths = torch.from_numpy(offsets[1:] - offsets[:-1] - 2)  # items in each user's training part
         negatives = {}
         for split in ("val", "test"):
             tensors = dict(getattr(self.inner, f"{split}_set").tensors)

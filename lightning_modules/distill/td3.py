@@ -1,0 +1,301 @@
+"""TD3: Tucker Decomposition based Dataset Distillation for sequential recommendation
+(Zhang, Yin, Wang, Li, Ye, Lou, Du, Chen; WWW 2025; arXiv 2502.02854), ported from the authors' code
+(`Maitouer/TD3` @ cd3c624: `src/distilled_data.py`, `src/model.py`, `src/trainer.py`), which this file follows
+where the paper's prose and the code differ (paper equation numbers could not be checked: no full text was
+reachable, see /work/shared/papers/seqrec.md section 4 and its addendum).
+
+The summary (`TuckerSummary`): mu synthetic users x zeta positions x |I| items, never stored densely,
+    S = G x_1 U x_2 T x_3 V,   P[a, b, :] = softmax_items(S[a, b, :] / temperature)
+with core G [d1, d2, d], synthetic-user factor U [mu, d1], temporal factor T [zeta, d2] (both N(0, 0.02^2)),
+G Kaiming-normal, and V = the pretrained learner's item table [|I|, d], frozen. Only G, U, T are optimised;
+the tensor is rebuilt per minibatch of synthetic users with tensorly's `tucker_to_tensor` (PyTorch backend).
+
+The bi-level loop (`TD3.training_step`, one outer step per real minibatch; all of it in this file):
+  1. the inner learner (a SASRec, run functionally through `torch.func.functional_call`) starts from the
+     full-data pretraining checkpoint of a random epoch in `trajectory_epochs`, redrawn every outer epoch;
+  2. RaT-BPTT (Feng et al., ICLR'24): draw c ~ U{0..K-W}; take c inner Adam steps on the summary with nothing
+     recorded, then W differentiable Adam steps (`rat_bptt_unroll`), fixed cyclic summary minibatches;
+     the inner loss is `summary_loss`: KL to the soft next item at the last position and at one random prefix
+     end (the code's SASRec prefix augmentation);
+  3. outer loss on the real minibatch: cross-entropy over all items for every next item, plus the MSE between
+     the unrolled learner's last-layer hidden states and those of the SASRec pretrained on real data
+     (feature alignment);
+  4. G, U, T step: gradient-norm clip 1.0, Adam (seq_lr, weight decay 1e-4), cosine schedule, no warm-up.
+
+Differences from the official code, each with its flag:
+- `temperature` (default 1.0 = the code, which has none) divides the Tucker logits before the softmax.
+- Inner optimiser: the code uses `higher`'s differentiable Adam; ours is the same update written out
+  (`adam_step`), with sqrt(v + 1e-24) so a parameter whose gradient is exactly 0 (padding rows) has a finite
+  second derivative.
+- Teacher features: the code's feature regeneration pass leaves dropout on; `teacher_features_train_mode=True`
+  reproduces that, default False takes them in eval mode (deterministic, the kept best-epoch features).
+- Real-data outer loss: the code scores each RecBole training prefix once (right-padded); our real rows are
+  left-padded whole sequences scored at every position (the same prefixes, in one causal pass).
+- The SASRec learner is the family's registered `sasrec` (ReLU FFN, one dropout rate) at the code's sizes
+  (hidden 32, 1 block, 1 head), not RecBole's (GELU, separate attention dropout 0.5).
+- Evaluation targets are trained from scratch (the issue's "fresh target"); the code's evaluation keeps the
+  pretrained item/position embeddings (its `from_pretrained` call is a no-op), which our board does not copy.
+"""
+from __future__ import annotations
+
+import random
+import time
+
+import optuna
+import tensorly as tl
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+
+from lightning_modules.distill import batch as B
+from lightning_modules.distill.base import DistillModule, item_logits, summary_loss
+from lightning_modules.registry import MODELS, register_model
+
+LEARNER_DEFAULTS = {"embed_dim": 32, "num_blocks": 1, "num_heads": 1, "dropout": 0.2, "loss": "ce"}
+
+
+class TuckerSummary(nn.Module):
+    """The distilled data as a Tucker tensor: core [d1, d2, d], user factor [mu, d1], temporal factor [zeta, d2].
+
+    The item factor V [|I|, d] is the learner's (frozen) item table, passed in; the dense mu x zeta x |I| tensor is
+    only ever built for a minibatch of synthetic users.
+    """
+
+    def __init__(self, num_users: int, length: int, user_rank: int, time_rank: int, item_dim: int):
+        super().__init__()
+        self.core = nn.Parameter(torch.empty(user_rank, time_rank, item_dim))
+        nn.init.kaiming_normal_(self.core)
+        self.user_factor = nn.Parameter(torch.randn(num_users, user_rank) * 0.02)
+        self.time_factor = nn.Parameter(torch.randn(length, time_rank) * 0.02)
+
+    def logits(self, users: torch.Tensor, item_factor: torch.Tensor) -> torch.Tensor:
+        """[b, zeta, |I|] = G x_1 U[users] x_2 T x_3 V (tensorly, PyTorch backend)."""
+        with tl.backend_context("pytorch"):
+            return tl.tucker_to_tensor((self.core, [self.user_factor[users], self.time_factor, item_factor]))
+
+    def floats(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def adam_step(params: dict, grads: tuple, state: dict, lr: float, weight_decay: float,
+              betas=(0.9, 0.999), eps: float = 1e-8) -> tuple[dict, dict]:
+    """One Adam update (L2 weight decay, as torch.optim.Adam) as plain tensor maths, so it can be differentiated
+    through when `grads` carry a graph (the role of `higher`'s DifferentiableAdam in the official code)."""
+    b1, b2 = betas
+    t = state["t"] + 1
+    new_params, m, v = {}, {}, {}
+    for (name, p), g in zip(params.items(), grads):
+        if g is None:
+            g = torch.zeros_like(p)
+        if weight_decay:
+            g = g + weight_decay * p
+        m[name] = b1 * state["m"][name] + (1 - b1) * g
+        v[name] = b2 * state["v"][name] + (1 - b2) * g * g
+        m_hat, v_hat = m[name] / (1 - b1 ** t), v[name] / (1 - b2 ** t)
+        new_params[name] = p - lr * m_hat / (torch.sqrt(v_hat + 1e-24) + eps)
+    return new_params, {"t": t, "m": m, "v": v}
+
+
+def adam_state(params: dict) -> dict:
+    return {"t": 0, "m": {k: torch.zeros_like(p) for k, p in params.items()},
+            "v": {k: torch.zeros_like(p) for k, p in params.items()}}
+
+
+@register_model("td3", family="distill")
+class TD3(DistillModule):
+    iterative = True
+
+    def __init__(
+        self,
+        num_items: int,
+        max_len: int,
+        synthetic_users: int = 30,
+        synthetic_len: int = 50,
+        user_rank: int = 8,
+        time_rank: int = 8,
+        temperature: float = 1.0,
+        inner_steps: int = 200,
+        window: int = 40,
+        inner_batch: int = 15,
+        net_lr: float = 0.005,
+        net_weight_decay: float = 5e-5,
+        seq_lr: float = 0.03,
+        seq_weight_decay: float = 1e-4,
+        grad_clip: float = 1.0,
+        feature_weight: float = 1.0,
+        learner: str = "sasrec",
+        learner_args: dict | None = None,
+        learner_init: str = "trajectory",
+        pretrain_epochs: int = 100,
+        trajectory_epochs: tuple[int, int] = (5, 30),
+        teacher_features_train_mode: bool = False,
+        targets: tuple[str, ...] = ("sasrec", "gru4rec"),
+        target_args: dict | None = None,
+        target_steps: int = 200,
+        prefix_augmentation_for: tuple[str, ...] = ("sasrec",),
+        min_prefix: int = 5,
+        reference_max_epochs: int = 200,
+        reference_patience: int = 10,
+        reference_batch_size: int = 128,
+        eval_ks: tuple[int, ...] = (10, 20),
+    ):
+        super().__init__(num_items, max_len, targets, target_args, target_steps, inner_batch, net_lr,
+                         net_weight_decay, prefix_augmentation_for, min_prefix, reference_max_epochs,
+                         reference_patience, reference_batch_size, eval_ks)
+        self.save_hyperparameters()
+        if not 0 < window <= inner_steps:
+            raise ValueError(f"window must be in 1..inner_steps ({inner_steps}), got {window}")
+        if learner_init not in ("trajectory", "random"):
+            raise ValueError(f"learner_init must be 'trajectory' or 'random', got {learner_init!r}")
+        self.num_summary_users, self.summary_len = synthetic_users, synthetic_len
+        self.temperature = temperature
+        self.inner_steps, self.window = inner_steps, window
+        self.seq_lr, self.seq_weight_decay, self.grad_clip = seq_lr, seq_weight_decay, grad_clip
+        self.feature_weight = feature_weight
+        self.learner_name = learner
+        self.learner_args = {**LEARNER_DEFAULTS, **(learner_args or {})}
+        self.learner_init, self.pretrain_epochs = learner_init, pretrain_epochs
+        self.trajectory_epochs = tuple(trajectory_epochs)
+        self.teacher_features_train_mode = teacher_features_train_mode
+        # The teacher: the learner architecture pretrained on the full real data. Its item table is the summary's
+        # item factor and its hidden states the alignment targets. The inner learner is a second instance used
+        # only as a functional shell (its own weights are never read), kept out of the state dict.
+        self.teacher = MODELS.get(learner).cls(num_items=num_items, max_len=max_len, **self.learner_args)
+        self._shell = [MODELS.get(learner).cls(num_items=num_items, max_len=max_len, **self.learner_args)]
+        self.summary = self.make_summary()
+        self.trajectory: dict[int, dict] = {}
+        self.pretrain_seconds = 0.0
+
+    def make_summary(self) -> nn.Module:
+        h = self.hparams
+        return TuckerSummary(h.synthetic_users, h.synthetic_len, h.user_rank, h.time_rank, self.teacher.embed_dim)
+
+    @property
+    def learner(self) -> nn.Module:
+        return self._shell[0].to(self.device)
+
+    # ----- the summary ---------------------------------------------------------------------------------------
+    def item_factor(self) -> torch.Tensor:
+        return self.teacher.item_embedding.weight[1:].detach()
+
+    def summary_logits(self, users: torch.Tensor) -> torch.Tensor:
+        return self.summary.logits(users, self.item_factor())
+
+    def summary_distributions(self, users: torch.Tensor):
+        dist = torch.softmax(self.summary_logits(users) / self.temperature, dim=-1)
+        return dist, torch.ones(dist.shape[:2], dtype=torch.bool, device=dist.device)
+
+    def summary_floats(self) -> int:
+        """Stored numbers: the optimised core and factors plus the item factor (needed to rebuild P)."""
+        return self.summary.floats() + self.item_factor().numel()
+
+    # ----- pretraining (the expert trajectory and the teacher) -------------------------------------------------
+    def build_summary(self) -> None:
+        if self.learner_init == "random" and self.feature_weight == 0 and not self.needs_item_factor():
+            return
+        t0 = time.perf_counter()
+        lo, hi = self.trajectory_epochs
+        snapshot_epochs = tuple(e for e in range(lo, hi + 1) if e <= self.pretrain_epochs)
+        teacher = MODELS.get(self.learner_name).cls(num_items=self.num_items, max_len=self.max_len,
+                                                    **self.learner_args).to(self.device)
+        # Pretraining runs all `pretrain_epochs` (the code: 100 epochs) and keeps the best validation epoch.
+        teacher, _, _, self.trajectory = self.fit_on_real(teacher, self.pretrain_epochs, snapshot_epochs,
+                                                          patience=self.pretrain_epochs + 1)
+        self.teacher.load_state_dict(teacher.state_dict())
+        self.teacher.requires_grad_(False)
+        if not self.trajectory:  # fewer pretraining epochs than the trajectory range: use the last state
+            self.trajectory = {self.pretrain_epochs: teacher.state_dict()}
+        self.pretrain_seconds = time.perf_counter() - t0
+
+    def needs_item_factor(self) -> bool:
+        return True
+
+    def on_train_epoch_start(self) -> None:
+        """Each outer epoch the inner learner restarts from a random pretraining epoch (code: U{5..30})."""
+        if self.learner_init == "trajectory" and self.trajectory:
+            self._epoch_init = self.trajectory[random.choice(sorted(self.trajectory))]
+        else:
+            fresh = MODELS.get(self.learner_name).cls(num_items=self.num_items, max_len=self.max_len,
+                                                      **self.learner_args)
+            self._epoch_init = fresh.state_dict()
+
+    def initial_params(self) -> dict:
+        return {n: self._epoch_init[n].detach().clone().to(self.device).requires_grad_(True)
+                for n, _ in self.learner.named_parameters()}
+
+    # ----- RaT-BPTT ------------------------------------------------------------------------------------------
+    def rat_bptt_unroll(self, params: dict, skip: int, window: int, distributions=None) -> dict:
+        """`skip` inner Adam steps with nothing recorded, then `window` steps through which the outer gradient
+        flows (create_graph). Step s trains on synthetic users `cyclic_users(s)`. Returns the final parameters,
+        differentiable w.r.t. the summary through the last `window` steps only."""
+        distributions = distributions or self.summary_distributions
+        shell = self.learner.train()
+        buffers = dict(shell.named_buffers())
+        state = adam_state(params)
+        prefix = self.learner_name in self.prefix_augmentation_for
+        for step in range(skip + window):
+            in_window = step >= skip
+            users = self.cyclic_users(step)
+            with torch.set_grad_enabled(in_window):
+                dist, valid = distributions(users)
+            with torch.enable_grad():
+                loss = summary_loss(shell, {**params, **buffers}, dist, valid, prefix, self.min_prefix)
+                grads = torch.autograd.grad(loss, list(params.values()), create_graph=in_window, allow_unused=True)
+            params, state = adam_step(params, grads, state, self.net_lr, self.net_weight_decay)
+            if not in_window:  # cut the (empty) history: the next step starts from plain leaves
+                params = {k: v.detach().requires_grad_(True) for k, v in params.items()}
+                state = {"t": state["t"], "m": {k: v.detach() for k, v in state["m"].items()},
+                         "v": {k: v.detach() for k, v in state["v"].items()}}
+        return params
+
+    def outer_loss(self, params: dict, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """CE of the unrolled learner on real next items + feature_weight * MSE to the pretrained teacher's
+        last-layer hidden states, over every position that has a next item."""
+        shell = self.learner.train()
+        hidden = functional_call(shell, {**params, **dict(shell.named_buffers())}, (batch[B.INPUT_IDS],))
+        valid = batch[B.TARGET_IDS] != B.PAD
+        h = hidden[valid]
+        real_ce = F.cross_entropy(item_logits(shell, params, h), batch[B.TARGET_IDS][valid] - 1)
+        if self.feature_weight == 0:
+            return real_ce, real_ce.detach(), torch.zeros(())
+        self.teacher.train(self.teacher_features_train_mode)
+        with torch.no_grad():
+            f_real = self.teacher(batch[B.INPUT_IDS])[valid]
+        feature_mse = F.mse_loss(h, f_real)
+        return real_ce + self.feature_weight * feature_mse, real_ce.detach(), feature_mse.detach()
+
+    def training_step(self, batch: dict, batch_idx: int) -> None:
+        optimizer, scheduler = self.optimizers(), self.lr_schedulers()
+        skip = random.randint(0, self.inner_steps - self.window)
+        params = self.rat_bptt_unroll(self.initial_params(), skip, self.window)
+        loss, real_ce, feature_mse = self.outer_loss(params, batch)
+        optimizer.zero_grad()
+        self.manual_backward(loss)
+        self.clip_gradients(optimizer, gradient_clip_val=self.grad_clip, gradient_clip_algorithm="norm")
+        optimizer.step()
+        scheduler.step()
+        n = batch[B.INPUT_IDS].shape[0]
+        self.log_dict({"train/outer_loss": loss.detach(), "train/real_ce": real_ce, "train/feature_mse": feature_mse},
+                      prog_bar=True, batch_size=n)
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.Adam(self.summary.parameters(), lr=self.seq_lr, weight_decay=self.seq_weight_decay)
+        total = max(1, int(self.trainer.estimated_stepping_batches)) if self._trainer is not None else 1
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_test_epoch_end(self) -> None:
+        super().on_test_epoch_end()
+        self.log("test/pretrain_s", self.pretrain_seconds)
+
+    @staticmethod
+    def search_space(trial: optuna.Trial) -> dict:
+        return {
+            "seq_lr": trial.suggest_float("seq_lr", 3e-3, 1e-1, log=True),
+            "net_lr": trial.suggest_float("net_lr", 1e-3, 2e-2, log=True),
+            "user_rank": trial.suggest_categorical("user_rank", [4, 8, 16]),
+            "time_rank": trial.suggest_categorical("time_rank", [4, 8, 16]),
+            "feature_weight": trial.suggest_float("feature_weight", 0.1, 10.0, log=True),
+            "temperature": trial.suggest_float("temperature", 0.3, 3.0, log=True),
+        }
