@@ -140,6 +140,10 @@ def cmd_run(args, overrides) -> int:
     all_records = store.records(board=board.name)
     print(render_markdown(board, all_records))
     log_board_to_wandb(board, all_records)
+    if board.name.endswith("-scaling"):  # scaling boards also draw their plot (benchmarks/scaling.py)
+        from benchmarks.scaling import plot_board
+
+        print(f"paperboard: scaling plot -> {plot_board(board, all_records, data_dir=args.data_dir)}")
     failed = sum(r["status"] != "ok" for r in records)
     if failed:
         print(f"paperboard: {failed} of {len(records)} run(s) failed; see 'Failed runs' above.", file=sys.stderr)

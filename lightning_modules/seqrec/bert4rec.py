@@ -1,0 +1,141 @@
+"""BERT4Rec: Sequential Recommendation with Bidirectional Encoder Representations from Transformer (Sun et al.,
+CIKM 2019, arXiv 1904.06690).
+
+Implements Sec. 3: item + learned position embeddings, LayerNorm and dropout (Eq. 5 and BERT's embedding layer);
+bidirectional Transformer layers, post-LN as in BERT: LN(x + Dropout(MultiHead(x))), LN(x + Dropout(FFN(x)))
+with a GELU FFN of width 4d (Eq. 1-4); the output layer GELU(h W_P + b_P) -> LayerNorm (Eq. 7) scored against the
+shared item table. Training is the Cloze task (Sec. 3.6): each item of the training sequence is replaced by a
+[MASK] token with probability `mask_prob` and the model predicts the original items at the masked positions
+(cross-entropy over all items, the family base's "ce" loss). Evaluation appends [MASK] after the history and ranks
+items at that position.
+
+The [MASK] token has its own embedding here (the shared item table keeps ids 0..num_items, padding included),
+so the family base's tables and evaluation stay untouched.
+Differences from the official code, stated: (1) the official output layer adds a per-item bias to the scores; the
+family's scores are plain inner products. (2) The official data generator builds `dupe_factor` = 10 masked copies of
+each sequence up front and slides windows over long sequences; here a fresh mask is drawn for every batch, on the
+last max_len + 1 items of each training sequence. (3) The official training steps are 400k with lr 1e-4 and linear
+decay; the boards set epochs and lr. Each masked item is always replaced by [MASK] (BERT's 80/10/10 rule is not
+used by the official BERT4Rec generator either).
+"""
+from __future__ import annotations
+
+import optuna
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lightning_modules.registry import register_model
+from lightning_modules.seqrec import batch as B
+from lightning_modules.seqrec.base import SeqRecModule
+from lightning_modules.seqrec.layers import MultiHeadSelfAttention, positions_from_first_item
+
+
+class BidirectionalBlock(nn.Module):
+    def __init__(self, dim: int, num_heads: int, dropout: float):
+        super().__init__()
+        self.attention = MultiHeadSelfAttention(dim, num_heads, dropout)
+        self.attention_norm = nn.LayerNorm(dim, eps=1e-12)
+        self.ffn = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
+        self.ffn_norm = nn.LayerNorm(dim, eps=1e-12)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x, mask):
+        x = self.attention_norm(x + self.dropout(self.attention(x, x, mask)))
+        return self.ffn_norm(x + self.dropout(self.ffn(x)))
+
+
+@register_model("bert4rec", family="seqrec")
+class BERT4Rec(SeqRecModule):
+    bidirectional = True  # every position sees the whole (masked) sequence; causality tests check for leaks instead
+
+    def __init__(
+        self,
+        num_items: int,
+        max_len: int = 200,
+        embed_dim: int = 64,
+        num_blocks: int = 2,
+        num_heads: int = 2,
+        dropout: float = 0.1,
+        mask_prob: float = 0.2,
+        loss: str = "ce",
+        num_negatives: int = 128,
+        temperature: float = 1.0,
+        l2_norm: bool = False,
+        lr: float = 1e-4,
+        weight_decay: float = 0.01,
+        betas: tuple[float, float] = (0.9, 0.999),
+        filter_seen: bool = True,
+        eval_ks: tuple[int, ...] = (10, 20),
+    ):
+        super().__init__(num_items, max_len, embed_dim, loss, num_negatives, temperature, l2_norm, lr,
+                         weight_decay, betas, filter_seen, eval_ks)
+        self.save_hyperparameters()
+        if not 0.0 < mask_prob < 1.0:
+            raise ValueError(f"mask_prob must be in (0, 1), got {mask_prob}")
+        self.mask_prob = mask_prob
+        self.mask_token = num_items + 1  # an id outside the item table, looked up in `mask_embedding`
+        nn.init.trunc_normal_(self.item_embedding.weight, std=0.02)  # BERT initializer_range
+        self.mask_embedding = nn.Parameter(torch.empty(embed_dim).normal_(0, 0.02))
+        self.position_embedding = nn.Embedding(max_len + 1, embed_dim)  # history + the appended [MASK]
+        nn.init.trunc_normal_(self.position_embedding.weight, std=0.02)
+        self.embed_norm = nn.LayerNorm(embed_dim, eps=1e-12)
+        self.embed_dropout = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(BidirectionalBlock(embed_dim, num_heads, dropout) for _ in range(num_blocks))
+        self.output_transform = nn.Linear(embed_dim, embed_dim)  # Eq. 7: W_P, b_P
+        self.output_norm = nn.LayerNorm(embed_dim, eps=1e-12)
+
+    def forward(self, input_ids, timestamps=None, next_timestamps=None) -> torch.Tensor:
+        """[B, L] ids (items, padding 0, [MASK] = num_items + 1) -> [B, L, d]; every position sees every item."""
+        is_mask = input_ids == self.mask_token
+        present = input_ids != B.PAD
+        tokens = self.item_embedding(input_ids.masked_fill(is_mask, B.PAD))
+        tokens = torch.where(is_mask.unsqueeze(-1), self.mask_embedding.to(tokens.dtype), tokens)
+        x = self.embed_norm(tokens + self.position_embedding(positions_from_first_item(input_ids)))
+        x = self.embed_dropout(x) * present.unsqueeze(-1)
+        length = input_ids.shape[1]
+        eye = torch.eye(length, dtype=torch.bool, device=input_ids.device)
+        mask = (present.unsqueeze(1) | eye).unsqueeze(1)  # [B, 1, L, L]: padding keys hidden, no causal mask
+        for block in self.blocks:
+            x = block(x, mask) * present.unsqueeze(-1)
+        return self.output_norm(F.gelu(self.output_transform(x)))
+
+    # ----- the Cloze objective -----------------------------------------------------------------------------------
+    @staticmethod
+    def training_sequences(batch: dict) -> torch.Tensor:
+        """[B, L+1]: each row's whole training window (the inputs followed by the last target), left-padded."""
+        return torch.cat([batch[B.INPUT_IDS], batch[B.TARGET_IDS][:, -1:]], dim=1)
+
+    def mask_items(self, sequences: torch.Tensor, generator: torch.Generator | None = None):
+        """Replace each item by [MASK] with probability mask_prob; returns (masked inputs, targets with 0 = none).
+        A row that drew no mask gets its last item masked, so every row trains."""
+        present = sequences != B.PAD
+        draw = torch.rand(sequences.shape, device=sequences.device, generator=generator) < self.mask_prob
+        chosen = draw & present
+        none = ~chosen.any(1)
+        chosen[:, -1] |= none & present[:, -1]
+        masked = sequences.masked_fill(chosen, self.mask_token)
+        targets = sequences.masked_fill(~chosen, B.PAD)
+        return masked, targets
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        sequences = self.training_sequences(batch)
+        masked, targets = self.mask_items(sequences)
+        loss = self.sequence_loss(self(masked), {B.INPUT_IDS: sequences, B.TARGET_IDS: targets})
+        self.log("train/loss", loss, prog_bar=True, batch_size=sequences.shape[0])
+        return loss
+
+    def last_user_vector(self, batch: dict) -> torch.Tensor:
+        history = batch[B.INPUT_IDS]
+        query = torch.full_like(history[:, :1], self.mask_token)
+        return self(torch.cat([history, query], dim=1))[:, -1]
+
+    @staticmethod
+    def search_space(trial: optuna.Trial) -> dict:
+        return {
+            "lr": trial.suggest_float("lr", 1e-4, 3e-3, log=True),
+            "dropout": trial.suggest_float("dropout", 0.0, 0.5),
+            "mask_prob": trial.suggest_float("mask_prob", 0.1, 0.6),
+            "num_blocks": trial.suggest_categorical("num_blocks", [1, 2, 3]),
+            "embed_dim": trial.suggest_categorical("embed_dim", [32, 64, 128]),
+        }

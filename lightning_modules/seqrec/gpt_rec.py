@@ -1,0 +1,86 @@
+"""A GPT-2-style decoder as a sequential recommender: the "GPT" backbone of "Scaling New Frontiers: Insights into
+Large Recommendation Models" (Guo et al., arXiv 2412.00714, RQ1), built from GPT-2's layer (Radford et al. 2019):
+token + learned absolute position embeddings (positions from the first item, as GPT-2 sees right-padded text),
+pre-LayerNorm blocks `x + Attn(LN(x))`, `x + MLP(LN(x))` with a GELU MLP of width 4d, causal softmax attention
+through `scaled_dot_product_attention`, biases on, and a final LayerNorm.
+
+The study publishes no code ([recon]); the training recipe is the HSTU one it shares: L2-normalised vectors,
+sampled softmax (128 uniform negatives, tau 0.05), AdamW lr 1e-3, dropout 0.2.
+"""
+from __future__ import annotations
+
+import optuna
+import torch
+from torch import nn
+
+from lightning_modules.registry import register_model
+from lightning_modules.seqrec.base import SeqRecModule
+from lightning_modules.seqrec.batch import PAD
+from lightning_modules.seqrec.layers import FirstItemPositionInput, MultiHeadSelfAttention, causal_padding_mask
+
+
+class GPTBlock(nn.Module):
+    def __init__(self, dim: int, num_heads: int, dropout: float, mlp_ratio: int = 4):
+        super().__init__()
+        self.attention_norm = nn.LayerNorm(dim)
+        self.attention = MultiHeadSelfAttention(dim, num_heads, dropout)
+        self.mlp_norm = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, mlp_ratio * dim), nn.GELU(approximate="tanh"),
+                                 nn.Linear(mlp_ratio * dim, dim))
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x, mask):
+        h = self.attention_norm(x)
+        x = x + self.dropout(self.attention(h, h, mask))
+        return x + self.dropout(self.mlp(self.mlp_norm(x)))
+
+
+@register_model("gpt_rec", family="seqrec")
+class GPTRec(SeqRecModule):
+    def __init__(
+        self,
+        num_items: int,
+        max_len: int = 200,
+        embed_dim: int = 50,
+        num_blocks: int = 2,
+        num_heads: int = 1,
+        mlp_ratio: int = 4,
+        dropout: float = 0.2,
+        loss: str = "sampled_softmax",
+        num_negatives: int = 128,
+        temperature: float = 0.05,
+        l2_norm: bool = True,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        betas: tuple[float, float] = (0.9, 0.98),
+        filter_seen: bool = True,
+        eval_ks: tuple[int, ...] = (10, 50, 200),
+    ):
+        super().__init__(num_items, max_len, embed_dim, loss, num_negatives, temperature, l2_norm, lr,
+                         weight_decay, betas, filter_seen, eval_ks)
+        self.save_hyperparameters()
+        nn.init.normal_(self.item_embedding.weight, std=0.02)  # GPT-2 init
+        with torch.no_grad():
+            self.item_embedding.weight[PAD].zero_()
+        self.input = FirstItemPositionInput(self.item_embedding, max_len, dropout, scale_by_sqrt_dim=False)
+        nn.init.normal_(self.input.position_embedding.weight, std=0.01)
+        self.blocks = nn.ModuleList(GPTBlock(embed_dim, num_heads, dropout, mlp_ratio) for _ in range(num_blocks))
+        self.final_norm = nn.LayerNorm(embed_dim)
+
+    def forward(self, input_ids, timestamps=None, next_timestamps=None) -> torch.Tensor:
+        mask = causal_padding_mask(input_ids)
+        keep = (input_ids != PAD).unsqueeze(-1)
+        x = self.input(input_ids)
+        for block in self.blocks:
+            x = block(x, mask) * keep
+        return self.final_norm(x)
+
+    @staticmethod
+    def search_space(trial: optuna.Trial) -> dict:
+        return {
+            "lr": trial.suggest_float("lr", 3e-4, 3e-3, log=True),
+            "dropout": trial.suggest_float("dropout", 0.1, 0.5),
+            "num_blocks": trial.suggest_categorical("num_blocks", [2, 4, 8]),
+            "num_heads": trial.suggest_categorical("num_heads", [1, 2, 5]),
+            "temperature": trial.suggest_float("temperature", 0.02, 0.2, log=True),
+        }
