@@ -87,7 +87,7 @@ def build_specs(board, args, overrides) -> list:
         if args.tuned:
             from sweeps.study import tuned_params
 
-            params, tuning = tuned_params(board, model, args.storage)
+            params, tuning = tuned_params(board, model, getattr(args, "study_storage", None) or args.storage)
             model_args = {**params, **model_args}
         trainer_args = dict(overrides["trainer"])
         if args.max_epochs:
@@ -214,6 +214,7 @@ def make_parser() -> argparse.ArgumentParser:
         p.add_argument("--data-dir", help="data folder (default: env PAPERBOARD_DATA or ~/.cache/paperboard)")
         p.add_argument("--storage", help="results database URL (default: env PAPERBOARD_STORAGE or a SQLite file)")
         p.add_argument("--max-epochs", type=int, help="override the board's epoch cap")
+        p.add_argument("--study-storage", help="where --tuned finds the sweeps' studies (default: --storage)")
         p.add_argument("--quiet", action="store_true", help="hide the per-run training output")
 
     p = sub.add_parser("run", help="train and evaluate a board's models over seeds")

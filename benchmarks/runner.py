@@ -46,6 +46,7 @@ class RunSpec:
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     checkpoint_dir: str | None = None
     keep_checkpoint: bool = True
+    sweep: dict | None = None  # set for a sweep trial (sweeps/study.py): {"storage", "study", "trial_id", "trial_number", "pruner"}
 
 
 def check_kwargs(cls, kwargs: dict, prefix: str, owner: str) -> None:
@@ -149,10 +150,16 @@ def _wandb_logger(board: Board, spec: RunSpec, config: dict, save_dir: Path):
     from lightning.pytorch.loggers import WandbLogger
 
     save_dir.mkdir(parents=True, exist_ok=True)
-    return WandbLogger(project=os.environ.get("WANDB_PROJECT", "paperboard"), group=f"{board.name}/{spec.model}",
-                       name=f"{spec.model}-seed{spec.seed}", tags=[board.name, spec.model, f"seed{spec.seed}",
-                       *board.papers], config=config, save_dir=str(save_dir), mode=mode, id=spec.run_id,
-                       job_type="train")
+    name, job_type, tags = f"{spec.model}-seed{spec.seed}", "train", []
+    if spec.sweep:  # one W&B run per sweep trial, all of a study's trials in one group
+        name, job_type, tags = f"{spec.model}-trial{spec.sweep['trial_number']}", "sweep-trial", ["sweep"]
+    return WandbLogger(project=os.environ.get("WANDB_PROJECT", "paperboard"), group=_wandb_group(board, spec),
+                       name=name, tags=[board.name, spec.model, f"seed{spec.seed}", *board.papers, *tags],
+                       config=config, save_dir=str(save_dir), mode=mode, id=spec.run_id, job_type=job_type)
+
+
+def _wandb_group(board: Board, spec: RunSpec) -> str:
+    return f"sweep/{board.name}/{spec.model}" if spec.sweep else f"{board.name}/{spec.model}"
 
 
 def paperboard_home() -> Path:
@@ -190,6 +197,10 @@ def execute(spec: RunSpec, callbacks: list | None = None) -> dict:
         run_callbacks = [checkpoint, timer, *(callbacks or [])]
         if board.early_stopping_patience:
             run_callbacks.append(EarlyStopping(monitor=monitor, mode=board.mode, patience=board.early_stopping_patience))
+        if spec.sweep and spec.sweep.get("pruner"):  # report val/<primary> each epoch to the study's pruner
+            from sweeps.pruning import pruning_callback
+
+            run_callbacks.append(pruning_callback(spec.sweep, monitor))
         logger = _wandb_logger(board, spec, config, paperboard_home() / "wandb")
         trainer = pl.Trainer(callbacks=run_callbacks, logger=logger if logger is not None else False,
                              default_root_dir=str(checkpoint_dir), num_sanity_val_steps=0,
@@ -200,7 +211,8 @@ def execute(spec: RunSpec, callbacks: list | None = None) -> dict:
         best = checkpoint.best_model_path or None
         val = trainer.validate(model, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
         eval_start = time.perf_counter()
-        test = trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
+        # a sweep trial is selected on validation only: its test split stays unseen
+        test = {} if spec.sweep else trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
         eval_seconds = time.perf_counter() - eval_start
         best_epoch = _best_epoch(best)
         record.update(
@@ -220,11 +232,14 @@ def execute(spec: RunSpec, callbacks: list | None = None) -> dict:
             record["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
         if logger is not None and trainer.is_global_zero:
             record["wandb"] = {"run_id": logger.experiment.id, "project": logger.experiment.project,
-                               "group": f"{board.name}/{spec.model}", "mode": os.environ.get("WANDB_MODE", "offline")}
+                               "group": _wandb_group(board, spec), "mode": os.environ.get("WANDB_MODE", "offline")}
             logger.experiment.summary.update({f"test/{k}": v for k, v in record["metrics"]["test"].items()})
         record["is_global_zero"] = trainer.is_global_zero
     except Exception as err:  # a failed run is a record, never the end of the board
-        record.update(status="failed", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc())
+        if type(err).__name__ == "TrialPruned":  # a sweep trial stopped by its pruner (sweeps/pruning.py)
+            record.update(status="pruned", error=str(err))
+        else:
+            record.update(status="failed", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc())
         record["is_global_zero"] = int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", 0))) == 0
     finally:
         _finish_wandb()

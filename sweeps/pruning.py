@@ -1,0 +1,67 @@
+"""Pruning: a MedianPruner over the board's primary validation metric, reported once per epoch.
+
+The parent (study loop) owns the trial; the trial's training runs in a fresh subprocess, which re-opens the
+study from the same storage and attaches optuna-integration's `PyTorchLightningPruningCallback`
+(`lightning.pytorch` flavour) to the Trainer, so each epoch's `val/<primary_metric>` is reported to the
+study and the pruner can stop the trial. The callback raises `optuna.TrialPruned`; the runner records the
+run as status "pruned" and the parent tells the study PRUNED.
+
+Trials that train on several processes (`--trainer.devices 2`, `num_nodes`, a ddp strategy) run without
+pruning: the callback's DDP path needs RDBStorage and a private Lightning attribute, and has a history of not
+pruning (optuna#1417, optuna-integration#223); we have no multi-device machine to test it on.
+"""
+from __future__ import annotations
+
+import optuna
+
+PRUNER_STARTUP_TRIALS = 5  # trials that finish unpruned before the pruner judges anyone
+
+
+MEDIAN_KEYS = ("n_startup_trials", "n_warmup_steps", "interval_steps", "n_min_trials")
+
+
+def pruner_config(max_epochs: int, enabled: bool = True, overrides: dict | None = None) -> dict | None:
+    """The pruner's settings, stored on the study and part of its name. None = no pruning.
+
+    Default: MedianPruner judging from the 6th trial on, after a warm-up of a tenth of the epoch cap (a trial
+    is never pruned in its first epochs, when slow starters still look bad). A board may set any of
+    MEDIAN_KEYS under `sweep: {pruner: {...}}`; the same pruner then applies to every model of the board.
+    """
+    if not enabled:
+        return None
+    unknown = set(overrides or {}) - set(MEDIAN_KEYS)
+    if unknown:
+        from benchmarks.boards import ConfigError
+
+        raise ConfigError(f"unknown sweep.pruner key(s) {', '.join(sorted(unknown))}; valid: {', '.join(MEDIAN_KEYS)}")
+    return {"name": "MedianPruner", "n_startup_trials": PRUNER_STARTUP_TRIALS,
+            "n_warmup_steps": max(1, int(max_epochs) // 10), "interval_steps": 1, **(overrides or {})}
+
+
+def make_pruner(config: dict | None) -> optuna.pruners.BasePruner:
+    if not config:
+        return optuna.pruners.NopPruner()
+    if config["name"] != "MedianPruner":
+        raise ValueError(f"unknown pruner {config['name']!r}")
+    return optuna.pruners.MedianPruner(**{k: v for k, v in config.items() if k != "name"})
+
+
+def multi_process(trainer_args: dict) -> bool:
+    """Whether a trial with these Trainer args trains on several processes (then it is not pruned)."""
+    devices = trainer_args.get("devices", 1)
+    many_devices = (isinstance(devices, int) and devices > 1) or (isinstance(devices, (list, tuple)) and len(devices) > 1) \
+        or (isinstance(devices, str) and devices not in ("1", "auto")) or devices == -1
+    strategy = str(trainer_args.get("strategy", "")).lower()
+    return bool(many_devices or int(trainer_args.get("num_nodes", 1)) > 1 or "ddp" in strategy or "fsdp" in strategy)
+
+
+def pruning_callback(sweep: dict, monitor: str):
+    """In a trial's subprocess: the Lightning pruning callback bound to the parent's trial (by id)."""
+    from optuna_integration.pytorch_lightning import PyTorchLightningPruningCallback
+
+    from sweeps.storage import open_storage
+
+    storage = open_storage(sweep["storage"])
+    study = optuna.load_study(study_name=sweep["study"], storage=storage, pruner=make_pruner(sweep["pruner"]))
+    trial = optuna.trial.Trial(study, sweep["trial_id"])
+    return PyTorchLightningPruningCallback(trial, monitor=monitor)

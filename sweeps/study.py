@@ -1,0 +1,477 @@
+"""Studies: names derived from the protocol, the study loop each worker runs, and `tuned_params` for `run --tuned`.
+
+One study = one board x model x protocol. Its name is `<board>/<model>/<hash>`, the hash covering everything
+that makes trials comparable (dataset and its args, metric and direction, early stopping, epoch cap, Trainer
+and fixed model overrides, pruner, sampler seed), so the same command finds the same study again, and a
+changed protocol starts a new one instead of mixing incomparable trials. The number of trials is NOT in the
+name: `--trials N` is the study's target of finished (complete + pruned) trials, so the command is idempotent
+(a complete study trains nothing) and raising N extends the study.
+
+Each worker (a process; `--workers K` starts K) runs `run_worker`: fail stale trials (a dead worker's), stop when
+the study holds N finished trials, wait while the missing ones are running elsewhere, else run one more trial
+in a fresh subprocess (`sweeps/trial.py`). A trial whose process is killed, or whose worker stops beating
+(heartbeat), is failed and its parameters are re-queued (at most MAX_RETRIES times), so nothing is lost and no
+finished trial runs again. Two workers that ask for the last missing trial at the same moment are resolved by
+trial number: the later one is marked failed with user attr `paperboard:surplus` and trains nothing.
+
+Trial runs are NOT written to the results store (so they never reach a board table): the study holds each
+trial's parameters, per-epoch validation values, state and a summary of its run record (user attr `run`);
+the W&B group `sweep/<board>/<model>` holds one run per trial.
+"""
+from __future__ import annotations
+
+import math
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from benchmarks.boards import Board, ConfigError
+from benchmarks.store import _redact
+from sweeps import storage as storages
+from sweeps.pruning import make_pruner, multi_process, pruner_config
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+HEARTBEAT_ATTR = "paperboard:heartbeat"  # journal storages: our own heartbeat (seconds since the epoch)
+RETRY_ATTR = "paperboard:retry"          # on a re-queued trial: {"origin", "previous", "retries", "reason"}
+SURPLUS_ATTR = "paperboard:surplus"
+MAX_RETRIES = 2                          # a trial killed / gone stale is re-queued at most this often
+MAX_CONSECUTIVE_FAILURES = 5             # a worker whose trials keep failing stops with the last error
+DEFAULT_HEARTBEAT = 10                   # seconds between beats; a trial is stale after 3 missed intervals
+SWEEP_KEYS = ("trials", "max_epochs", "pruner")  # a board's `sweep:` budget
+SAMPLER = {"name": "TPESampler", "n_startup_trials": 10, "multivariate": True, "constant_liar": True}
+
+
+class TrialFailed(Exception):
+    """A trial that ended without a value (its run failed, its process died, or it was surplus)."""
+
+
+@dataclass
+class SweepPlan:
+    """Everything a worker needs to run one model's study (JSON-serialisable; sent to worker processes)."""
+
+    board: str          # a board name or the path of a board YAML, as the trial process loads it
+    board_name: str
+    model: str
+    study_name: str
+    storage: str
+    target: int          # finished (complete + pruned) trials wanted
+    max_epochs: int
+    direction: str
+    primary_metric: str
+    pruner: dict | None
+    sampler: dict
+    protocol: dict
+    space: list[str]     # the names of the model's search-space parameters (empty: nothing to tune)
+    seed: int = 0        # the training seed of every trial, and the sampler's base seed
+    data_dir: str | None = None
+    model_args: dict = field(default_factory=dict)    # fixed by --model.X (searched parameters stay fixed)
+    data_args: dict = field(default_factory=dict)
+    trainer_args: dict = field(default_factory=dict)  # includes max_epochs = the cap
+    heartbeat: int = DEFAULT_HEARTBEAT
+    workers: int = 1
+    notes: list[str] = field(default_factory=list)
+    storage_given: bool = False
+    verbose: bool = False
+
+    @property
+    def log_dir(self) -> Path:
+        from benchmarks.runner import paperboard_home
+
+        return paperboard_home() / "sweeps" / self.study_name.replace("/", "__")
+
+    def command(self) -> str:
+        """The sweep command that fills (or resumes) this study."""
+        parts = ["paperboard sweep", self.board, "--model", self.model, "--trials", str(self.target)]
+        if self.storage_given:
+            parts += ["--storage", self.storage]
+        return " ".join(parts)
+
+
+def space_names(model_cls) -> list[str]:
+    """The parameter names the model's `search_space(trial)` suggests (asked on a throw-away in-memory trial)."""
+    space = getattr(model_cls, "search_space", None)
+    if space is None:
+        raise ConfigError(f"{model_cls.__name__} declares no search_space(trial) staticmethod; add one beside the model")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    trial = optuna.create_study().ask()
+    space(trial)
+    return list(trial.params)
+
+
+def make_plan(board: Board, model: str, trials: int | None = None, storage: str | None = None,
+              overrides: dict | None = None, max_epochs: int | None = None, prune: bool = True, seed: int = 0,
+              data_dir: str | None = None, heartbeat: int = DEFAULT_HEARTBEAT, workers: int = 1,
+              board_arg: str | None = None, verbose: bool = False) -> SweepPlan:
+    """One model's study under the board's sweep budget (the same for every model of the board)."""
+    import lightning_modules  # noqa: F401  (fills the registry)
+    from benchmarks.runner import DEFAULT_MAX_EPOCHS, RunSpec, config_hash, resolve
+    from lightning_modules.registry import MODELS
+
+    overrides = overrides or {}
+    unknown = set(board.sweep) - set(SWEEP_KEYS)
+    if unknown:
+        raise ConfigError(f"board {board.name}: unknown sweep key(s) {', '.join(sorted(unknown))}; valid: "
+                          f"{', '.join(SWEEP_KEYS)}")
+    model_over, data_over, trainer_over = (dict(overrides.get(k) or {}) for k in ("model", "data", "trainer"))
+    resolve(board, RunSpec(board=board.name, model=model, seed=seed, model_args=model_over, data_args=data_over,
+                           trainer_args=trainer_over))  # unknown model / config keys fail here, before any study
+    space = space_names(MODELS.get(model).cls)
+    cap = int(max_epochs or trainer_over.get("max_epochs") or board.sweep.get("max_epochs")
+              or board.trainer.get("max_epochs") or DEFAULT_MAX_EPOCHS)
+    trainer_args = {**trainer_over, "max_epochs": cap}
+    notes = []
+    can_prune = prune and not multi_process({**board.trainer, **trainer_args})
+    if prune and not can_prune:
+        notes.append("pruning is off: trials train on several processes (DDP pruning is untested here)")
+    target = int(trials if trials is not None else board.sweep.get("trials", 40))
+    if not space:
+        notes.append(f"{model}'s search space is empty: its one configuration runs as a single trial "
+                     f"(instead of {target})")
+        target = min(target, 1)
+    pruner = pruner_config(cap, can_prune, board.sweep.get("pruner"))
+    sampler = {**SAMPLER, "seed": seed}
+    protocol = {
+        "dataset": board.dataset, "dataset_args": {**board.dataset_args, **data_over},
+        "primary_metric": board.primary_metric, "direction": board.direction,
+        "early_stopping_patience": board.early_stopping_patience,
+        "trainer": {**board.trainer, **trainer_args}, "model_args": {**board.models[model], **model_over},
+        "pruner": pruner, "sampler": sampler, "training_seed": seed,
+    }
+    storage_url = storages.resolve_url(storage)
+    return SweepPlan(
+        board=board_arg or board.name, board_name=board.name, model=model,
+        study_name=f"{board.name}/{model}/{config_hash(protocol)}", storage=storage_url, target=target,
+        max_epochs=cap, direction=board.direction, primary_metric=board.primary_metric, pruner=pruner,
+        sampler=sampler, protocol=protocol, space=space, seed=seed, data_dir=data_dir, model_args=model_over,
+        data_args=data_over, trainer_args=trainer_args, heartbeat=heartbeat, workers=workers, notes=notes,
+        storage_given=storage is not None, verbose=verbose)
+
+
+def versions() -> dict:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for dist in ("optuna", "optuna-integration", "lightning", "torch", "sqlalchemy"):
+        try:
+            out[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            out[dist] = None
+    return out
+
+
+def open_plan_storage(plan: SweepPlan):
+    return storages.open_storage(plan.storage, heartbeat_interval=plan.heartbeat, stale_callback=_stale_callback)
+
+
+def create_study(plan: SweepPlan, storage=None) -> optuna.Study:
+    """Create the plan's study, or load it if it exists; record sampler, pruner, budget and versions on it."""
+    storage = storage or open_plan_storage(plan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study = optuna.create_study(study_name=plan.study_name, storage=storage, direction=plan.direction,
+                                    pruner=make_pruner(plan.pruner), load_if_exists=True)
+    if "paperboard" not in study.user_attrs:
+        study.set_user_attr("paperboard", {
+            "board": plan.board_name, "model": plan.model, "protocol": plan.protocol, "sampler": plan.sampler,
+            "sampler_seeding": "TPESampler(seed = seed*1000003 + worker*10007 + trials so far), re-made per trial",
+            "pruner": plan.pruner, "max_epochs": plan.max_epochs, "space": plan.space, "versions": versions(),
+            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "notes": plan.notes})
+    study.set_user_attr("target_trials", plan.target)
+    study.set_user_attr("last_command", {"command": plan.command(), "workers": plan.workers, "versions": versions(),
+                                         "at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    return study
+
+
+def load_study(plan: SweepPlan, storage=None) -> optuna.Study | None:
+    storage = storage or open_plan_storage(plan)
+    try:
+        return optuna.load_study(study_name=plan.study_name, storage=storage, pruner=make_pruner(plan.pruner))
+    except KeyError:
+        return None
+
+
+# ----- counting, stale trials, retries --------------------------------------------------------------------------
+@dataclass
+class Counts:
+    complete: int = 0
+    pruned: int = 0
+    failed: int = 0
+    running: int = 0
+    waiting: int = 0
+
+    @property
+    def finished(self) -> int:
+        return self.complete + self.pruned
+
+
+def counts(study: optuna.Study) -> Counts:
+    c = Counter(t.state for t in study.get_trials(deepcopy=False))
+    return Counts(complete=c[TrialState.COMPLETE], pruned=c[TrialState.PRUNED], failed=c[TrialState.FAIL],
+                  running=c[TrialState.RUNNING], waiting=c[TrialState.WAITING])
+
+
+def requeue(study: optuna.Study, number: int, params: dict, user_attrs: dict, reason: str) -> bool:
+    """Queue a trial's parameters again (a WAITING trial, run next by any worker). False when out of retries."""
+    previous = user_attrs.get(RETRY_ATTR) or {}
+    retries = int(previous.get("retries", 0))
+    if retries >= MAX_RETRIES:
+        print(f"paperboard: trial {number} {reason}; already retried {retries} times, not re-queued", flush=True)
+        return False
+    study.enqueue_trial(dict(params), user_attrs={RETRY_ATTR: {
+        "origin": previous.get("origin", number), "previous": number, "retries": retries + 1, "reason": reason}})
+    return True
+
+
+def _stale_callback(study: optuna.Study, trial) -> None:
+    """RDBStorage's heartbeat_stale_trial_callback: the stale trial is already FAIL; queue its parameters again."""
+    requeue(study, trial.number, trial.params, trial.user_attrs, "lost its worker (heartbeat stale)")
+
+
+def reap_stale(study: optuna.Study, storage, plan: SweepPlan) -> None:
+    """Fail the running trials whose worker stopped beating, and re-queue them."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if isinstance(storage, optuna.storages.RDBStorage):
+            optuna.storages.fail_stale_trials(study)  # Optuna's heartbeat; calls _stale_callback per trial
+            return
+    if not isinstance(storage, optuna.storages.JournalStorage):
+        return
+    grace, now = 3 * plan.heartbeat, time.time()
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        beat = t.system_attrs.get(HEARTBEAT_ATTR) or (t.datetime_start.timestamp() if t.datetime_start else now)
+        if now - beat <= grace:
+            continue
+        try:
+            if not storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
+                continue
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # another worker failed it first (and re-queued it)
+        requeue(study, t.number, t.params, t.user_attrs, "lost its worker (heartbeat stale)")
+
+
+class JournalHeartbeat:
+    """A thread that stamps the trial every `interval` seconds (JournalStorage has no heartbeat of its own)."""
+
+    def __init__(self, storage, trial_id: int, interval: int):
+        self.storage, self.trial_id, self.interval = storage, trial_id, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while True:
+            try:
+                self.storage.set_trial_system_attr(self.trial_id, HEARTBEAT_ATTR, time.time())
+            except Exception:  # the trial was failed by another worker, or the file went away: stop beating
+                return
+            if self._stop.wait(self.interval):
+                return
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+# ----- one trial ------------------------------------------------------------------------------------------------
+def make_sampler(plan: SweepPlan, worker: int, trials_so_far: int) -> optuna.samplers.BaseSampler:
+    """A seeded TPE sampler, re-made per trial with a seed from (seed, worker, trials so far): a resumed or parallel
+    study never replays the random start-up draws of an earlier trial, and one worker's sweep is reproducible."""
+    seed = plan.seed * 1_000_003 + worker * 10_007 + trials_so_far
+    settings = {k: v for k, v in plan.sampler.items() if k not in ("name", "seed")}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        sampler = optuna.samplers.TPESampler(seed=seed, **settings)
+        fixed = {k: v for k, v in plan.model_args.items() if k in plan.space}
+        return optuna.samplers.PartialFixedSampler(fixed, sampler) if fixed else sampler
+
+
+def run_summary(record: dict, primary: str) -> dict:
+    """What the study keeps of a trial's run record (user attr `run`)."""
+    keep = ("run_id", "status", "best_epoch", "epochs", "params", "train_seconds", "train_epoch_seconds",
+            "wall_seconds", "peak_rss_mb", "peak_gpu_mb", "config_hash", "data_hash", "error", "wandb", "git_sha")
+    out = {k: record[k] for k in keep if k in record}
+    out["val"] = (record.get("metrics") or {}).get("val", {})
+    return out
+
+
+class Objective:
+    def __init__(self, plan: SweepPlan, study: optuna.Study, storage, worker: int):
+        from lightning_modules.registry import MODELS
+
+        self.plan, self.study, self.storage, self.worker = plan, study, storage, worker
+        self.space = MODELS.get(plan.model).cls.search_space
+        self.trial_id: int | None = None
+        self.number: int | None = None
+        self.record: dict | None = None
+        self.surplus = False
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        from benchmarks.runner import RunSpec, paperboard_home
+        from sweeps.trial import launch
+
+        plan = self.plan
+        self.trial_id, self.number = trial._trial_id, trial.number
+        ahead = [t for t in self.study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
+                 if t.number < trial.number]
+        if len(ahead) >= plan.target:  # another worker took the last missing trial first
+            self.surplus = True
+            trial.set_user_attr(SURPLUS_ATTR, True)
+            if RETRY_ATTR in trial.user_attrs:  # keep a re-queued configuration queued
+                self.study.enqueue_trial(trial.params, user_attrs={RETRY_ATTR: trial.user_attrs[RETRY_ATTR]})
+            raise TrialFailed(f"surplus: {len(ahead)} trials ahead of trial {trial.number} already make the target")
+        params = self.space(trial)
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        spec = RunSpec(board=plan.board, model=plan.model, seed=plan.seed, data_dir=plan.data_dir,
+                       model_args={**plan.model_args, **params}, data_args=plan.data_args,
+                       trainer_args={**plan.trainer_args, **({} if plan.verbose else {"enable_progress_bar": False})},
+                       keep_checkpoint=False,
+                       sweep={"storage": plan.storage, "study": plan.study_name, "trial_id": trial._trial_id,
+                              "trial_number": trial.number, "pruner": plan.pruner})
+        spec.checkpoint_dir = str(paperboard_home() / "sweeps" / "checkpoints" / spec.run_id)
+        trial.set_user_attr("run_id", spec.run_id)
+        plan.log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = plan.log_dir / f"trial-{trial.number:04d}.log"
+        journal = isinstance(self.storage, optuna.storages.JournalStorage)
+        beat = JournalHeartbeat(self.storage, trial._trial_id, plan.heartbeat) if journal else None
+        try:
+            if beat:
+                beat.__enter__()
+            record, code = launch(spec, None if plan.verbose else log_path,
+                                  threads=max(1, (os.cpu_count() or 1) // plan.workers) if plan.workers > 1 else None)
+        except KeyboardInterrupt:
+            requeue(self.study, trial.number, trial.params, trial.user_attrs, "was interrupted")
+            raise
+        finally:
+            if beat:
+                beat.__exit__()
+            shutil.rmtree(spec.checkpoint_dir, ignore_errors=True)
+        self.record = record
+        if record is None:
+            if code < 0:  # killed by a signal (kill -9, OOM killer): the configuration deserves another go
+                requeue(self.study, trial.number, trial.params, trial.user_attrs, f"was killed (signal {-code})")
+            raise TrialFailed(f"trial process exited with code {code} before writing a record; log: {log_path}")
+        trial.set_user_attr("run", run_summary(record, plan.primary_metric))
+        if record["status"] == "pruned":
+            raise optuna.TrialPruned(record.get("error") or "pruned")
+        if record["status"] != "ok":
+            raise TrialFailed(f"{record.get('error')} (log: {log_path})")
+        value = record["metrics"]["val"].get(plan.primary_metric)
+        if value is None or math.isnan(value):
+            raise TrialFailed(f"the run reported no val/{plan.primary_metric} (log: {log_path})")
+        return float(value)
+
+
+# ----- the study loop -------------------------------------------------------------------------------------------
+def best_line(study: optuna.Study, plan: SweepPlan) -> str:
+    try:
+        best = study.best_trial
+    except ValueError:
+        return "no complete trial yet"
+    return f"best val {plan.primary_metric} {best.value:.4f} (trial {best.number})"
+
+
+def run_worker(plan: SweepPlan, worker: int = 0, log=print, poll_seconds: float = 2.0) -> int:
+    """Run trials until the study holds `plan.target` finished ones; 0 when it does, 1 if trials keep failing."""
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    storage = open_plan_storage(plan)
+    study = load_study(plan, storage)
+    if study is None:
+        raise ConfigError(f"study {plan.study_name} does not exist in {_redact(plan.storage)}")
+    tag = f"[{plan.model}{f' w{worker}' if plan.workers > 1 else ''}]"
+    failures, waiting_said = 0, False
+    while True:
+        reap_stale(study, storage, plan)
+        c = counts(study)
+        if c.finished >= plan.target:
+            return 0
+        if c.finished + c.running >= plan.target:  # the missing trials are running in other workers
+            if not waiting_said:
+                log(f"{tag} {c.finished}/{plan.target} finished; waiting for {c.running} trial(s) running elsewhere",
+                    flush=True)
+                waiting_said = True
+            time.sleep(poll_seconds)
+            continue
+        waiting_said = False
+        study.sampler = make_sampler(plan, worker, c.finished + c.failed + c.running + c.waiting)
+        objective = Objective(plan, study, storage, worker)
+        started = time.perf_counter()
+        try:
+            study.optimize(objective, n_trials=1, catch=(TrialFailed,))
+        except optuna.exceptions.UpdateFinishedTrialError:
+            log(f"{tag} trial {objective.number} was failed by another worker (its heartbeat looked stale); "
+                f"carrying on", flush=True)
+            continue
+        seconds = time.perf_counter() - started
+        trial = study._storage.get_trial(objective.trial_id)
+        if objective.surplus:
+            continue
+        c = counts(study)
+        if trial.state == TrialState.COMPLETE:
+            what, failures = f"complete: val {plan.primary_metric} {trial.value:.4f}", 0
+        elif trial.state == TrialState.PRUNED:
+            last = max(trial.intermediate_values) if trial.intermediate_values else "?"
+            what, failures = f"pruned at epoch {last}", 0
+        else:
+            failures += 1
+            what = f"FAILED: {(objective.record or {}).get('error') or 'see the trial log'}"
+        log(f"{tag} trial {trial.number} {what} ({seconds:.0f}s) | {c.finished}/{plan.target} finished "
+            f"({c.pruned} pruned, {c.failed} failed) | {best_line(study, plan)}", flush=True)
+        if failures >= MAX_CONSECUTIVE_FAILURES:
+            log(f"{tag} stopping: {failures} trials in a row failed; last: {what}", flush=True)
+            return 1
+
+
+def run_study(plan: SweepPlan, log=print) -> int:
+    """Run the plan's workers: in this process for one worker, else `plan.workers` separate processes."""
+    if plan.workers == 1:
+        return run_worker(plan, 0, log)
+    import json
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="paperboard-sweep-") as tmp:
+        plan_path = Path(tmp) / "plan.json"
+        plan_path.write_text(json.dumps(asdict(plan)))
+        procs = [subprocess.Popen([sys.executable, "-m", "sweeps.worker", str(plan_path), str(i)], cwd=os.getcwd())
+                 for i in range(plan.workers)]
+        try:
+            codes = [p.wait() for p in procs]
+        except BaseException:
+            for p in procs:  # Ctrl-C reached them too; let them re-queue their trials, then make sure they stop
+                try:
+                    p.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+            raise
+    return max(codes)
+
+
+# ----- the tuned configuration ----------------------------------------------------------------------------------
+def tuned_params(board: Board, model: str, storage_url: str | None) -> tuple[dict, dict]:
+    """The best trial's parameters of the board's default sweep of `model` and where they came from."""
+    plan = make_plan(board, model, storage=storage_url)
+    study = load_study(plan)
+    complete = [] if study is None else study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
+        state = "has no complete trial" if study is not None else "does not exist"
+        raise ConfigError(f"--tuned: the sweep of {model} on {board.name} (study {plan.study_name} in "
+                          f"{_redact(plan.storage)}) {state}. Run it first: {plan.command()}")
+    best = study.best_trial
+    tuning = {"study": plan.study_name, "trials": counts(study).finished, "best_value": best.value,
+              "trial": best.number, "max_epochs": plan.max_epochs}
+    return dict(best.params), tuning

@@ -1,0 +1,74 @@
+"""One sweep trial = one fresh process: `python -m sweeps.trial SPEC.json RECORD.json PARENT_PID`.
+
+It is `benchmarks.worker` (execute one RunSpec, write its record) plus one promise: the trial dies with the
+study worker that launched it (Linux PR_SET_PDEATHSIG), so a `kill -9` of a worker never leaves an orphan
+training on, reporting to a trial that the study has already failed and re-queued.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: the heartbeat still fails the trial, the orphan just runs on
+        return
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def launch(spec, log_path: Path | None, threads: int | None = None) -> tuple[dict | None, int]:
+    """Run `spec` (a benchmarks.runner.RunSpec) in a fresh trial process; returns (record or None, exit code).
+
+    Output goes to `log_path` (None: inherit the terminal). Ctrl-C reaches the trial through the process group;
+    the trial is then given 30 s to stop before it is killed, and KeyboardInterrupt propagates.
+    `threads` sets OMP_NUM_THREADS for the trial unless the user set it (parallel workers share the cores).
+    """
+    env = dict(os.environ)
+    if threads and "OMP_NUM_THREADS" not in env:
+        env["OMP_NUM_THREADS"] = str(threads)
+    with tempfile.TemporaryDirectory(prefix="paperboard-trial-") as tmp:
+        spec_path, record_path = Path(tmp) / "spec.json", Path(tmp) / "record.json"
+        spec_path.write_text(json.dumps(asdict(spec)))
+        log = open(log_path, "w") if log_path else None
+        try:
+            proc = subprocess.Popen([sys.executable, "-m", "sweeps.trial", str(spec_path), str(record_path),
+                                     str(os.getpid())], stdout=log, stderr=subprocess.STDOUT if log else None,
+                                    cwd=os.getcwd(), env=env)
+            try:
+                code = proc.wait()
+            except BaseException:
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+                raise
+        finally:
+            if log:
+                log.close()
+        record = json.loads(record_path.read_text()) if record_path.exists() else None
+        return record, code
+
+
+def main(argv: list[str]) -> int:
+    _die_with_parent(int(argv[2]))
+    from benchmarks.worker import main as worker_main
+
+    return worker_main(argv[:2])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
