@@ -122,16 +122,26 @@ class MPEVectorEnv:
             out[..., o_end + K * 2: o_end + K * 2 + L * 2] = obs[..., 4:4 + 2 * L]  # landmarks after others
             out[..., o_end: o_end + K * 2] = obs[..., 4 + 2 * L: 4 + 2 * L + 2 * K]
             return out
-        n_other_raw, T = N - 1, self.num_landmarks_raw
-        K = min(self.max_others, n_other_raw)
-        L = min(self.max_landmarks, T)
-        for group, mask in ((True, self.collector), (False, ~self.collector)):
+        groups = []
+        for mask in (self.collector, ~self.collector):
             idx = np.flatnonzero(mask)
-            if idx.size == 0:
+            groups.append(np.stack([np.stack([r[i] for i in idx]) for r in raw]) if idx.size else None)
+        return self.canonical_groups(*groups)
+
+    def canonical_groups(self, collector_obs: np.ndarray | None, deposit_obs: np.ndarray | None) -> np.ndarray:
+        """collect_treasure: canonical [E, N, D] from the raw observations of the collectors [E, C, dc] and of the
+        deposits [E, Dp, dd] (agent order: collectors, then deposits, as in the package)."""
+        E, N = self.num_envs, self.num_agents
+        out = np.zeros((E, N, self.obs_dim), dtype=np.float32)
+        o_end = self.self_dim + self.type_dim
+        n_other_raw, T = N - 1, self.num_landmarks_raw
+        K, L = min(self.max_others, n_other_raw), min(self.max_landmarks, T)
+        for group, obs, mask in ((True, collector_obs, self.collector), (False, deposit_obs, ~self.collector)):
+            idx = np.flatnonzero(mask)
+            if obs is None or idx.size == 0:
                 continue
-            obs = np.stack([np.stack([r[i] for i in idx]) for r in raw])  # [E, n_group, raw_dim]
             own = 4 + (self.num_types if group else 0)
-            block = out[:, idx]
+            block = np.zeros((E, idx.size, self.obs_dim), dtype=np.float32)
             block[..., :own] = obs[..., :own]
             block[..., self.self_dim + (0 if group else 1)] = 1.0  # type one-hot: collector | deposit
             others = obs[..., own: own + n_other_raw * self.other_dim].reshape(E, idx.size, n_other_raw, self.other_dim)
@@ -176,20 +186,30 @@ from datamodules.marl.base import RolloutDataModule  # noqa: E402
 from datamodules.registry import register_dataset  # noqa: E402
 
 
+BACKENDS = {"collect_treasure": ("package", "numpy"), "simple_spread": ("package",)}
+
+
 class MPEDataModule(RolloutDataModule):
     """An mpe2 scenario as a rollout "dataset". `scenario_args` pass to the package's `parallel_env`;
-    `eval_team_delta` agents (collectors for collect_treasure) are added for the different-team-size test."""
+    `eval_team_delta` agents (collectors for collect_treasure) are added for the different-team-size test.
+    `backend`: "package" steps mpe2's own envs; "numpy" (collect_treasure only) is the batched re-implementation
+    in `collect_treasure_numpy.py`, checked against the package by the tests."""
 
     scenario = ""
     default_args: dict = {}
 
-    def __init__(self, scenario_args: dict | None = None, eval_team_delta: int = 1, num_envs: int = 8,
+    def __init__(self, scenario_args: dict | None = None, eval_team_delta: int = 1, backend: str = "package",
+                 num_envs: int = 8,
                  rollouts_per_epoch: int = 10, eval_episodes: int = 32, data_dir: str | None = None,
                  batch_size: int = 1, eval_batch_size: int = 1, num_workers: int = 0):
         super().__init__(num_envs=num_envs, rollouts_per_epoch=rollouts_per_epoch, eval_episodes=eval_episodes,
                          data_dir=data_dir, batch_size=batch_size, eval_batch_size=eval_batch_size)
         self.config = ScenarioConfig(self.scenario, {**self.default_args, **(scenario_args or {})})
         self.eval_team_delta = eval_team_delta
+        if backend not in BACKENDS.get(self.scenario, ("package",)):
+            raise ValueError(f"backend {backend!r} is not available for {self.scenario}; choose one of "
+                             f"{', '.join(BACKENDS.get(self.scenario, ('package',)))}")
+        self.backend = backend
         probe = MPEVectorEnv(self.config, 1)
         self.obs_dim, self.num_agents, self.max_cycles = probe.obs_dim, probe.num_agents, probe.max_cycles
         first = probe.reset([0])
@@ -198,9 +218,12 @@ class MPEDataModule(RolloutDataModule):
             {"scenario": self.scenario, **self.config.args}, sort_keys=True).encode(), np.uint8), "reset0": first})
 
     def make_env(self, split: str) -> MPEVectorEnv:
+        env_cls = MPEVectorEnv
+        if self.backend == "numpy":
+            from datamodules.marl.collect_treasure_numpy import BatchedCollectTreasure as env_cls
         if split == "test_resized":
-            return MPEVectorEnv(self.config.resized(self.eval_team_delta), self.num_envs, train_config=self.config)
-        return MPEVectorEnv(self.config, self.num_envs)
+            return env_cls(self.config.resized(self.eval_team_delta), self.num_envs, train_config=self.config)
+        return env_cls(self.config, self.num_envs)
 
     def model_kwargs(self) -> dict:
         return {"obs_dim": self.obs_dim, "n_actions": MPEVectorEnv.n_actions, "num_agents": self.num_agents,
@@ -210,7 +233,7 @@ class MPEDataModule(RolloutDataModule):
         return {"data_hash": self.data_hash, "scenario": self.scenario, "scenario_args": self.config.args,
                 "num_agents": self.num_agents, "obs_dim": self.obs_dim, "eval_team_delta": self.eval_team_delta,
                 "num_envs": self.num_envs, "rollouts_per_epoch": self.rollouts_per_epoch,
-                "eval_episodes": self.eval_episodes, "package": "mpe2==1.1.1"}
+                "eval_episodes": self.eval_episodes, "backend": self.backend, "package": "mpe2==1.1.1"}
 
 
 @register_dataset("mpe-collect-treasure", family="marl")
