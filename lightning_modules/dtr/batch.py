@@ -1,0 +1,53 @@
+"""The dtr batch format: the one definition that dtr datamodules produce and dtr models read.
+
+One sample = one decision point of one patient: the last `L` steps (history length, left-padded; `mask` is
+True on real steps, so position L-1 always holds the current step) and the clinician's action at that step.
+Every tensor is batched (first dim B).
+
+  vitals [B,L,Fv]   per-step tabular vitals/labs (float)
+  meds   [B,L,Fm]   per-step previous-medication features (float)
+  notes  [B,L,Fn]   per-step clinical-note embedding (float; zeros when a step has no note)
+  demo   [B,Fd]     static demographics (float)
+  mask   [B,L]      True on real steps
+  action [B]        the clinician's action at the current step, 0..24 = vaso_bin*5 + fluid_bin (long)
+  died   [B]        1.0 when the patient died (episode outcome), else 0.0
+  state  [B]        the MDP state at the current step (long; -1 when the data has no MDP)
+  cf_mortality [B,A] estimated death probability had action a been taken (the datamodule's outcome model,
+                    paper App. B; NaN when unavailable)
+  calib  [B]        True for calibration-pool samples appended to the test set (the conformal step uses
+                    them; every other test metric excludes them)
+  reward [B], done [B], next_* (vitals/meds/notes/demo/mask) for offline RL: the next decision point of the
+                    same patient; done=1 at the last step, where reward is +1 on survival (ICU-Sepsis reward).
+"""
+VITALS = "vitals"
+MEDS = "meds"
+NOTES = "notes"
+DEMO = "demo"
+MASK = "mask"
+ACTION = "action"
+DIED = "died"
+STATE = "state"
+CF_MORTALITY = "cf_mortality"
+CALIB = "calib"
+REWARD = "reward"
+DONE = "done"
+STEP_KEYS = (VITALS, MEDS, NOTES, MASK)
+NEXT = "next_"
+
+NUM_ACTIONS = 25
+NUM_BINS = 5
+
+
+def action_index(vaso_bin, fluid_bin):
+    """Label = vaso_bin * 5 + fluid_bin (SAFER notebook cell 20; ICU-Sepsis uses the same 5x5 grid)."""
+    return vaso_bin * NUM_BINS + fluid_bin
+
+
+def label_from_icu_sepsis(mdp_action):
+    """ICU-Sepsis indexes actions fluid_bin * 5 + vaso_bin (checked: the second axis is 84 % zero under the
+    clinicians' policy and tracks max_dose_vaso); SAFER's label is vaso_bin * 5 + fluid_bin. The map is a
+    transpose of the 5x5 grid, so it is its own inverse (use it both ways)."""
+    return (mdp_action % NUM_BINS) * NUM_BINS + mdp_action // NUM_BINS
+
+
+icu_sepsis_from_label = label_from_icu_sepsis

@@ -1,0 +1,401 @@
+"""SAFER: calibrated risk-aware tabular-language treatment recommendation (Shen, Ye, Xiong, Chen, ICML 2025,
+arXiv 2506.06649; official code github.com/yishanssss/SAFER, `method/model.py::NextMedPredModel`, `train.py`).
+
+Paper §4.1 (Eq. 2-4), as in the code:
+  per-modality projections (vitals, previous meds, notes, demographics), sinusoidal positions on each stream;
+  each of N layers: causal self-attention per stream -> cross-attention both ways notes<->vitals -> for notes
+  and vitals, Linear(2d->d) over [cross, self];
+  readout h_i = fuse2([fuse1([vitals_T, notes_T]), demographics]) (the unified embedding H_i^T (+) x_i^D);
+  classifier MLP d -> d/2 -> 25 (p_theta).
+Paper §4.2:
+  stage 1: cross-entropy on ALL patients (survivors and deceased);
+  refinement module f_phi (MLP d -> d/2 -> d/4 -> 25, ReLU) trained with CE on SURVIVORS only, f_theta frozen;
+  uncertainty kappa_i = KL(p_theta(.|h_i) || p_phi(.|h_i)) (Eq. 5), min/max recorded by the check step;
+  risk-aware fine-tuning of f_theta with Eq. 7 (see metrics.risk_aware_loss), f_phi frozen.
+Paper §5: conformal selection of reliable recommendations with BH FDR control at alpha for H_j: kappa_j >= c
+  (metrics.conformal_selection), reported as realised FDR and power on the test patients. The threshold c is
+  read on the normalised kappa-hat in [0, 1] (the scale of Eq. 7; raw KL is unbounded and its scale depends on
+  training) [our reading]; conformal_score="raw" tests the raw KL instead.
+
+Stages in Lightning: stage 1 and the refinement run in `on_train_start` (their own Adam optimisers and epoch
+counts, each keeping the weights of its best validation loss); the Lightning epochs are the fine-tuning epochs,
+so the runner's checkpointing and early stopping select among fine-tuned models. (Under DDP the first two
+stages run per process without gradient sync: run SAFER on one device.)
+
+Differences from the official code, each behind a flag (defaults follow the paper where it is explicit):
+  loss_variant="code": no gradient through the uncertainty weight/penalty, w>0.6 -> 1 (train.py); default
+      "paper" (Eq. 7, gradient through both).
+  self_attn_residual=False: the code's SelfAttnBlock drops the residual (x = attn_out); default True.
+  meds_in_readout=True: use the meds stream in the readout (the code computes it and never uses it); default
+      False, as the code (the paper's readout names vitals and notes only).
+  finetune_lr: the code fine-tunes with Adam lr 1e-5; paper/code stage-1 and refinement lr 1e-4.
+Ablations as flags: use_notes=False (SAFER-N), finetune=False (SAFER-F), train_on="survivors" (SAFER-U).
+"""
+from __future__ import annotations
+
+import copy
+import inspect
+import math
+
+import numpy as np
+import optuna
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lightning_modules.dtr import batch as B
+from lightning_modules.dtr.base import DTRModule
+from lightning_modules.dtr.metrics import conformal_selection, kl_uncertainty, normalise_kappa, risk_aware_loss
+from lightning_modules.registry import register_model
+
+CURVE_ALPHAS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.75, 0.95)
+CURVE_CS = (0.1, 0.2, 0.3)
+
+
+def projection(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, out_dim))
+
+
+def sinusoidal_positions(length: int, dim: int) -> torch.Tensor:
+    pos = torch.arange(length, dtype=torch.float32)[:, None]
+    div = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    pe = torch.zeros(length, dim)
+    pe[:, 0::2] = torch.sin(pos * div)
+    pe[:, 1::2] = torch.cos(pos * div)[:, : dim // 2]
+    return pe
+
+
+def causal_mask(mask: torch.Tensor) -> torch.Tensor:
+    """[B,1,L,L] True where query i may attend key j: j <= i and (j is a real step or j == i), so that padded
+    query rows attend only to themselves (never an all-masked row)."""
+    L = mask.shape[1]
+    lower = torch.ones(L, L, dtype=torch.bool, device=mask.device).tril()
+    eye = torch.eye(L, dtype=torch.bool, device=mask.device)
+    return (lower & (mask[:, None, :] | eye)).unsqueeze(1)
+
+
+class MultiHeadAttention(nn.Module):
+    def __init__(self, dim: int, num_heads: int, dropout: float):
+        super().__init__()
+        self.num_heads, self.dropout = num_heads, dropout
+        self.q, self.k, self.v, self.o = (nn.Linear(dim, dim) for _ in range(4))
+
+    def forward(self, query, key_value, allowed):
+        Bsz, L, D = query.shape
+        split = lambda x: x.view(Bsz, -1, self.num_heads, D // self.num_heads).transpose(1, 2)  # noqa: E731
+        out = F.scaled_dot_product_attention(split(self.q(query)), split(self.k(key_value)), split(self.v(key_value)),
+                                             attn_mask=allowed, dropout_p=self.dropout if self.training else 0.0)
+        return self.o(out.transpose(1, 2).reshape(Bsz, L, D))
+
+
+class FeedForward(nn.Sequential):
+    def __init__(self, dim: int, hidden: int, dropout: float):
+        super().__init__(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, dim))
+
+
+class SelfAttnBlock(nn.Module):
+    """Causal self-attention over one stream, then LN + FFN (GELU). `residual=False` = the official code."""
+
+    def __init__(self, dim, num_heads, ffn_dim, dropout, residual: bool):
+        super().__init__()
+        self.attention = MultiHeadAttention(dim, num_heads, dropout)
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.ffn = FeedForward(dim, ffn_dim, dropout)
+        self.dropout = nn.Dropout(dropout)
+        self.residual = residual
+
+    def forward(self, x, allowed):
+        a = self.dropout(self.attention(x, x, allowed))
+        x = self.norm1(x + a if self.residual else a)
+        return self.norm2(x + self.dropout(self.ffn(x)))
+
+
+class CrossAttnBlock(nn.Module):
+    """Stream q attends (causally) to stream kv: residual + LN + FFN."""
+
+    def __init__(self, dim, num_heads, ffn_dim, dropout):
+        super().__init__()
+        self.attention = MultiHeadAttention(dim, num_heads, dropout)
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.ffn = FeedForward(dim, ffn_dim, dropout)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, q, kv, allowed):
+        x = self.norm1(q + self.dropout(self.attention(q, kv, allowed)))
+        return self.norm2(x + self.dropout(self.ffn(x)))
+
+
+class TransformerLayer(nn.Module):
+    """One SAFER layer (Eq. 2-3): self-attention per stream, cross-attention notes<->vitals, Linear(2d->d)."""
+
+    def __init__(self, dim, num_heads, ffn_dim, dropout, use_notes: bool, residual: bool):
+        super().__init__()
+        self.use_notes = use_notes
+        self.self_meds = SelfAttnBlock(dim, num_heads, ffn_dim, dropout, residual)
+        self.self_vitals = SelfAttnBlock(dim, num_heads, ffn_dim, dropout, residual)
+        if use_notes:
+            self.self_notes = SelfAttnBlock(dim, num_heads, ffn_dim, dropout, residual)
+            self.notes_to_vitals = CrossAttnBlock(dim, num_heads, ffn_dim, dropout)  # vitals query notes
+            self.vitals_to_notes = CrossAttnBlock(dim, num_heads, ffn_dim, dropout)  # notes query vitals
+            self.merge_vitals = nn.Linear(2 * dim, dim)
+            self.merge_notes = nn.Linear(2 * dim, dim)
+
+    def forward(self, meds, vitals, notes, allowed):
+        meds = self.self_meds(meds, allowed)
+        vitals_self = self.self_vitals(vitals, allowed)
+        if not self.use_notes:
+            return meds, vitals_self, notes
+        notes_self = self.self_notes(notes, allowed)
+        vitals_cross = self.notes_to_vitals(vitals_self, notes_self, allowed)
+        notes_cross = self.vitals_to_notes(notes_self, vitals_self, allowed)
+        vitals = self.merge_vitals(torch.cat([vitals_cross, vitals_self], -1))
+        notes = self.merge_notes(torch.cat([notes_cross, notes_self], -1))
+        return meds, vitals, notes
+
+
+class RefinePrediction(nn.Sequential):
+    """f_phi: d -> d/2 -> d/4 -> 25 with ReLU (`RefinePrediction`; the code's unused fc1 is left out)."""
+
+    def __init__(self, dim: int, num_actions: int):
+        super().__init__(nn.Linear(dim, dim // 2), nn.ReLU(), nn.Linear(dim // 2, dim // 4), nn.ReLU(),
+                         nn.Linear(dim // 4, num_actions))
+
+
+@register_model("safer", family="dtr")
+class SAFER(DTRModule):
+    def __init__(
+        self,
+        vitals_dim: int,
+        meds_dim: int,
+        notes_dim: int,
+        demo_dim: int,
+        history_len: int = 8,
+        num_actions: int = B.NUM_ACTIONS,
+        mdp: str | None = None,
+        d_model: int = 128,
+        num_heads: int = 8,
+        num_layers: int = 2,
+        ffn_dim: int = 128,
+        dropout: float = 0.2,
+        use_notes: bool = True,
+        train_on: str = "all",
+        finetune: bool = True,
+        stage1_epochs: int = 30,
+        refine_epochs: int = 30,
+        stage1_lr: float = 1e-4,
+        refine_lr: float = 1e-4,
+        lr: float = 1e-5,  # fine-tuning lr (code: Adam 1e-5)
+        gamma: float = 0.5,
+        loss_variant: str = "paper",
+        self_attn_residual: bool = True,
+        meds_in_readout: bool = False,
+        conformal_alpha: float = 0.1,
+        conformal_c: float = 0.3,
+        conformal_repetitions: int = 100,
+        conformal_score: str = "normalized",
+        weight_decay: float = 0.0,
+        topk: int = 3,
+    ):
+        super().__init__(vitals_dim, meds_dim, notes_dim, demo_dim, history_len, num_actions, mdp, use_notes,
+                         train_on, lr, weight_decay, topk)
+        self.save_hyperparameters()
+        if conformal_score not in ("normalized", "raw"):
+            raise ValueError(f"conformal_score must be 'normalized' or 'raw', got {conformal_score!r}")
+        if loss_variant not in ("paper", "code"):
+            raise ValueError(f"loss_variant must be 'paper' or 'code', got {loss_variant!r}")
+        d = d_model
+        self.vitals_proj = projection(vitals_dim, d // 2, d)
+        self.meds_proj = projection(meds_dim, d // 2, d)
+        self.notes_proj = projection(notes_dim, 2 * d, d) if use_notes else None
+        self.demo_proj = projection(demo_dim, d // 2, d)
+        self.register_buffer("positions", sinusoidal_positions(history_len, d), persistent=False)
+        self.layers = nn.ModuleList(TransformerLayer(d, num_heads, ffn_dim, dropout, use_notes, self_attn_residual)
+                                    for _ in range(num_layers))
+        readout_streams = 1 + int(use_notes) + int(meds_in_readout)
+        self.fuse1 = nn.Linear(readout_streams * d, d)
+        self.fuse2 = nn.Linear(2 * d, d)
+        self.classifier = nn.Sequential(nn.Linear(d, d // 2), nn.GELU(), nn.Dropout(dropout), nn.Linear(d // 2, num_actions))
+        self.refine = RefinePrediction(d, num_actions)
+        self.register_buffer("kappa_range", torch.tensor([0.0, 1.0]))
+        self.register_buffer("stages_done", torch.tensor(False))
+        self.stage_log: dict = {}
+
+    @staticmethod
+    def search_space(trial: optuna.Trial) -> dict:
+        return {"d_model": trial.suggest_categorical("d_model", [64, 128, 256]),
+                "num_layers": trial.suggest_categorical("num_layers", [1, 2, 4]),
+                "gamma": trial.suggest_float("gamma", 0.05, 0.6),
+                "stage1_lr": trial.suggest_float("stage1_lr", 1e-5, 1e-3, log=True),
+                "lr": trial.suggest_float("lr", 1e-6, 1e-4, log=True)}
+
+    # ----- the network (Eq. 2-4) -----------------------------------------------------------------------------
+    def embed(self, batch: dict) -> torch.Tensor:
+        mask = batch[B.MASK]
+        allowed = causal_mask(mask)
+        pe = self.positions[: mask.shape[1]]
+        meds = self.meds_proj(batch[B.MEDS]) + pe
+        vitals = self.vitals_proj(batch[B.VITALS]) + pe
+        notes = self.notes_proj(batch[B.NOTES]) + pe if self.use_notes else None
+        for layer in self.layers:
+            meds, vitals, notes = layer(meds, vitals, notes, allowed)
+        last = [vitals[:, -1]] + ([notes[:, -1]] if self.use_notes else []) + \
+               ([meds[:, -1]] if self.hparams.meds_in_readout else [])
+        fused = self.fuse1(torch.cat(last, -1))
+        return self.fuse2(torch.cat([fused, self.demo_proj(batch[B.DEMO])], -1))
+
+    def forward(self, batch: dict) -> dict:
+        h = self.embed(batch)
+        return {"h": h, "logits": self.classifier(h), "refine_logits": self.refine(h)}
+
+    def theta_parameters(self):
+        return [p for n, p in self.named_parameters() if not n.startswith("refine.")]
+
+    # ----- stages 1-2 and the check step, before the fine-tuning epochs ---------------------------------------
+    def _loaders(self):
+        dm = getattr(self.trainer, "datamodule", None)
+        if dm is None:
+            raise RuntimeError("SAFER's staged training needs a datamodule (trainer.fit(model, datamodule=...))")
+        return dm.train_dataloader(), dm.val_dataloader()
+
+    def _to_device(self, batch: dict) -> dict:
+        return {k: v.to(self.device) for k, v in batch.items()}
+
+    def _run_stage(self, name: str, epochs: int, params, lr: float, loss_fn, train_loader, val_loader) -> None:
+        """Adam for `epochs` over the training loader; keep the state with the lowest validation loss."""
+        if epochs <= 0:
+            return
+        optimiser = torch.optim.Adam(params, lr=lr)
+        best, best_state, history = float("inf"), None, []
+        for _ in range(epochs):
+            self.train()
+            for batch in train_loader:
+                loss = loss_fn(self._to_device(batch))
+                if loss is None:
+                    continue
+                optimiser.zero_grad()
+                loss.backward()
+                optimiser.step()
+            self.eval()
+            with torch.no_grad():
+                total, count = 0.0, 0
+                for batch in val_loader:
+                    batch = self._to_device(batch)
+                    loss = loss_fn(batch, reduction="sum")
+                    if loss is not None:
+                        total, count = total + float(loss), count + self._stage_rows(name, batch).sum().item()
+            val = total / max(count, 1)
+            history.append(round(val, 5))
+            if val < best:
+                best, best_state = val, copy.deepcopy(self.state_dict())
+        self.load_state_dict(best_state)
+        self.train()
+        self.stage_log[name] = {"epochs": epochs, "best_val_loss": best, "val_loss": history}
+
+    def _stage_rows(self, name: str, batch: dict) -> torch.Tensor:
+        if name == "refine" or self.train_on == "survivors":
+            return batch[B.DIED] == 0
+        return torch.ones_like(batch[B.DIED], dtype=torch.bool)
+
+    def _stage1_loss(self, batch: dict, reduction: str = "mean"):
+        rows = self._stage_rows("stage1", batch)
+        if not rows.any():
+            return None
+        return F.cross_entropy(self(batch)["logits"][rows], batch[B.ACTION][rows], reduction=reduction)
+
+    def _refine_loss(self, batch: dict, reduction: str = "mean"):
+        rows = self._stage_rows("refine", batch)
+        if not rows.any():
+            return None
+        with torch.no_grad():  # f_theta frozen
+            h = self.embed(batch)
+        return F.cross_entropy(self.refine(h[rows]), batch[B.ACTION][rows], reduction=reduction)
+
+    def on_train_start(self) -> None:
+        if bool(self.stages_done):
+            return
+        train_loader, val_loader = self._loaders()
+        self._run_stage("stage1", self.hparams.stage1_epochs, self.theta_parameters(), self.hparams.stage1_lr,
+                        self._stage1_loss, train_loader, val_loader)
+        self._run_stage("refine", self.hparams.refine_epochs, self.refine.parameters(), self.hparams.refine_lr,
+                        self._refine_loss, train_loader, val_loader)
+        # check step (`check_difference`): kappa's range on the training patients, for kappa-hat in [0, 1]
+        self.eval()
+        kappas, died = [], []
+        with torch.no_grad():
+            for batch in train_loader:
+                batch = self._to_device(batch)
+                out = self(batch)
+                kappas.append(kl_uncertainty(out["logits"], out["refine_logits"]))
+                died.append(batch[B.DIED])
+        kappa, died = torch.cat(kappas), torch.cat(died)
+        self.kappa_range.copy_(torch.stack([kappa.min(), kappa.max()]))
+        self.stage_log["kappa_train"] = {"survivors_mean": float(kappa[died == 0].mean()),
+                                         "deceased_mean": float(kappa[died == 1].mean()) if (died == 1).any() else None,
+                                         "min": float(kappa.min()), "max": float(kappa.max())}
+        self.stages_done.fill_(True)
+        self.train()
+
+    # ----- fine-tuning (the Lightning epochs) ---------------------------------------------------------------------
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.theta_parameters(), lr=self.lr, weight_decay=self.weight_decay)
+
+    def training_step(self, batch: dict, batch_idx: int):
+        if not self.hparams.finetune:
+            return None  # SAFER-F: the stage-1 model is the final model
+        rows = self.train_rows(batch)
+        if not rows.any():
+            return None
+        out = self(batch)
+        self.refine.requires_grad_(False)
+        lo, hi = self.kappa_range.tolist()
+        loss = risk_aware_loss(out["logits"][rows], out["refine_logits"][rows], batch[B.ACTION][rows],
+                               self.hparams.gamma, lo, hi, self.hparams.loss_variant)
+        self.log("train/loss", loss, prog_bar=True, batch_size=int(rows.sum()))
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        if not self.hparams.finetune:
+            self.trainer.should_stop = True
+
+    # ----- uncertainty and conformal selection --------------------------------------------------------------------
+    def uncertainty(self, batch: dict, out: dict) -> torch.Tensor:
+        return kl_uncertainty(out["logits"], out["refine_logits"])
+
+    def extra_test_metrics(self, d: dict) -> dict[str, float]:
+        if d["kappa"] is None:
+            return {}
+        calib = d["calib"].reshape(-1).bool().numpy()
+        h, kappa, died = d["h"].numpy(), d["kappa"].reshape(-1), d["died"].reshape(-1).numpy()
+        if self.hparams.conformal_score == "normalized":  # kappa-hat in [0, 1], the scale of Eq. 7 and of c
+            kappa = normalise_kappa(kappa, *self.kappa_range.tolist())
+        kappa = kappa.numpy()
+        alpha, c = self.hparams.conformal_alpha, self.hparams.conformal_c
+        alphas = sorted(set(CURVE_ALPHAS) | {alpha})
+        cs = sorted(set(CURVE_CS) | {c})
+        results = conformal_selection(h[calib], kappa[calib], h[~calib], kappa[~calib], alphas, cs,
+                                      repetitions=self.hparams.conformal_repetitions, seed=0)
+        m = {"fdr": results[(alpha, c)][0], "power": results[(alpha, c)][1]}
+        for (a, cc), (fdr, power) in results.items():
+            m[f"curve_fdr_a{a:g}_c{cc:g}"] = fdr
+            m[f"curve_power_a{a:g}_c{cc:g}"] = power
+        test_kappa, test_died = kappa[~calib], died[~calib]
+        m["kappa_survivors"] = float(test_kappa[test_died == 0].mean())
+        if (test_died == 1).any():
+            m["kappa_deceased"] = float(test_kappa[test_died == 1].mean())
+        m["kappa_below_c"] = float((test_kappa < c).mean())
+        return m
+
+
+def _variant(name: str, doc: str, **overrides):
+    """A registered ablation: SAFER with some defaults changed (the board can still override every key)."""
+
+    def __init__(self, **kwargs):
+        SAFER.__init__(self, **{**overrides, **kwargs})
+
+    __init__.__signature__ = inspect.signature(SAFER.__init__)  # the runner checks config keys against it
+    return type(name, (SAFER,), {"__init__": __init__, "__doc__": doc})
+
+
+SAFER_N = register_model("safer_n", family="dtr")(_variant("SAFER_N", "SAFER-N: no clinical notes (paper Table 2).", use_notes=False))
+SAFER_F = register_model("safer_f", family="dtr")(_variant("SAFER_F", "SAFER-F: no risk-aware fine-tuning (Table 2).", finetune=False))
+SAFER_U = register_model("safer_u", family="dtr")(_variant("SAFER_U", "SAFER-U: survivors only (Table 2).", train_on="survivors"))

@@ -1,0 +1,103 @@
+"""dtr datamodules: ICU-Sepsis generation (patient-level splits, windows, outcomes, notes) and the MIMIC
+AI-Clinician loader on a tiny generated file in that layout (and its clear errors)."""
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from datamodules.base import DataError
+from datamodules.dtr.icu_sepsis import ICUSepsisDataModule
+from datamodules.dtr.mimic import DEMOGRAPHICS, KEYS, MEDICATION, VITALS, MIMICSepsisDataModule
+from lightning_modules.dtr import batch as B
+from lightning_modules.dtr.mdp import NUM_PATIENT_STATES
+
+
+@pytest.fixture(scope="module")
+def icu():
+    dm = ICUSepsisDataModule(num_patients=300, text_encoder="tfidf")
+    dm.prepare_data()
+    dm.setup("fit")
+    return dm
+
+
+def test_icu_sepsis_splits_are_patient_level(icu):
+    a = icu._arrays()
+    split = a["split"][a["patient"]]
+    assert set(np.unique(split)) == {0, 1, 2}
+    # every step of a patient is in one split; test loader = calibration pool then test patients
+    assert all(len(np.unique(split[a["patient"] == p])) == 1 for p in np.unique(a["patient"])[:50])
+    test = icu.test_set.samples
+    assert test[B.CALIB][: len(icu.val_set)].all() and not test[B.CALIB][len(icu.val_set):].any()
+
+
+def test_icu_sepsis_windows_and_outcomes(icu):
+    batch = icu.train_set.__getitems__(list(range(64)))
+    assert batch[B.VITALS].shape == (64, 8, icu.dims["vitals_dim"]) and batch[B.MASK][:, -1].all()
+    # left padding: once a step is real, every later step is real
+    m = batch[B.MASK].int()
+    assert (m[:, 1:] >= m[:, :-1]).all()
+    assert ((batch[B.STATE] >= 0) & (batch[B.STATE] < NUM_PATIENT_STATES)).all()
+    # reward only at a survivor's last step
+    assert torch.equal(batch[B.REWARD], batch[B.DONE] * (1 - batch[B.DIED]))
+    assert 0.1 < icu.info["deceased"] / icu.info["patients"] < 0.4  # the MDP's ~22 % mortality
+    # the note table: one embedding per used note, notes differ across states
+    assert icu.test_set.steps["note_table"].shape[1] == 64
+
+
+def test_icu_sepsis_cache_is_reused(icu):
+    again = ICUSepsisDataModule(num_patients=300, text_encoder="tfidf")
+    again.setup("fit")
+    assert again.data_hash == icu.data_hash
+
+
+def _mimic_layout(folder, stays=30, seed=0):
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(3, 12, stays)
+    rows = []
+    for stay, length in enumerate(lengths):
+        for bloc in range(1, length + 1):
+            rows.append({"icustayid": 1000 + stay, "bloc": bloc})
+    frame = pd.DataFrame(rows)
+    frame["died_in_hosp"] = (frame["icustayid"] % 4 == 0).astype(int)
+    for col in (*DEMOGRAPHICS, *VITALS):
+        frame[col] = rng.normal(size=len(frame))
+    for col in MEDICATION:
+        frame[col] = np.where(rng.random(len(frame)) < 0.5, 0.0, rng.exponential(size=len(frame)))
+    folder.mkdir(parents=True, exist_ok=True)
+    frame.sample(frac=1, random_state=0).to_csv(folder / "MIMICtable.csv", index=False)  # unsorted on purpose
+    notes = frame[["icustayid", "bloc"]].iloc[::2].copy()
+    notes["text"] = np.where(rng.random(len(notes)) < 0.5, "patient on pressors; lactate up", "stable; fluids held")
+    notes.to_csv(folder / "notes.csv", index=False)
+    return frame
+
+
+def test_mimic_loader_on_tiny_ai_clinician_file(tmp_path):
+    frame = _mimic_layout(tmp_path / "mimic-sepsis")
+    dm = MIMICSepsisDataModule(data_dir=str(tmp_path), text_encoder="tfidf", tfidf_dim=8, outcome_model=False)
+    dm.setup("fit")
+    assert dm.info["patients"] == 30 and dm.info["steps"] == len(frame)
+    a = dm._arrays()
+    assert a["vitals"].shape == (len(frame), len(VITALS)) and a["meds"].shape[1] == 4
+    # bins: no drug -> 0; label = vaso_bin * 5 + fluid_bin
+    ordered = frame.sort_values(["icustayid", "bloc"])
+    no_drug = ((ordered["input_4hourly"] == 0) & (ordered["max_dose_vaso"] == 0)).to_numpy()
+    assert (a["action"][no_drug] == 0).all() and (a["action"][~no_drug] > 0).all()
+    # the medication features are the previous step's doses: zero at each stay's first step
+    assert np.allclose(a["meds"][a["t"] == 0], a["meds"][a["t"] == 0][0])
+    assert (a["note"] >= 0).sum() == len(frame[::2]) and (a["state"] == -1).all()
+    assert dm.model_kwargs()["mdp"] is None
+
+
+def test_mimic_loader_rejects_a_missing_column(tmp_path):
+    folder = tmp_path / "mimic-sepsis"
+    frame = _mimic_layout(folder)
+    frame.drop(columns=["max_dose_vaso"]).to_csv(folder / "MIMICtable.csv", index=False)
+    dm = MIMICSepsisDataModule(data_dir=str(tmp_path), text_encoder="tfidf")
+    with pytest.raises(DataError, match="lacks column\\(s\\) max_dose_vaso"):
+        dm.prepare_data()
+
+
+def test_mimic_loader_fails_clearly_without_files(tmp_path):
+    dm = MIMICSepsisDataModule(data_dir=str(tmp_path), text_encoder="tfidf")
+    with pytest.raises(DataError, match="MIMICtable.csv.*AI-Clinician"):
+        dm.prepare_data()

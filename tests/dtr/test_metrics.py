@@ -1,0 +1,112 @@
+"""SAFER's statistics: conformal selection with BH controls the FDR and has power; the risk-aware loss's
+gradient matches its formula; ranking metrics against hand-computed values."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lightning_modules.dtr.metrics import (benjamini_hochberg, conformal_pvalues, conformal_selection, fdr_and_power,
+                                           hit_and_reciprocal_rank, kl_uncertainty, rank_of_target, risk_aware_loss)
+
+
+def test_benjamini_hochberg_hand_example():
+    p = np.array([0.01, 0.04, 0.03, 0.20, 0.9])
+    # m=5, alpha=0.1: thresholds 0.02, 0.04, 0.06, 0.08, 0.1; sorted p = .01 .03 .04 .2 .9 -> k = 3
+    assert benjamini_hochberg(p, 0.1).tolist() == [True, True, True, False, False]
+    assert not benjamini_hochberg(np.array([0.5, 0.6]), 0.1).any()
+
+
+def test_conformal_pvalue_hand_example():
+    calib_pred = np.array([0.1, 0.2, 0.3, 0.4])
+    calib_null = np.array([True, False, True, True])
+    rng = np.random.default_rng(0)
+    u = np.random.default_rng(0).random(2)
+    p = conformal_pvalues(calib_pred, calib_null, np.array([0.35, 0.05]), rng)
+    # test 0.35: null calibration preds below it = {0.1, 0.3} -> (2 + u) / 5; test 0.05: (0 + u) / 5
+    np.testing.assert_allclose(p, [(2 + u[0]) / 5, u[1] / 5])
+
+
+def _synthetic(rng, n, noise):
+    kappa = rng.uniform(0, 1, n)
+    h = np.c_[kappa + noise * rng.normal(size=n), rng.normal(size=(n, 3))]
+    return h, kappa
+
+
+@pytest.mark.parametrize("alpha", [0.1, 0.3])
+def test_conformal_selection_controls_fdr(alpha):
+    """Mean realised FDR over many repetitions stays <= alpha (within 3 standard errors), with a noisy score."""
+    rng = np.random.default_rng(1)
+    fdrs = []
+    for rep in range(150):
+        pool_h, pool_k = _synthetic(rng, 300, noise=0.5)
+        test_h, test_k = _synthetic(rng, 100, noise=0.5)
+        res = conformal_selection(pool_h, pool_k, test_h, test_k, [alpha], [0.3], repetitions=1, seed=rep)
+        fdrs.append(res[(alpha, 0.3)][0])
+    fdrs = np.array(fdrs)
+    assert fdrs.mean() <= alpha + 3 * fdrs.std(ddof=1) / np.sqrt(len(fdrs)), fdrs.mean()
+
+
+def test_conformal_selection_has_power_on_easy_case():
+    rng = np.random.default_rng(2)
+    pool_h, pool_k = _synthetic(rng, 400, noise=0.01)
+    test_h, test_k = _synthetic(rng, 200, noise=0.01)
+    fdr, power = conformal_selection(pool_h, pool_k, test_h, test_k, [0.1], [0.3], repetitions=20)[(0.1, 0.3)]
+    assert power > 0.8 and fdr <= 0.15
+
+
+def test_fdr_and_power_counts():
+    selected = np.array([True, True, False, True])
+    null = np.array([True, False, False, False])
+    assert fdr_and_power(selected, null) == (1 / 3, 2 / 3)
+
+
+def test_ranking_metrics_hand_values():
+    scores = torch.tensor([[0.1, 0.5, 0.4], [0.3, 0.3, 0.2], [0.9, 0.05, 0.05]])
+    rank = rank_of_target(scores, torch.tensor([2, 0, 1]))
+    assert rank.tolist() == [2, 2, 3]  # ties count against the target
+    hit, rr = hit_and_reciprocal_rank(rank, k=2)
+    assert hit.tolist() == [1, 1, 0]
+    torch.testing.assert_close(rr, torch.tensor([0.5, 0.5, 0.0]))
+    # standard MRR counts the miss as 0; the SAFER code's hits-only MRR does not
+    assert rr.mean().item() == pytest.approx(1 / 3) and (rr.sum() / hit.sum()).item() == pytest.approx(0.5)
+
+
+def test_kl_uncertainty_formula():
+    a, b = torch.randn(4, 25), torch.randn(4, 25)
+    p, q = F.softmax(a, -1), F.softmax(b, -1)
+    torch.testing.assert_close(kl_uncertainty(a, b), (p * (p.log() - q.log())).sum(-1))
+    # the official code's expression is the same quantity
+    torch.testing.assert_close(kl_uncertainty(a, b), F.kl_div(F.log_softmax(b, -1), p, reduction="none").sum(1))
+
+
+def test_risk_aware_loss_gradient_matches_formula():
+    """Eq. 7 with gradient through kappa: d/dz of (1 - kappa-hat) CE + gamma kappa^2, per sample / N."""
+    torch.manual_seed(0)
+    N, A, gamma, lo, hi = 6, 25, 0.3, 0.0, 5.0
+    z = torch.randn(N, A, dtype=torch.float64, requires_grad=True)
+    r = torch.randn(N, A, dtype=torch.float64)  # refinement logits (f_phi frozen, held fixed here)
+    y = torch.randint(0, A, (N,))
+    risk_aware_loss(z, r, y, gamma, lo, hi, "paper").backward()
+    p, q = F.softmax(z.detach(), -1), F.softmax(r, -1)
+    log_ratio = p.log() - q.log()
+    kappa = (p * log_ratio).sum(-1, keepdim=True)
+    dkappa = p * (log_ratio - kappa)  # d kappa / d z
+    ce = -p.log().gather(1, y[:, None])
+    dce = p - F.one_hot(y, A)
+    kappa_hat = (kappa - lo) / (hi - lo)
+    assert ((kappa_hat > 0) & (kappa_hat < 1)).all()  # unclamped: the weight carries gradient
+    expected = ((1 - kappa_hat) * dce - ce * dkappa / (hi - lo) + 2 * gamma * kappa * dkappa) / N
+    torch.testing.assert_close(z.grad, expected)
+
+
+def test_code_variant_has_no_gradient_through_the_penalty():
+    torch.manual_seed(1)
+    z = torch.randn(5, 25, dtype=torch.float64, requires_grad=True)
+    r, y = torch.randn(5, 25, dtype=torch.float64), torch.randint(0, 25, (5,))
+    risk_aware_loss(z, r, y, 0.5, 0.0, 5.0, "code").backward()
+    with torch.no_grad():
+        kappa = kl_uncertainty(z, r)
+        w = (1 - (kappa / 5.0).clamp(0, 1)).clamp(0, 1)
+        w = torch.where(w > 0.6, torch.ones_like(w), w)
+    expected = w[:, None] * (F.softmax(z.detach(), -1) - F.one_hot(y, 25)) / 5
+    torch.testing.assert_close(z.grad, expected)
