@@ -148,17 +148,21 @@ class TSEditModule(pl.LightningModule):
         return torch.Generator().manual_seed(self.noise_seed * 1_000_003 + first)
 
     # ----- editing ------------------------------------------------------------------------------------------
-    @torch.no_grad()
     def edit(self, batch: dict, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Edit every row of an edit batch (see batch.py); returns the edited series [B,C,L]."""
+        """Edit every row of an edit batch (see batch.py); returns the edited series [B,C,L].
+
+        Runs outside Lightning's inference mode (the batch is cloned out of it), because guided methods take
+        gradients through the denoiser; everything else runs under no_grad."""
         generator = generator or self.generator_for(batch)
-        x_src = batch[B.X]
-        steps = self.timesteps()
-        ab0 = self.ab(steps[0])
-        x = ab0.sqrt() * x_src + (1 - ab0).sqrt() * self.noise_like(x_src, generator)
-        for t, t_prev in zip(steps[:-1], steps[1:]):
-            x = self.step(x, t, t_prev, batch, generator)
-        return self.finalize(x, batch)
+        with torch.inference_mode(False), torch.no_grad():
+            batch = {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+            x_src = batch[B.X]
+            steps = self.timesteps()
+            ab0 = self.ab(steps[0]).clone()
+            x = ab0.sqrt() * x_src + (1 - ab0).sqrt() * self.noise_like(x_src, generator)
+            for t, t_prev in zip(steps[:-1], steps[1:]):
+                x = self.step(x, t, t_prev, batch, generator)
+            return self.finalize(x, batch)
 
     def step(self, x: torch.Tensor, t: int, t_prev: int, batch: dict, generator: torch.Generator) -> torch.Tensor:
         """One uncontrolled denoising step (the `no_control` method); methods override this."""

@@ -39,7 +39,7 @@ SEGMENT_CONTROLS = ("analytic", "regressor", "none")
 class CocktailEdit(TSEditModule):
     def __init__(self, channels: int, window: int, num_classes: int, anchor_weight: float = 1.0,
                  anchor_schedule: str = "constant", anchor_start: float = 0.5, segment_control: str = "analytic",
-                 segment_scale: float = 1.0, segment_sigma: float = 1.0, segment_schedule: str = "snr",
+                 segment_scale: float = 10.0, segment_sigma: float = 1.0, segment_schedule: str = "snr",
                  segment_start: float = 0.5, **backbone_and_editing):
         super().__init__(channels, window, num_classes, **backbone_and_editing)
         if segment_control not in SEGMENT_CONTROLS:

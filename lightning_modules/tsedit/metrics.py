@@ -75,9 +75,14 @@ class _Discriminator(nn.Module):
 
 def discriminative_score(real: torch.Tensor, fake: torch.Tensor, steps: int = 300, seed: int = 0) -> float:
     """Train on half of (real, fake), report |test accuracy - 0.5| on the other half. Full-batch Adam, fixed seed."""
+    with torch.inference_mode(False):  # called from Lightning's eval loops, which run in inference mode
+        return _discriminative_score(real.detach().float().cpu().clone(), fake.detach().float().cpu().clone(), steps, seed)
+
+
+def _discriminative_score(real: torch.Tensor, fake: torch.Tensor, steps: int, seed: int) -> float:
     generator = torch.Generator().manual_seed(seed)
     n = min(len(real), len(fake))
-    real, fake = real[:n].float().cpu(), fake[:n].float().cpu()
+    real, fake = real[:n], fake[:n]
     order = torch.randperm(n, generator=generator)
     half = n // 2
     train_idx, test_idx = order[:half], order[half:]
