@@ -1,6 +1,7 @@
 """What each editing method promises, on the synthetic data with a tiny trained backbone."""
 from __future__ import annotations
 
+import pytest
 import torch
 
 from lightning_modules.tsedit import batch as B
@@ -119,3 +120,26 @@ def test_learned_regressor_predicts_statistics_and_steers(make_model, tasks):
     _, free = errors(make_model("no_control").edit(batch), batch)
     _, guided = errors(model.edit(batch), batch)
     assert guided.mean() < 0.6 * free.mean()
+
+
+def test_python_api_edits_a_csv_in_its_own_units(make_model, tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    from lightning_modules.tsedit.api import edit_csv, load_editor
+
+    trained = make_model("cocktail_edit")
+    path = tmp_path / "backbone.pt"
+    torch.save({"state_dict": trained.state_dict(), "hparams": dict(trained.hparams)}, path)
+    model = load_editor(path, "cocktail_edit")
+    rng = np.random.default_rng(0)
+    L = model.window
+    frame = pd.DataFrame({"signal": 100 + 5 * np.sin(np.arange(2 * L) / 3) + rng.normal(0, 0.5, 2 * L),
+                          "lagged": 50 + rng.normal(0, 1, 2 * L)})
+    frame.to_csv(tmp_path / "my.csv", index=False)
+    out = edit_csv(model, tmp_path / "my.csv", anchors=[(10, "signal", 130.0, 1.0)],
+                   segments=[(16, 26, "lagged", "mean", 55.0)], out_png=tmp_path / "edit.png")
+    assert out["signal"].iloc[10] == pytest.approx(130.0, abs=1e-3)
+    assert (tmp_path / "edit.png").stat().st_size > 1000
+    with pytest.raises(ValueError, match="unknown channel"):
+        edit_csv(model, tmp_path / "my.csv", anchors=[(10, "nope", 1.0, 1.0)])

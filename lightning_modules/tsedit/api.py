@@ -1,0 +1,192 @@
+"""Edit your own series with a trained tsedit backbone: a Python API and `python -m lightning_modules.tsedit.api`.
+
+    from lightning_modules.tsedit.api import load_editor, edit_csv
+    model = load_editor("~/.cache/paperboard/tsedit/backbones/<key>.pt", method="cocktail_edit")
+    edited = edit_csv(model, "my.csv", anchors=[(40, "OT", 25.0, 1.0)], segments=[(60, 84, "OT", "mean", 18.0)],
+                      out_png="edit.png")
+
+A backbone file is written by every board run (`$PAPERBOARD_HOME/tsedit/backbones/`, one per board data, seed and
+budget; its `hparams` say which) and Lightning checkpoints of board runs load too. Values are in the CSV's own
+units: the API z-scores them with the training statistics stored in the model and maps the edit back.
+Anchors are (time index, channel name or index, value, confidence in (0, 1]); segments are (start, end exclusive,
+channel, "mean" | "sum", target).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lightning_modules.registry import MODELS
+from lightning_modules.tsedit import batch as B
+
+
+def load_editor(path: str | Path, method: str = "cocktail_edit", **method_args):
+    """A registered tsedit method on the weights of a backbone file (.pt) or a board run's checkpoint (.ckpt)."""
+    import lightning_modules  # noqa: F401  (fills the registry)
+
+    saved = torch.load(Path(path).expanduser(), map_location="cpu", weights_only=False)
+    hparams = dict(saved.get("hparams") or saved.get("hyper_parameters") or {})
+    if not hparams:
+        raise ValueError(f"{path}: no hyper-parameters stored; expected a tsedit backbone (.pt) or checkpoint (.ckpt)")
+    cls = MODELS.get(method).cls
+    if cls.family != "tsedit":
+        raise ValueError(f"{method!r} is not a tsedit model; choose one of {', '.join(MODELS.names(family='tsedit'))}")
+    backbone = {k: v for k, v in hparams.items() if k in _backbone_args()}
+    model = cls(**backbone, **method_args, share_backbone=False)
+    model.load_state_dict(saved["state_dict"])
+    return model.eval()
+
+
+def _backbone_args() -> set[str]:
+    import inspect
+
+    from lightning_modules.tsedit.base import TSEditModule
+
+    return set(inspect.signature(TSEditModule.__init__).parameters) - {"self"}
+
+
+def _channel(model, channel) -> int:
+    if isinstance(channel, (int, np.integer)):
+        return int(channel)
+    names = list(model.channel_names or [])
+    if channel not in names:
+        raise ValueError(f"unknown channel {channel!r}; the model's channels are {names}")
+    return names.index(channel)
+
+
+def build_task(model, series: np.ndarray, anchors=(), segments=(), attr: int | None = None) -> dict:
+    """One edit task (batch of 1) from a [L, C] series in original units and constraints in original units."""
+    series = np.asarray(series, dtype=np.float64)
+    L, C = model.window, model.channels
+    if series.shape != (L, C):
+        raise ValueError(f"the series must be [window={L}, channels={C}], got {list(series.shape)}")
+    mean = np.asarray(model.channel_mean if model.channel_mean is not None else np.zeros(C))
+    std = np.asarray(model.channel_std if model.channel_std is not None else np.ones(C))
+    x = ((series - mean) / std).T.astype(np.float32)
+    value, conf = np.zeros((C, L), np.float32), np.zeros((C, L), np.float32)
+    mask = np.zeros((C, L), np.float32)
+    for t, channel, v, w in anchors:
+        c = _channel(model, channel)
+        if not (0 <= t < L and 0 < w <= 1):
+            raise ValueError(f"anchor {(t, channel, v, w)}: need 0 <= time < {L} and confidence in (0, 1]")
+        value[c, t], conf[c, t] = (v - mean[c]) / std[c], w
+        mask[c, max(0, t - 4):t + 5] = 1
+    K = max(1, len(segments))
+    weight, target = np.zeros((K, C, L), np.float32), np.zeros(K, np.float32)
+    scale, active = np.ones(K, np.float32), np.zeros(K, np.float32)
+    for k, (start, end, channel, stat, m) in enumerate(segments):
+        c = _channel(model, channel)
+        n = end - start
+        if not (0 <= start < end <= L) or stat not in ("mean", "sum"):
+            raise ValueError(f"segment {(start, end, channel, stat, m)}: need 0 <= start < end <= {L}, stat mean|sum")
+        weight[k, c, start:end] = 1.0 / n if stat == "mean" else 1.0
+        # a target in original units -> z units: mean' = (mean - mu)/sd, sum' = (sum - n mu)/sd
+        target[k] = (m - mean[c]) / std[c] if stat == "mean" else (m - n * mean[c]) / std[c]
+        scale[k], active[k] = (1.0 if stat == "mean" else n), 1.0
+        mask[c, start:end] = 1
+    if attr is None:  # the trend class the model was trained with (terciles are not stored): middle class
+        attr = model.num_classes // 2
+    as_t = lambda a, dtype=torch.float32: torch.as_tensor(a, dtype=dtype).unsqueeze(0)
+    return {B.X: as_t(x), B.ATTR: as_t(attr, torch.long), B.ANCHOR_VALUE: as_t(value), B.ANCHOR_CONF: as_t(conf),
+            B.SEG_WEIGHT: as_t(weight), B.SEG_TARGET: as_t(target), B.SEG_SCALE: as_t(scale),
+            B.SEG_ACTIVE: as_t(active), B.EDIT_MASK: as_t(mask), B.SAMPLE_IDX: as_t(0, torch.long)}
+
+
+def edit(model, series: np.ndarray, anchors=(), segments=(), attr: int | None = None, seed: int = 0) -> np.ndarray:
+    """Edit a [L, C] series (original units); returns the edited [L, C] series in the same units."""
+    task = build_task(model, series, anchors, segments, attr)
+    edited = model.edit(task, torch.Generator().manual_seed(seed))[0].T.numpy().astype(np.float64)
+    std = np.asarray(model.channel_std if model.channel_std is not None else np.ones(model.channels))
+    mean = np.asarray(model.channel_mean if model.channel_mean is not None else np.zeros(model.channels))
+    return edited * std + mean
+
+
+def plot_edit(source: np.ndarray, edits: dict, anchors=(), segments=(), path: str | Path = "edit.png",
+              channel_names=None, title: str = "", channels=None) -> Path:
+    """Source and one or more edits ([L, C] each, same units), anchors as dots (size = confidence) and segment
+    targets as horizontal bars (means; a sum's bar shows its per-point level), one panel per channel."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(channel_names or [f"ch{i}" for i in range(source.shape[1])])
+    index = lambda c: names.index(c) if isinstance(c, str) else int(c)
+    used = sorted({index(a[1]) for a in anchors} | {index(s[2]) for s in segments}) or [source.shape[1] - 1]
+    channels = channels or used
+    fig, axes = plt.subplots(len(channels), 1, figsize=(9, 2.4 * len(channels)), squeeze=False)
+    for ax, c in zip(axes[:, 0], channels):
+        ax.plot(source[:, c], color="black", lw=1.6, label="source")
+        for (name, series), color in zip(edits.items(), plt.rcParams["axes.prop_cycle"].by_key()["color"]):
+            ax.plot(series[:, c], lw=1.1, color=color, label=name)
+        for t, ch, v, w in anchors:
+            if index(ch) == c:
+                ax.scatter([t], [v], s=30 + 70 * w, color="red", zorder=5, marker="o", edgecolor="black")
+        for start, end, ch, stat, m in segments:
+            if index(ch) == c:
+                level = m if stat == "mean" else m / (end - start)
+                ax.hlines(level, start, end - 1, color="red", lw=3, alpha=0.6)
+                ax.axvspan(start, end - 1, color="red", alpha=0.06)
+        ax.set_ylabel(names[c])
+    axes[0, 0].legend(loc="upper left", fontsize=7, ncol=len(edits) + 1)
+    if title:
+        axes[0, 0].set_title(title, fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def edit_csv(model, csv_path: str | Path, anchors=(), segments=(), out_png: str | Path | None = None,
+             start: int | None = None, seed: int = 0, attr: int | None = None):
+    """Edit `window` rows of a CSV (columns = the model's channel names; from row `start`, default the last rows).
+    Returns a DataFrame of the edited rows (anchors/segments index the window, 0..window-1); writes a PNG if asked."""
+    import pandas as pd
+
+    frame = pd.read_csv(csv_path)
+    names = list(model.channel_names or [])
+    missing = [c for c in names if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{csv_path}: missing column(s) {missing}; the model was trained on {names}")
+    start = len(frame) - model.window if start is None else start
+    rows = frame.iloc[start:start + model.window]
+    if len(rows) != model.window:
+        raise ValueError(f"{csv_path}: need {model.window} rows from row {start}, found {len(rows)}")
+    source = rows[names].to_numpy(np.float64)
+    edited = edit(model, source, anchors, segments, attr, seed)
+    if out_png:
+        plot_edit(source, {type(model).registry_name: edited}, anchors, segments, out_png, names)
+    out = rows.copy()
+    out[names] = edited
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lightning_modules.tsedit.api",
+                                     description="Edit a CSV series with a trained tsedit backbone.")
+    parser.add_argument("backbone", help="backbone .pt (from $PAPERBOARD_HOME/tsedit/backbones) or run .ckpt")
+    parser.add_argument("csv")
+    parser.add_argument("--method", default="cocktail_edit")
+    parser.add_argument("--anchors", default="[]", help='JSON list of [time, channel, value, confidence]')
+    parser.add_argument("--segments", default="[]", help='JSON list of [start, end, channel, "mean"|"sum", target]')
+    parser.add_argument("--start", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out-csv", default="edited.csv")
+    parser.add_argument("--out-png", default="edited.png")
+    args = parser.parse_args(argv)
+    model = load_editor(args.backbone, args.method)
+    out = edit_csv(model, args.csv, json.loads(args.anchors), json.loads(args.segments), args.out_png, args.start,
+                   args.seed)
+    out.to_csv(args.out_csv, index=False)
+    print(f"edited {model.window} rows -> {args.out_csv}, figure -> {args.out_png}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
