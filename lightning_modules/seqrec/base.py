@@ -117,7 +117,13 @@ class SeqRecModule(pl.LightningModule):
         if self.loss_name == "sampled_softmax":
             neg = torch.randint(1, self.num_items + 1, (pos.shape[0], self.num_negatives), device=pos.device)
             pos_logit = (u * self.item_vectors(pos)).sum(-1, keepdim=True)
-            neg_logit = torch.einsum("nd,nkd->nk", u, self.item_vectors(neg))
+            if self.num_items + 1 <= self.num_negatives * u.shape[1]:
+                # Same numbers, cheaper: score the (normalised) table once and pick the negatives' columns, instead
+                # of gathering [N, k, d] negative vectors, whose backward is a slow scatter on CPU. Used while the
+                # [N, items] scores are no larger than the gathered vectors.
+                neg_logit = (u @ self.item_vectors().T).gather(1, neg)
+            else:
+                neg_logit = torch.einsum("nd,nkd->nk", u, self.item_vectors(neg))
             neg_logit = neg_logit.masked_fill(neg == pos.unsqueeze(1), -5e4 * self.temperature)
             logits = torch.cat([pos_logit, neg_logit], dim=1) / self.temperature
             return F.cross_entropy(logits, torch.zeros_like(pos))

@@ -6,15 +6,16 @@ bidirectional Transformer layers, post-LN as in BERT: LN(x + Dropout(MultiHead(x
 with a GELU FFN of width 4d (Eq. 1-4); the output layer GELU(h W_P + b_P) -> LayerNorm (Eq. 7) scored against the
 shared item table. Training is the Cloze task (Sec. 3.6): each item of the training sequence is replaced by a
 [MASK] token with probability `mask_prob` and the model predicts the original items at the masked positions
-(cross-entropy over all items, the family base's "ce" loss). Evaluation appends [MASK] after the history and ranks
+(cross-entropy over all items, the family base's "ce" loss). As in the official data generator, every sequence
+is seen `dupe_factor` (10) times per pass, each copy with its own random mask. Evaluation appends [MASK] after the history and ranks
 items at that position.
 
 The [MASK] token has its own embedding here (the shared item table keeps ids 0..num_items, padding included),
 so the family base's tables and evaluation stay untouched.
 Differences from the official code, stated: (1) the official output layer adds a per-item bias to the scores; the
-family's scores are plain inner products. (2) The official data generator builds `dupe_factor` = 10 masked copies of
-each sequence up front and slides windows over long sequences; here a fresh mask is drawn for every batch, on the
-last max_len + 1 items of each training sequence. (3) The official training steps are 400k with lr 1e-4 and linear
+family's scores are plain inner products. (2) The official data generator builds the `dupe_factor` masked copies of
+each sequence once, up front, and slides windows over long sequences; here the copies are drawn fresh in every batch
+(each row repeated `dupe_factor` times), on the last max_len + 1 items of each training sequence. (3) The official training steps are 400k with lr 1e-4 and linear
 decay; the boards set epochs and lr. Each masked item is always replaced by [MASK] (BERT's 80/10/10 rule is not
 used by the official BERT4Rec generator either).
 """
@@ -58,6 +59,7 @@ class BERT4Rec(SeqRecModule):
         num_heads: int = 2,
         dropout: float = 0.1,
         mask_prob: float = 0.2,
+        dupe_factor: int = 10,
         loss: str = "ce",
         num_negatives: int = 128,
         temperature: float = 1.0,
@@ -74,6 +76,9 @@ class BERT4Rec(SeqRecModule):
         if not 0.0 < mask_prob < 1.0:
             raise ValueError(f"mask_prob must be in (0, 1), got {mask_prob}")
         self.mask_prob = mask_prob
+        if dupe_factor < 1:
+            raise ValueError(f"dupe_factor must be >= 1, got {dupe_factor}")
+        self.dupe_factor = dupe_factor
         self.mask_token = num_items + 1  # an id outside the item table, looked up in `mask_embedding`
         nn.init.trunc_normal_(self.item_embedding.weight, std=0.02)  # BERT initializer_range
         self.mask_embedding = nn.Parameter(torch.empty(embed_dim).normal_(0, 0.02))
@@ -119,7 +124,7 @@ class BERT4Rec(SeqRecModule):
         return masked, targets
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        sequences = self.training_sequences(batch)
+        sequences = self.training_sequences(batch).repeat(self.dupe_factor, 1)
         masked, targets = self.mask_items(sequences)
         loss = self.sequence_loss(self(masked), {B.INPUT_IDS: sequences, B.TARGET_IDS: targets})
         self.log("train/loss", loss, prog_bar=True, batch_size=sequences.shape[0])
