@@ -51,20 +51,16 @@ REFERENCE_VERSION = 1  # bump when the reference training changes, so stale cach
 
 # ----- soft inputs for any seqrec model -------------------------------------------------------------------------
 @contextlib.contextmanager
-def soft_item_inputs(model: nn.Module, distributions: torch.Tensor, valid: torch.Tensor):
-    """Yields id codes [B, L] to feed the model in place of item ids: inside the context, wherever the model looks
-    such codes up in its item table (after any reordering it does, e.g. GRU4Rec's left-to-right padding), the
-    lookup returns `distributions @ E[1:]` for that (row, position) instead.
-
-    `distributions` [B, L, num_items] over item ids 1..n; `valid` [B, L] False at padding. Codes are 0 at padding
-    (so the model's masks are right) and > num_items elsewhere (so they can never be mistaken for a real id).
-    Works under `functional_call` (the hook reads the module's current weight). Raises if the model never looked
-    the codes up, i.e. the architecture cannot take soft inputs this way.
+def soft_item_inputs(model: nn.Module, distributions: torch.Tensor):
+    """Soft items for any seqrec model: yields `offset`; feed the model id *codes* where code `offset + r` stands
+    for the soft item `distributions[r]` ([R, num_items] over ids 1..n) and 0 for padding. Inside the context,
+    wherever the model looks codes up in its item table (after any reordering it does, e.g. GRU4Rec's
+    left-to-right padding), the lookup returns `distributions[r] @ E[1:]` with the table's current weight (so it
+    works under `functional_call`). Codes are > num_items, so they can never be mistaken for a real id, and the
+    model's padding masks stay right. Raises if the model never looked codes up: such an architecture cannot
+    take soft inputs this way.
     """
-    b, length, n = distributions.shape
     offset = model.num_items + 1
-    codes = (offset + torch.arange(b * length, device=valid.device).view(b, length)) * valid
-    flat = distributions.reshape(b * length, n)
     fired = []
 
     def pre_hook(module, args):
@@ -77,15 +73,15 @@ def soft_item_inputs(model: nn.Module, distributions: torch.Tensor, valid: torch
         ids = module.__dict__.pop("_soft_codes", None)
         if ids is not None:
             fired.append(True)
-            rows = flat[(ids - offset).clamp(min=0)] * (ids >= offset).unsqueeze(-1)
-            return rows @ module.weight[1:]
+            embedded = distributions @ module.weight[1:]  # [R, d]: one product for all windows of the batch
+            return embedded[(ids - offset).clamp(min=0)] * (ids >= offset).unsqueeze(-1)
 
     handles = []
     for m in model.modules():
         if isinstance(m, nn.Embedding) and m.num_embeddings == offset:
             handles += [m.register_forward_pre_hook(pre_hook), m.register_forward_hook(post_hook)]
     try:
-        yield codes
+        yield offset
     finally:
         for h in handles:
             h.remove()
@@ -94,21 +90,11 @@ def soft_item_inputs(model: nn.Module, distributions: torch.Tensor, valid: torch
                            f"{offset} rows; it cannot be trained on a soft summary")
 
 
-def right_aligned_windows(dist: torch.Tensor, valid: torch.Tensor, end: torch.Tensor, length: int):
-    """Inputs = positions [end-length, end) of each row, right-aligned (left padding, as the seqrec family's data),
-    target = the distribution at `end`. Returns (inputs [b, length, n], input_valid [b, length], target [b, n])."""
-    rows = torch.arange(dist.shape[0], device=dist.device)
-    index = end.unsqueeze(1) - length + torch.arange(length, device=dist.device).unsqueeze(0)
-    ok = index >= 0
-    index = index.clamp(min=0)
-    input_valid = ok & valid[rows.unsqueeze(1), index]
-    inputs = dist[rows.unsqueeze(1), index] * input_valid.unsqueeze(-1)
-    return inputs, input_valid, dist[rows, end]
-
-
 def soft_hidden(model: nn.Module, params: dict, inputs: torch.Tensor, input_valid: torch.Tensor) -> torch.Tensor:
-    """[b, L, d] user vectors of `model` run functionally with `params` on soft inputs."""
-    with soft_item_inputs(model, inputs, input_valid) as codes:
+    """[b, L, d] user vectors of `model` run functionally with `params` on soft inputs [b, L, n] (valid [b, L])."""
+    b, length, n = inputs.shape
+    with soft_item_inputs(model, inputs.reshape(b * length, n)) as offset:
+        codes = (offset + torch.arange(b * length, device=inputs.device).view(b, length)) * input_valid
         return functional_call(model, params, (codes,))
 
 
@@ -124,8 +110,9 @@ def summary_loss(model: nn.Module, params: dict, dist: torch.Tensor, valid: torc
                  min_prefix: int = 5) -> torch.Tensor:
     """The TD3 code's learner loss on summary sequences `dist` [b, Z, n] (valid [b, Z], left-padded):
     KL(dist[:, Z-1] || softmax(model after positions < Z-1)), and with `prefix` the mean of that and the same at
-    one prefix end p per row, p ~ U{first+min_prefix .. Z-2} (clamped for short rows)."""
-    b, Z, _ = dist.shape
+    one prefix end p per row, p ~ U{first+min_prefix .. Z-2} (clamped for short rows). Each window is fed
+    right-aligned (left padding, as the family's real data); all windows go through the model in one batch."""
+    b, Z, n = dist.shape
     L = model.max_len
     ends = [torch.full((b,), Z - 1, device=dist.device)]
     if prefix and Z > 2:
@@ -133,13 +120,16 @@ def summary_loss(model: nn.Module, params: dict, dist: torch.Tensor, valid: torc
         hi = torch.full_like(first, Z - 2)
         lo = torch.maximum(torch.minimum(first + min_prefix, hi), torch.minimum(first + 1, hi))
         ends.append(torch.minimum(lo + (torch.rand(b, device=dist.device) * (hi - lo + 1)).long(), hi))
-    losses = []
-    for end in ends:
-        inputs, input_valid, target = right_aligned_windows(dist, valid, end, L)
-        user = soft_hidden(model, params, inputs, input_valid)[:, -1]
-        log_q = F.log_softmax(item_logits(model, params, user), dim=-1)
-        losses.append(F.kl_div(log_q, target, reduction="batchmean"))
-    return torch.stack(losses).mean()
+    end = torch.cat(ends)  # [E*b]
+    row = torch.arange(b, device=dist.device).repeat(len(ends))
+    index = end.unsqueeze(1) - L + torch.arange(L, device=dist.device).unsqueeze(0)  # [E*b, L] positions
+    ok = (index >= 0) & valid[row.unsqueeze(1), index.clamp(min=0)]
+    with soft_item_inputs(model, dist.reshape(b * Z, n)) as offset:
+        codes = torch.where(ok, offset + row.unsqueeze(1) * Z + index.clamp(min=0), 0)
+        user = functional_call(model, params, (codes,))[:, -1]
+    log_q = F.log_softmax(item_logits(model, params, user), dim=-1)
+    # mean over windows of the per-window batchmean KL = mean over all rows (every window has b rows)
+    return F.kl_div(log_q, dist[row, end], reduction="none").sum(-1).mean()
 
 
 def _mb(value_bytes: float) -> float:

@@ -47,6 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from lightning_modules.distill import batch as B
 from lightning_modules.distill.base import DistillModule, item_logits, summary_loss
@@ -239,7 +240,8 @@ class TD3(DistillModule):
             users = self.cyclic_users(step)
             with torch.set_grad_enabled(in_window):
                 dist, valid = distributions(users)
-            with torch.enable_grad():
+            # The math attention kernel: the fused CPU kernels have no second derivative.
+            with torch.enable_grad(), sdpa_kernel(SDPBackend.MATH):
                 loss = summary_loss(shell, {**params, **buffers}, dist, valid, prefix, self.min_prefix)
                 grads = torch.autograd.grad(loss, list(params.values()), create_graph=in_window, allow_unused=True)
             params, state = adam_step(params, grads, state, self.net_lr, self.net_weight_decay)
@@ -253,7 +255,8 @@ class TD3(DistillModule):
         """CE of the unrolled learner on real next items + feature_weight * MSE to the pretrained teacher's
         last-layer hidden states, over every position that has a next item."""
         shell = self.learner.train()
-        hidden = functional_call(shell, {**params, **dict(shell.named_buffers())}, (batch[B.INPUT_IDS],))
+        with sdpa_kernel(SDPBackend.MATH):
+            hidden = functional_call(shell, {**params, **dict(shell.named_buffers())}, (batch[B.INPUT_IDS],))
         valid = batch[B.TARGET_IDS] != B.PAD
         h = hidden[valid]
         real_ce = F.cross_entropy(item_logits(shell, params, h), batch[B.TARGET_IDS][valid] - 1)
