@@ -190,3 +190,42 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def plot_tasks(models: dict, tasks: dict, rows: list[int], path: str | Path, seed: int = 0) -> Path:
+    """A grid of edits for a board's figure: one row per task (its most constrained channel), one curve per method.
+    `models` maps a label to a tsedit model (all on the same backbone); `tasks` is an edit batch (see batch.py)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    picked = {k: v[rows] for k, v in tasks.items()}
+    edits = {label: m.edit(picked, torch.Generator().manual_seed(seed)) for label, m in models.items()}
+    fig, axes = plt.subplots(len(rows), 1, figsize=(10, 2.5 * len(rows)), squeeze=False)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, ax in enumerate(axes[:, 0]):
+        load = picked[B.ANCHOR_CONF][i].sum(-1) + (picked[B.SEG_WEIGHT][i] != 0).any(-1).float().sum(0)
+        c = int(load.argmax())
+        ax.plot(picked[B.X][i, c], color="black", lw=1.8, label="source")
+        for (label, edited), color in zip(edits.items(), colors):
+            ax.plot(edited[i, c], lw=1.0, color=color, label=label)
+        t = torch.nonzero(picked[B.ANCHOR_CONF][i, c] > 0).flatten()
+        ax.scatter(t, picked[B.ANCHOR_VALUE][i, c, t], s=30 + 70 * picked[B.ANCHOR_CONF][i, c, t], color="red",
+                   edgecolor="black", zorder=5, label="anchors (size = confidence)")
+        for k in range(picked[B.SEG_WEIGHT].shape[1]):
+            w = picked[B.SEG_WEIGHT][i, k, c]
+            if picked[B.SEG_ACTIVE][i, k] > 0 and (w != 0).any():
+                span = torch.nonzero(w).flatten()
+                level = picked[B.SEG_TARGET][i, k] / picked[B.SEG_SCALE][i, k]
+                ax.hlines(float(level), int(span[0]), int(span[-1]), color="red", lw=3, alpha=0.6)
+                ax.axvspan(int(span[0]), int(span[-1]), color="red", alpha=0.06)
+        ax.set_ylabel(f"task {rows[i]}, ch {c}")
+    axes[0, 0].legend(loc="upper left", fontsize=7, ncol=4)
+    axes[-1, 0].set_xlabel("time step (z-scored values; red bars = segment targets per point)")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
