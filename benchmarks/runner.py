@@ -269,20 +269,32 @@ def _best_epoch(path: str | None) -> int | None:
 
 # ----- orchestration: one fresh subprocess per run ------------------------------------------------------------
 def run_in_subprocess(spec: RunSpec, quiet: bool = False) -> dict:
-    """Run `spec` in `python -m benchmarks.worker`; a worker that dies yields a failed record."""
+    """Run `spec` in `python -m benchmarks.worker`; a worker that dies yields a failed record.
+
+    With `quiet` the worker's output goes to a log file under the paperboard home (named in the record).
+    """
+    log_path = paperboard_home() / "logs" / f"{spec.run_id}.log"
     with tempfile.TemporaryDirectory(prefix="paperboard-run-") as tmp:
         spec_path, result_path = Path(tmp) / "spec.json", Path(tmp) / "record.json"
         spec_path.write_text(json.dumps(asdict(spec)))
-        out = subprocess.DEVNULL if quiet else None
-        proc = subprocess.run([sys.executable, "-m", "benchmarks.worker", str(spec_path), str(result_path)],
-                              stdout=out, stderr=out, cwd=os.getcwd())
+        cmd = [sys.executable, "-m", "benchmarks.worker", str(spec_path), str(result_path)]
+        if quiet:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(log_path, "wb") as log:
+                proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        else:
+            proc = subprocess.run(cmd)
         if result_path.exists():
-            return json.loads(result_path.read_text())
-        return {"run_id": spec.run_id, "board": spec.board, "model": spec.model, "seed": spec.seed,
-                "status": "failed", "config_hash": "unresolved", "tuned": spec.tuning is not None,
-                "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "error": f"worker process exited with code {proc.returncode} before writing a record"
-                         f"{' (killed)' if proc.returncode < 0 else ''}"}
+            record = json.loads(result_path.read_text())
+        else:
+            record = {"run_id": spec.run_id, "board": spec.board, "model": spec.model, "seed": spec.seed,
+                      "status": "failed", "config_hash": "unresolved", "tuned": spec.tuning is not None,
+                      "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                      "error": f"worker process exited with code {proc.returncode} before writing a record"
+                               f"{' (killed)' if proc.returncode < 0 else ''}"}
+        if quiet:
+            record["log"] = str(log_path)
+        return record
 
 
 def run_board(board: Board, specs: list[RunSpec], store, quiet: bool = False, log=print) -> list[dict]:

@@ -18,6 +18,8 @@ class Popularity(SeqRecModule):
         super().__init__(num_items, max_len, embed_dim=1, filter_seen=filter_seen, eval_ks=eval_ks)
         self.save_hyperparameters()
         self.item_embedding.weight.requires_grad_(False)
+        # DistributedDataParallel refuses a module with nothing to train; this scalar is never used or stepped.
+        self.ddp_anchor = torch.nn.Parameter(torch.zeros(1))
         self.automatic_optimization = False
         self.register_buffer("counts", torch.zeros(num_items + 1))
         self.register_buffer("epoch_counts", torch.zeros(num_items + 1), persistent=False)
