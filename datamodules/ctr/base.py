@@ -22,6 +22,8 @@ from typing import Iterator
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 
 from datamodules.base import DataError, PaperboardDataModule, TensorBatchDataset, arrays_hash, load_cache, save_cache
@@ -33,12 +35,23 @@ HASH_KEY = "paperboardctr-v1"  # pandas hash_array key (16 bytes); changing it c
 
 
 def hash_values(values: pd.Series) -> np.ndarray:
-    """uint64 hash of each categorical value; NA and "" are the same value (FuxiCTR fills NA with "")."""
+    """uint64 hash of each categorical value; NA and "" are the same value (FuxiCTR fills NA with "").
+
+    Strings go through Arrow: dictionary-encode the column (C++), hash only its distinct values, gather by index,
+    so no Python object is made per row.
+    """
     if pd.api.types.is_numeric_dtype(values.dtype):
         as_int = values.fillna(-(2 ** 62)).to_numpy().astype(np.int64)
         return pd.util.hash_array(as_int, hash_key=HASH_KEY, categorize=False)
-    strings = values.fillna("").astype(str).to_numpy(dtype=object)
-    return pd.util.hash_array(strings, hash_key=HASH_KEY, categorize=True)
+    array = pa.array(values, from_pandas=True)
+    if not pa.types.is_string(array.type) and not pa.types.is_large_string(array.type):
+        array = pc.cast(array, pa.string())
+    encoded = pc.dictionary_encode(pc.fill_null(array, ""))
+    if isinstance(encoded, pa.ChunkedArray):
+        encoded = encoded.combine_chunks()
+    distinct = encoded.dictionary.to_numpy(zero_copy_only=False).astype(object)
+    distinct_hashes = pd.util.hash_array(distinct, hash_key=HASH_KEY, categorize=False)
+    return distinct_hashes[encoded.indices.to_numpy(zero_copy_only=False)]
 
 
 def parse_label(values: pd.Series, positive: tuple = (1, "1", "1.0"), negative: tuple = (0, "0", "0.0"),
@@ -67,11 +80,16 @@ def parse_dense(frame: pd.DataFrame, columns: list[str], where: str = "") -> np.
     out = np.empty((len(frame), len(columns)), dtype=np.float32)
     for j, col in enumerate(columns):
         raw = frame[col]
-        values = pd.to_numeric(raw, errors="coerce")
-        bad = values.isna() & raw.notna() & (raw.astype(str).str.strip() != "")
-        if bad.any():
-            raise DataError(f"{where}numeric column {col!r} has non-numeric value(s) "
-                            f"{raw[bad].astype(str).unique()[:3].tolist()}")
+        if pd.api.types.is_numeric_dtype(raw.dtype):
+            values = raw
+        else:  # only the rows that fail to parse are looked at as text
+            values = pd.to_numeric(raw, errors="coerce")
+            suspect = values.isna() & raw.notna()
+            if suspect.any():
+                text = raw[suspect].astype(str).str.strip()
+                if (text != "").any():
+                    raise DataError(f"{where}numeric column {col!r} has non-numeric value(s) "
+                                    f"{text[text != ''].unique()[:3].tolist()}")
         out[:, j] = values.fillna(0).to_numpy(dtype=np.float32)
     return out
 
