@@ -62,6 +62,7 @@ def pruning_callback(sweep: dict, monitor: str):
     from sweeps.storage import open_storage
 
     storage = open_storage(sweep["storage"])
-    study = optuna.load_study(study_name=sweep["study"], storage=storage, pruner=make_pruner(sweep["pruner"]))
+    study = optuna.load_study(study_name=sweep["study"], storage=storage, pruner=make_pruner(sweep["pruner"]),
+                              sampler=optuna.samplers.RandomSampler())  # the parent samples; this process only reports
     trial = optuna.trial.Trial(study, sweep["trial_id"])
     return PyTorchLightningPruningCallback(trial, monitor=monitor)

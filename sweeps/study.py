@@ -90,7 +90,10 @@ class SweepPlan:
     def log_dir(self) -> Path:
         from benchmarks.runner import paperboard_home
 
-        return paperboard_home() / "sweeps" / self.study_name.replace("/", "__")
+        import hashlib
+
+        where = hashlib.sha1(self.storage.encode()).hexdigest()[:6]  # same study name in two storages: two folders
+        return paperboard_home() / "sweeps" / f"{self.study_name.replace('/', '__')}__{where}"
 
     def command(self) -> str:
         """The sweep command that fills (or resumes) this study."""
@@ -425,8 +428,8 @@ def run_worker(plan: SweepPlan, worker: int = 0, log=print, poll_seconds: float 
         if trial.state == TrialState.COMPLETE:
             what, failures = f"complete: val {plan.primary_metric} {trial.value:.4f}", 0
         elif trial.state == TrialState.PRUNED:
-            last = max(trial.intermediate_values) if trial.intermediate_values else "?"
-            what, failures = f"pruned at epoch {last}", 0
+            epochs = max(trial.intermediate_values) + 1 if trial.intermediate_values else "?"
+            what, failures = f"pruned after {epochs} epoch(s)", 0
         else:
             failures += 1
             what = f"FAILED: {(objective.record or {}).get('error') or 'see the trial log'}"
