@@ -171,10 +171,10 @@ class ICUSepsisDataModule(DTRDataModule):
         note_state = np.where(rng.random(len(state)) < self.note_fidelity, state,
                               rng.integers(NUM_PATIENT_STATES, size=len(state)))
         note_id = note_state * self.note_variants + rng.integers(self.note_variants, size=len(state))
-        used, note_index = np.unique(note_id, return_inverse=True)
-        texts = state_notes(self.note_variants)
-        used_texts = [texts[i // self.note_variants][i % self.note_variants] for i in used]
-        table, _ = embed_texts(used_texts, self.text_encoder, self.cache_dir, self.tfidf_dim)
+        # every state's every phrasing is embedded once (cached by text hash, shared by all dataset sizes)
+        texts = [text for row in state_notes(self.note_variants) for text in row]
+        table, _ = embed_texts(texts, self.text_encoder, self.cache_dir, self.tfidf_dim)
+        note_index = note_id
         return {"patient": patient.astype(np.int64), "t": t.astype(np.int64), "vitals": vitals.astype(np.float32),
                 "meds": meds.astype(np.float32), "note": note_index.astype(np.int64), "note_table": table,
                 "action": label.astype(np.int64), "state": state.astype(np.int64),
