@@ -47,7 +47,8 @@ class ScenarioConfig:
             from mpe2 import simple_spread_v3
 
             n = args.get("N", 3)
-            args.setdefault("num_agent_neighbors", self.others(n))
+            if self.others(n) > 0:  # a one-agent world has no neighbour slots
+                args.setdefault("num_agent_neighbors", self.others(n))
             args.setdefault("num_landmark_neighbors", self.landmarks(n))
             return simple_spread_v3.parallel_env(**args)
         raise ValueError(f"unknown mpe2 scenario {self.scenario!r}; choose one of {', '.join(SCENARIOS)}")

@@ -1,0 +1,60 @@
+"""The post-board cross-play step end to end: checkpoints named by run records -> matrix, PNG, updated records."""
+from __future__ import annotations
+
+import json
+
+import lightning.pytorch as pl
+import numpy as np
+import yaml
+
+import datamodules  # noqa: F401
+import lightning_modules  # noqa: F401
+from benchmarks.marl_crossplay import run
+from datamodules.marl.base import TEST_SEED_BASE
+from datamodules.registry import DATASETS
+from lightning_modules.marl.batch import collect_rollout
+from lightning_modules.registry import MODELS
+from tests.conftest import fast_trainer
+
+DATA = {"scenario_args": {"num_collectors": 2, "num_deposits": 1, "num_treasures": 2, "max_cycles": 5},
+        "backend": "numpy", "num_envs": 4, "rollouts_per_epoch": 1, "eval_episodes": 4}
+
+
+def test_crossplay_cli_on_trained_checkpoints(tmp_path):
+    board = {"name": "tiny-marl", "family": "marl", "title": "t", "dataset": "mpe-collect-treasure",
+             "dataset_args": DATA, "primary_metric": "return", "metrics": ["return", "crossplay_return"],
+             "models": {"vdn": {}, "mappo": {}}}
+    board_path = tmp_path / "tiny-marl.yaml"
+    board_path.write_text(yaml.safe_dump(board))
+    records_dir = tmp_path / "records"
+    modules = []
+    for i, (name, seed) in enumerate([("vdn", 0), ("vdn", 1), ("mappo", 0)]):
+        pl.seed_everything(seed, verbose=False)
+        dm = DATASETS.get("mpe-collect-treasure").cls(**DATA)
+        dm.setup()
+        model = MODELS.get(name).cls(**dm.model_kwargs(), **({"batch_size": 4} if name == "vdn" else {}))
+        trainer = fast_trainer(max_epochs=1, limit_val_batches=0)
+        trainer.fit(model, datamodule=dm)
+        ckpt = tmp_path / f"{name}-{seed}.ckpt"
+        trainer.save_checkpoint(ckpt)
+        modules.append(model.eval())
+        record = {"run_id": f"{i:08d}abcdef", "board": "tiny-marl", "model": name, "seed": seed, "status": "ok",
+                  "config_hash": f"c{name}", "data_hash": "d", "created_at": f"2026-01-01T00:00:0{i}",
+                  "checkpoint": str(ckpt), "config": {"dataset_args": DATA}, "metrics": {"val": {}, "test": {"return": 0.0}}}
+        path = records_dir / "tiny-marl" / name / f"seed{seed}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(record))
+    result = run(str(board_path), records_dir, tmp_path / "out" / "tiny-crossplay", episodes=4, update_records=True,
+                 log=lambda *_: None)
+    assert result["labels"] == ["vdn/s0", "vdn/s1", "mappo/s0"]
+    matrix = np.array(result["matrix"])
+    assert matrix.shape == (3, 3)
+    # the diagonal is plain self-play of the checkpoint on the board's test seeds
+    env = DATASETS.get("mpe-collect-treasure").cls(**DATA).make_env("test")
+    selfplay = collect_rollout(env, modules[0], TEST_SEED_BASE + np.arange(4), explore=False)["return"].mean().item()
+    assert np.isclose(matrix[0, 0], selfplay, atol=1e-5)
+    assert (tmp_path / "out" / "tiny-crossplay.png").stat().st_size > 1000
+    updated = json.loads((records_dir / "tiny-marl" / "vdn" / "seed0.json").read_text())
+    assert np.isclose(updated["metrics"]["test"]["crossplay_return"], (matrix[0, 1] + matrix[0, 2]) / 2)
+    assert np.isclose(updated["metrics"]["test"]["generalisation_gap"], matrix[0, 0] - (matrix[0, 1] + matrix[0, 2]) / 2)
+    assert updated["crossplay"]["partners"] == 2
