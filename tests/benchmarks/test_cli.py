@@ -129,3 +129,18 @@ def test_every_committed_board_and_paper_loads():
         paper = load_paper(name)
         for board in paper.boards:
             assert board in board_names(), (name, board)
+
+
+@pytest.mark.timeout(600)
+def test_trainer_options_pass_through_to_lightning_ddp(tmp_path, storage, capsys):
+    """`--trainer.devices 2 --trainer.strategy ddp` reaches Lightning unchanged: DDP re-launches the worker once
+    per extra rank and rank 0 alone writes the record."""
+    board = write_board(tmp_path, models={"sasrec": {"embed_dim": 16, "loss": "ce"}})
+    argv = ["run", board, "--storage", storage, "--quiet", "--trainer.devices", "2", "--trainer.strategy", "ddp",
+            "--trainer.accelerator", "cpu"]
+    assert main(argv) == 0
+    from benchmarks.store import ResultStore
+
+    (record,) = ResultStore(storage).records(board="tiny-seqrec")
+    assert record["status"] == "ok" and record["world_size"] == 2 and record["strategy"] == "DDPStrategy"
+    assert record["config"]["trainer"]["devices"] == 2
