@@ -209,9 +209,8 @@ class CTRDataModule(PaperboardDataModule):
         """1 + position of each hash in the sorted vocabulary, or 0 (OOV) where it is not there."""
         if len(keys) == 0:
             return np.zeros(len(hashed), dtype=np.int32)
-        pos = np.searchsorted(keys, hashed)
-        pos_c = np.minimum(pos, len(keys) - 1)
-        return np.where(keys[pos_c] == hashed, pos_c + 1, 0).astype(np.int32)
+        # A hash-table lookup (pandas Index), several times faster than searchsorted on random queries; -1 -> OOV.
+        return (pd.Index(keys).get_indexer(hashed) + 1).astype(np.int32)
 
     def _transform_dense(self, dense: np.ndarray) -> np.ndarray:
         if self.dense_transform == "log_standardize":
