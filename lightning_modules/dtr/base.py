@@ -31,6 +31,7 @@ from lightning_modules.dtr import batch as B
 from lightning_modules.dtr.metrics import hit_and_reciprocal_rank, rank_of_target
 
 TRAIN_ON = ("all", "survivors")
+_VISITATION: dict = {}  # id(mdp) -> (transitions under the clinicians, their state visitation)
 EVAL_KEYS = ("probs", "target", "died", "state", "calib", "cf_rec")
 
 
@@ -186,13 +187,17 @@ class DTRModule(pl.LightningModule):
 
     @staticmethod
     def _clinician_visitation(mdp):
-        """Expected visits per patient state under the clinicians' policy, normalised to sum 1."""
+        """Expected visits per patient state under the clinicians' policy, normalised to sum 1 (cached)."""
         from lightning_modules.dtr.mdp import NUM_PATIENT_STATES
+
+        if id(mdp) in _VISITATION:
+            return _VISITATION[id(mdp)]
 
         P = np.einsum("sa,sat->st", mdp.expert_policy[:NUM_PATIENT_STATES], mdp.transitions[:NUM_PATIENT_STATES])
         T = P[:, :NUM_PATIENT_STATES]
         visits = np.linalg.solve(np.eye(NUM_PATIENT_STATES) - T.T, mdp.initial[:NUM_PATIENT_STATES])
-        return T, visits / visits.sum()
+        _VISITATION[id(mdp)] = (T, visits / visits.sum())
+        return _VISITATION[id(mdp)]
 
     def extra_test_metrics(self, d: dict) -> dict[str, float]:
         return {}

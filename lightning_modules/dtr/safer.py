@@ -29,6 +29,7 @@ Differences from the official code, each behind a flag (defaults follow the pape
   meds_in_readout=True: use the meds stream in the readout (the code computes it and never uses it); default
       False, as the code (the paper's readout names vitals and notes only).
   finetune_lr: the code fine-tunes with Adam lr 1e-5; paper/code stage-1 and refinement lr 1e-4.
+`finetune_epochs` caps the fine-tuning epochs (None: the trainer's max_epochs / early stopping decide).
 Ablations as flags: use_notes=False (SAFER-N), finetune=False (SAFER-F), train_on="survivors" (SAFER-U).
 """
 from __future__ import annotations
@@ -180,6 +181,7 @@ class SAFER(DTRModule):
         use_notes: bool = True,
         train_on: str = "all",
         finetune: bool = True,
+        finetune_epochs: int | None = None,
         stage1_epochs: int = 30,
         refine_epochs: int = 30,
         stage1_lr: float = 1e-4,
@@ -354,7 +356,8 @@ class SAFER(DTRModule):
         return loss
 
     def on_train_epoch_end(self) -> None:
-        if not self.hparams.finetune:
+        epochs = self.hparams.finetune_epochs
+        if not self.hparams.finetune or (epochs is not None and self.current_epoch + 1 >= epochs):
             self.trainer.should_stop = True
 
     # ----- uncertainty and conformal selection --------------------------------------------------------------------
