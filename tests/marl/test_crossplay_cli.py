@@ -25,7 +25,7 @@ def test_crossplay_cli_on_trained_checkpoints(tmp_path):
              "dataset_args": DATA, "primary_metric": "return", "metrics": ["return", "crossplay_return"],
              "models": {"vdn": {}, "mappo": {}}}
     board_path = tmp_path / "tiny-marl.yaml"
-    board_path.write_text(yaml.safe_dump(board))
+    board_path.write_text(yaml.safe_dump(board, sort_keys=False))
     records_dir = tmp_path / "records"
     modules = []
     for i, (name, seed) in enumerate([("vdn", 0), ("vdn", 1), ("mappo", 0)]):
