@@ -6,7 +6,8 @@ does what the evaluation of TD3 (Zhang et al., WWW'25, arXiv 2502.02854; code `M
 method alike:
 
 1. *Target training on the summary* (`train_on_summary`): a fresh target of any registered seqrec architecture
-   (the `MODELS` registry: SASRec, GRU4Rec, ...) is trained for `target_steps` Adam steps on fixed-order summary
+   (the `MODELS` registry: SASRec, GRU4Rec, ...) is trained for `target_steps` Adam steps (the code; plain SGD
+   with `inner_optimizer="sgd"`, which distillation then unrolls too) on fixed-order summary
    minibatches with the code's soft loss: KL(summary's item distribution at position p || the target's softmax
    after positions < p), at the last position and, for the architectures in `prefix_augmentation_for`, also at one
    random prefix end p ~ U{min_prefix..len-2} per sequence (the code's SASRec-only augmentation), averaged.
@@ -166,8 +167,12 @@ class DistillModule(pl.LightningModule):
         reference_patience: int = 10,
         reference_batch_size: int = 128,
         eval_ks: tuple[int, ...] = (10, 20),
+        inner_optimizer: str = "adam",
     ):
         super().__init__()
+        if inner_optimizer not in ("adam", "sgd"):
+            raise ValueError(f"inner_optimizer must be 'adam' (the code) or 'sgd', got {inner_optimizer!r}")
+        self.inner_optimizer = inner_optimizer
         if not targets:
             raise ValueError("targets must name at least one seqrec architecture")
         for name in targets:
@@ -243,7 +248,8 @@ class DistillModule(pl.LightningModule):
         """A fresh `name` trained `target_steps` Adam steps on the (detached) summary; returns (model, seconds)."""
         model = self.new_target(name)
         model.train()
-        optimizer = torch.optim.Adam(model.parameters(), lr=self.net_lr, weight_decay=self.net_weight_decay)
+        optimizer = (torch.optim.Adam if self.inner_optimizer == "adam" else torch.optim.SGD)(
+            model.parameters(), lr=self.net_lr, weight_decay=self.net_weight_decay)
         prefix = name in self.prefix_augmentation_for
         start = time.perf_counter()
         for step in range(self.target_steps):

@@ -54,13 +54,14 @@ class Farzi(TD3):
                  target_args: dict | None = None, target_steps: int = 200,
                  prefix_augmentation_for: tuple[str, ...] = ("sasrec",), min_prefix: int = 5,
                  reference_max_epochs: int = 200, reference_patience: int = 10, reference_batch_size: int = 128,
-                 eval_ks: tuple[int, ...] = (10, 20)):
+                 eval_ks: tuple[int, ...] = (10, 20), inner_optimizer: str = "adam"):
         self._latent_dim = latent_dim
         super().__init__(num_items, max_len, synthetic_users, synthetic_len, 1, 1, temperature, inner_steps, window,
                          inner_batch, net_lr, net_weight_decay, seq_lr, seq_weight_decay, grad_clip, feature_weight,
                          learner, learner_args, learner_init, pretrain_epochs, trajectory_epochs,
                          teacher_features_train_mode, targets, target_args, target_steps, prefix_augmentation_for,
-                         min_prefix, reference_max_epochs, reference_patience, reference_batch_size, eval_ks)
+                         min_prefix, reference_max_epochs, reference_patience, reference_batch_size, eval_ks,
+                         inner_optimizer)
         self.save_hyperparameters()
 
     def make_summary(self) -> nn.Module:
@@ -90,10 +91,11 @@ class RealSubset(DistillModule):
                  target_steps: int = 200, inner_batch: int = 15, net_lr: float = 0.005,
                  net_weight_decay: float = 5e-5, prefix_augmentation_for: tuple[str, ...] = ("sasrec",),
                  min_prefix: int = 5, reference_max_epochs: int = 200, reference_patience: int = 10,
-                 reference_batch_size: int = 128, eval_ks: tuple[int, ...] = (10, 20)):
+                 reference_batch_size: int = 128, eval_ks: tuple[int, ...] = (10, 20),
+                 inner_optimizer: str = "adam"):
         super().__init__(num_items, max_len, targets, target_args, target_steps, inner_batch, net_lr,
                          net_weight_decay, prefix_augmentation_for, min_prefix, reference_max_epochs,
-                         reference_patience, reference_batch_size, eval_ks)
+                         reference_patience, reference_batch_size, eval_ks, inner_optimizer)
         self.save_hyperparameters()
         if synthetic_len > max_len + 1:
             raise ValueError(f"synthetic_len {synthetic_len} exceeds the data's rows (max_len + 1 = {max_len + 1})")

@@ -26,7 +26,9 @@ Differences from the official code, each with its flag:
 - `temperature` (default 1.0 = the code, which has none) divides the Tucker logits before the softmax.
 - Inner optimiser: the code uses `higher`'s differentiable Adam; ours is the same update written out
   (`adam_step`), with sqrt(v + 1e-24) so a parameter whose gradient is exactly 0 (padding rows) has a finite
-  second derivative.
+  second derivative. `inner_optimizer="sgd"` (not in the code) unrolls plain SGD instead: from a cold Adam state
+  the first updates are ~lr*sign(g), whose derivative w.r.t. the summary nearly vanishes, so short unrolls
+  (small K, as in the tests) learn far more slowly with Adam.
 - Teacher features: the code's feature regeneration pass leaves dropout on; `teacher_features_train_mode=True`
   reproduces that, default False takes them in eval mode (deterministic, the kept best-epoch features).
 - Real-data outer loss: the code scores each RecBole training prefix once (right-padded); our real rows are
@@ -140,10 +142,11 @@ class TD3(DistillModule):
         reference_patience: int = 10,
         reference_batch_size: int = 128,
         eval_ks: tuple[int, ...] = (10, 20),
+        inner_optimizer: str = "adam",
     ):
         super().__init__(num_items, max_len, targets, target_args, target_steps, inner_batch, net_lr,
                          net_weight_decay, prefix_augmentation_for, min_prefix, reference_max_epochs,
-                         reference_patience, reference_batch_size, eval_ks)
+                         reference_patience, reference_batch_size, eval_ks, inner_optimizer)
         self.save_hyperparameters()
         if not 0 < window <= inner_steps:
             raise ValueError(f"window must be in 1..inner_steps ({inner_steps}), got {window}")
@@ -244,12 +247,19 @@ class TD3(DistillModule):
             with torch.enable_grad(), sdpa_kernel(SDPBackend.MATH):
                 loss = summary_loss(shell, {**params, **buffers}, dist, valid, prefix, self.min_prefix)
                 grads = torch.autograd.grad(loss, list(params.values()), create_graph=in_window, allow_unused=True)
-            params, state = adam_step(params, grads, state, self.net_lr, self.net_weight_decay)
+            params, state = self.inner_update(params, grads, state)
             if not in_window:  # cut the (empty) history: the next step starts from plain leaves
                 params = {k: v.detach().requires_grad_(True) for k, v in params.items()}
                 state = {"t": state["t"], "m": {k: v.detach() for k, v in state["m"].items()},
                          "v": {k: v.detach() for k, v in state["v"].items()}}
         return params
+
+    def inner_update(self, params: dict, grads: tuple, state: dict) -> tuple[dict, dict]:
+        if self.inner_optimizer == "adam":
+            return adam_step(params, grads, state, self.net_lr, self.net_weight_decay)
+        new = {k: p - self.net_lr * ((torch.zeros_like(p) if g is None else g) + self.net_weight_decay * p)
+               for (k, p), g in zip(params.items(), grads)}
+        return new, state
 
     def outer_loss(self, params: dict, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """CE of the unrolled learner on real next items + feature_weight * MSE to the pretrained teacher's
