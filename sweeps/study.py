@@ -466,15 +466,29 @@ def run_study(plan: SweepPlan, log=print) -> int:
 
 # ----- the tuned configuration ----------------------------------------------------------------------------------
 def tuned_params(board: Board, model: str, storage_url: str | None) -> tuple[dict, dict]:
-    """The best trial's parameters of the board's default sweep of `model` and where they came from."""
+    """The best trial's parameters of `model`'s sweep on `board` and where they came from.
+
+    The study of the board's default sweep protocol is used when it has a complete trial; otherwise the only
+    study of this board and model on the same data in the storage (e.g. one run with a smaller --max-epochs).
+    Several candidates and no default is an error that lists them.
+    """
     plan = make_plan(board, model, storage=storage_url)
-    study = load_study(plan)
-    complete = [] if study is None else study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    if not complete:
-        state = "has no complete trial" if study is not None else "does not exist"
-        raise ConfigError(f"--tuned: the sweep of {model} on {board.name} (study {plan.study_name} in "
-                          f"{_redact(plan.storage)}) {state}. Run it first: {plan.command()}")
+    storage = open_plan_storage(plan)
+    study = load_study(plan, storage)
+    if study is None or not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        candidates = [s for s in optuna.get_all_study_summaries(storage, include_best_trial=True)
+                      if s.study_name.startswith(f"{board.name}/{model}/") and s.best_trial is not None
+                      and (s.user_attrs.get("paperboard") or {}).get("protocol", {}).get("dataset_args")
+                      == plan.protocol["dataset_args"]]
+        if len(candidates) != 1:
+            listed = "; ".join(f"{c.study_name} (max_epochs {c.user_attrs['paperboard'].get('max_epochs')}, "
+                               f"pruner {c.user_attrs['paperboard'].get('pruner')})" for c in candidates)
+            state = f"there are {len(candidates)} other sweeps of it: {listed}. " if candidates else ""
+            raise ConfigError(f"--tuned: no finished sweep of {model} on {board.name} under the board's sweep "
+                              f"protocol (study {plan.study_name} in {_redact(plan.storage)}); {state}Run: "
+                              f"{plan.command()}")
+        study = optuna.load_study(study_name=candidates[0].study_name, storage=storage)
     best = study.best_trial
-    tuning = {"study": plan.study_name, "trials": counts(study).finished, "best_value": best.value,
-              "trial": best.number, "max_epochs": plan.max_epochs}
+    tuning = {"study": study.study_name, "trials": counts(study).finished, "best_value": best.value,
+              "trial": best.number, "max_epochs": study.user_attrs.get("paperboard", {}).get("max_epochs")}
     return dict(best.params), tuning

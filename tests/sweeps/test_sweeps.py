@@ -62,7 +62,9 @@ def check_finished_exactly(study: optuna.Study, n: int) -> list:
     finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     assert len(finished) == n, [(t.number, t.state) for t in trials]
     assert not [t for t in trials if t.state == TrialState.RUNNING]
-    assert all(t.user_attrs.get(SURPLUS_ATTR) for t in trials if t.state == TrialState.FAIL)
+    retried = {(t.user_attrs.get(RETRY_ATTR) or {}).get("previous") for t in trials}
+    for t in trials:  # a failed trial is a surplus one (two workers took the last slot) or was re-queued
+        assert t.state != TrialState.FAIL or t.user_attrs.get(SURPLUS_ATTR) or t.number in retried, t
     run_ids = [t.user_attrs["run_id"] for t in finished]
     assert len(set(run_ids)) == n
     params = [tuple(sorted(t.params.items())) for t in finished]
@@ -126,7 +128,7 @@ def test_unreachable_storage_is_one_clear_error(tmp_path, capsys):
 
 
 # ----- parallel workers -----------------------------------------------------------------------------------------
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1800)
 def test_two_workers_on_journal_file_finish_exactly_n(tmp_path, capfd):
     board, url = write_board(tmp_path), f"journal://{tmp_path / 'sweeps.journal'}"
     args = ["sweep", board, "--model", "gru4rec", "--storage", url, "--workers", "2"]
@@ -145,7 +147,7 @@ def test_two_workers_on_journal_file_finish_exactly_n(tmp_path, capfd):
 
 
 @needs_postgres
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1800)
 def test_two_workers_on_postgresql_finish_exactly_n(tmp_path):
     name = f"sweep-pg-{uuid.uuid4().hex[:8]}"  # the database outlives the test: a fresh study each run
     board = write_board(tmp_path, name=name)
@@ -175,7 +177,7 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1800)
 @pytest.mark.parametrize("kind", ["journal", "rdb"])
 def test_kill9_mid_trial_then_resume(tmp_path, kind):
     """kind=journal: our heartbeat on a journal file; rdb: Optuna's RDB heartbeat (PostgreSQL when given, else SQLite)."""
@@ -183,13 +185,13 @@ def test_kill9_mid_trial_then_resume(tmp_path, kind):
     url = f"journal://{tmp_path / 'sweeps.journal'}" if kind == "journal" else (PG_URL or f"sqlite:///{tmp_path / 's.db'}")
     if kind == "rdb" and PG_URL:
         board = write_board(tmp_path, name=f"sweep-kill-{uuid.uuid4().hex[:8]}")
-    cmd = ["sweep", board, "--model", "sasrec", "--trials", "2", "--storage", url, "--heartbeat", "2"]
-    plan = make_plan(load_board(board), "sasrec", storage=url, heartbeat=2)
+    cmd = ["sweep", board, "--model", "sasrec", "--trials", "2", "--storage", url, "--heartbeat", "5"]
+    plan = make_plan(load_board(board), "sasrec", storage=url, heartbeat=5)
     create_study(plan)
     proc = subprocess.Popen([sys.executable, "-m", "benchmarks.cli", *cmd], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, env=dict(os.environ))
     study = study_of(board, "sasrec", url)
-    deadline = time.time() + 600
+    deadline = time.time() + 1200
     try:
         while time.time() < deadline:  # wait until trial 0 is complete and trial 1 is training
             trials = study.get_trials()
@@ -225,7 +227,7 @@ def test_kill9_mid_trial_then_resume(tmp_path, kind):
 
 
 # ----- pruning --------------------------------------------------------------------------------------------------
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1800)
 def test_planted_bad_region_is_pruned_early(tmp_path):
     """Two good SASRec configurations run first (the pruner's start-up), then two from a hopeless corner of the
     space (lowest lr, highest dropout and weight decay): the median pruner stops both at their first judged epoch."""
@@ -253,7 +255,7 @@ def test_planted_bad_region_is_pruned_early(tmp_path):
 
 
 # ----- the equal-budget rule and --tuned ------------------------------------------------------------------------
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1800)
 def test_all_models_same_budget_and_tuned_params(tmp_path, capsys):
     board_path = write_board(tmp_path)
     url = f"sqlite:///{tmp_path / 'sweeps.db'}"
