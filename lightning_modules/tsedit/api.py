@@ -36,7 +36,7 @@ def load_editor(path: str | Path, method: str = "cocktail_edit", **method_args):
     if cls.family != "tsedit":
         raise ValueError(f"{method!r} is not a tsedit model; choose one of {', '.join(MODELS.names(family='tsedit'))}")
     backbone = {k: v for k, v in hparams.items() if k in _backbone_args()}
-    model = cls(**backbone, **method_args, share_backbone=False)
+    model = cls(**{**backbone, **method_args, "share_backbone": False})
     model.load_state_dict(saved["state_dict"])
     return model.eval()
 
