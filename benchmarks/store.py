@@ -46,11 +46,22 @@ def default_storage_url() -> str:
     return f"sqlite:///{home / 'paperboard.db'}"
 
 
+def with_driver(url: str) -> str:
+    """`postgresql://` means psycopg (v3) to SQLAlchemy 2.1; use psycopg2 when only it is installed (our extra)."""
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme.lower() in ("postgresql", "postgres"):
+        import importlib.util
+
+        if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2") is not None:
+            return f"postgresql+psycopg2://{rest}"
+    return url
+
+
 class ResultStore:
     def __init__(self, url: str | None = None):
         self.url = url or default_storage_url()
         try:
-            self.engine = sa.create_engine(self.url, future=True)
+            self.engine = sa.create_engine(with_driver(self.url), future=True)
             with self.engine.begin() as conn:
                 metadata.create_all(conn)
         except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as err:

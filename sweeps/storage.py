@@ -16,7 +16,7 @@ from pathlib import Path
 
 import optuna
 
-from benchmarks.store import StorageError, _redact, default_storage_url
+from benchmarks.store import StorageError, _redact, default_storage_url, with_driver
 
 JOURNAL_PREFIX = "journal://"
 LOCK_GRACE_SECONDS = 30  # a journal lock older than this (its holder was killed) is broken
@@ -24,17 +24,6 @@ LOCK_GRACE_SECONDS = 30  # a journal lock older than this (its holder was killed
 
 def resolve_url(url: str | None) -> str:
     return url or default_storage_url()
-
-
-def with_driver(url: str) -> str:
-    """`postgresql://` means psycopg (v3) to SQLAlchemy 2.1; use psycopg2 when only it is installed (our extra)."""
-    scheme, sep, rest = url.partition("://")
-    if sep and scheme.lower() in ("postgresql", "postgres"):
-        import importlib.util
-
-        if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2") is not None:
-            return f"postgresql+psycopg2://{rest}"
-    return url
 
 
 def kind(url: str) -> str:
