@@ -43,6 +43,7 @@ def aggregate(board: Board, records: list[dict]) -> pd.DataFrame:
         row["peak_mb"] = pd.Series([r.get("peak_gpu_mb", r.get("peak_rss_mb")) for r in runs], dtype=float).max()
         row["epochs"] = pd.Series([r.get("best_epoch") for r in runs], dtype=float).mean()
         row["run_ids"] = ",".join(sorted(r["run_id"][:8] for r in runs))
+        row["max_epochs"] = (runs[0].get("config") or {}).get("trainer", {}).get("max_epochs")
         rows.append(row)
     frame = pd.DataFrame(rows)
     if frame.empty:
@@ -118,6 +119,12 @@ def render_markdown(board: Board, records: list[dict]) -> str:
                       _fmt(r.epochs, 1), f"`{r.config}`", r.run_ids]
             rows.append(cells)
         lines += [_md_table(header, rows), ""]
+        board_cap = board.trainer.get("max_epochs")
+        capped = [f"{r.model} ({int(r.max_epochs)} of {board_cap})" for _, r in table.iterrows()
+                  if board_cap and r.max_epochs == r.max_epochs and r.max_epochs is not None and r.max_epochs < board_cap]
+        if capped:
+            lines += [f"Note: trained with a smaller epoch cap than the board's: {', '.join(capped)}; a best epoch at "
+                      f"the cap means the model was still improving.", ""]
     comparison = published_comparison(board, table)
     if not comparison.empty:
         lines += ["## Published numbers beside ours", ""]
