@@ -109,7 +109,9 @@ def prepare_data(board, data_dir, data_args) -> None:
 
 
 def log_board_to_wandb(board, records) -> None:
-    mode = os.environ.get("WANDB_MODE") or ("online" if os.environ.get("WANDB_API_KEY") else "offline")
+    from benchmarks.runner import wandb_mode
+
+    mode = wandb_mode()
     if mode == "disabled":
         return
     import wandb

@@ -143,8 +143,13 @@ class EpochTimer(pl.Callback):
         self.train_seconds.append(time.perf_counter() - self._start - self._val)
 
 
+def wandb_mode() -> str:
+    """W&B mode for every run and report: WANDB_MODE if set, else online with an API key, else offline."""
+    return os.environ.get("WANDB_MODE") or ("online" if os.environ.get("WANDB_API_KEY") else "offline")
+
+
 def _wandb_logger(board: Board, spec: RunSpec, config: dict, save_dir: Path):
-    mode = os.environ.get("WANDB_MODE") or ("online" if os.environ.get("WANDB_API_KEY") else "offline")
+    mode = wandb_mode()
     if mode == "disabled":
         return None
     from lightning.pytorch.loggers import WandbLogger
@@ -232,7 +237,7 @@ def execute(spec: RunSpec, callbacks: list | None = None) -> dict:
             record["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
         if logger is not None and trainer.is_global_zero:
             record["wandb"] = {"run_id": logger.experiment.id, "project": logger.experiment.project,
-                               "group": _wandb_group(board, spec), "mode": os.environ.get("WANDB_MODE", "offline")}
+                               "group": _wandb_group(board, spec), "mode": wandb_mode()}
             logger.experiment.summary.update({f"test/{k}": v for k, v in record["metrics"]["test"].items()})
         record["is_global_zero"] = trainer.is_global_zero
     except Exception as err:  # a failed run is a record, never the end of the board

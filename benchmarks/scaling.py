@@ -167,7 +167,9 @@ def points_markdown(board, points: list[dict], metric: str = "ndcg@10") -> str:
 
 
 def log_to_wandb(board, png: Path, points: list[dict]) -> None:
-    mode = os.environ.get("WANDB_MODE") or ("online" if os.environ.get("WANDB_API_KEY") else "offline")
+    from benchmarks.runner import wandb_mode
+
+    mode = wandb_mode()
     if mode == "disabled" or not points:
         return
     import wandb

@@ -113,7 +113,9 @@ def _storage_name(plan: SweepPlan) -> str:
 
 
 def _log_wandb(plan: SweepPlan, table, imp: dict, plot: Path | None, info: dict) -> None:
-    mode = os.environ.get("WANDB_MODE") or ("online" if os.environ.get("WANDB_API_KEY") else "offline")
+    from benchmarks.runner import wandb_mode
+
+    mode = wandb_mode()
     if mode == "disabled":
         return
     import wandb

@@ -41,13 +41,13 @@ def measure(model_name: str, board_name: str, data_dir: str | None, train_batche
         if i == warmup:
             start = time.perf_counter()
             seqs = 0
-        out = model.training_step(batch, i) if optimiser is None else None
-        if optimiser is not None:
+        if optimiser is None:  # nothing to optimise (pop): its training step is the whole cost
+            model.training_step(batch, i)
+        else:
             loss = model.sequence_loss(model.user_vectors(batch), batch)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
-        del out
         seqs += batch["input_ids"].shape[0]
     train_rate = seqs / (time.perf_counter() - start)
 
