@@ -80,7 +80,7 @@ def build_specs(board, args, overrides) -> list:
     from benchmarks.runner import RunSpec, resolve
 
     models = args.models.split(",") if args.models else list(board.models)
-    seeds = list(range(args.seeds)) if args.seeds else list(board.seeds)
+    seeds = parse_seeds(args.seeds) if args.seeds else list(board.seeds)
     specs = []
     for model in models:
         model_args, tuning = dict(overrides["model"]), None
@@ -98,6 +98,53 @@ def build_specs(board, args, overrides) -> list:
             resolve(board, spec)  # fail fast on an unknown model or config key, before any training
             specs.append(spec)
     return specs
+
+
+def parse_seeds(text: str) -> list[int]:
+    """`--seeds 3` means seeds 0, 1, 2; `--seeds 1,2` means exactly seeds 1 and 2."""
+    try:
+        if "," in text:
+            return [int(s) for s in text.split(",") if s.strip()]
+        return list(range(int(text)))
+    except ValueError:
+        raise ConfigError(f"--seeds {text!r}: give a count (3 means seeds 0,1,2) or a list (1,2)") from None
+
+
+def run_key(board, spec) -> str:
+    """What makes two runs the same run: board, model, seed, tuned, and the resolved data/model/trainer arguments."""
+    from benchmarks.runner import DEFAULT_MAX_EPOCHS, resolve
+
+    _, data_kwargs, _, model_kwargs = resolve(board, spec)
+    trainer = {"max_epochs": DEFAULT_MAX_EPOCHS, "devices": 1, **board.trainer, **spec.trainer_args}
+    return json.dumps([spec.model, spec.seed, spec.tuning is not None, data_kwargs, model_kwargs, trainer],
+                      sort_keys=True, default=str)
+
+
+def record_key(record: dict) -> str | None:
+    """The run_key of a finished record (its model arguments minus what the datamodule filled in)."""
+    config = record.get("config")
+    if record.get("status") != "ok" or not config:
+        return None
+    return json.dumps([record["model"], record["seed"], bool(record.get("tuned")), config["dataset_args"],
+                       config["model_args"], config["trainer"]], sort_keys=True, default=str)
+
+
+def skip_finished(board, specs: list, store) -> list:
+    """Drop specs whose run already has an ok record in the store, so re-running a board resumes it."""
+    finished = [r for r in store.records(board=board.name, status="ok") if r.get("config")]
+    todo = []
+    for spec in specs:
+        key = json.loads(run_key(board, spec))
+        done = False
+        for record in finished:
+            rkey = json.loads(record_key(record))
+            # the record's model_args also hold what the datamodule supplied (num_items, ...): compare ours only
+            if rkey[:4] == key[:4] and rkey[5] == key[5] and all(rkey[4].get(k) == v for k, v in key[4].items()):
+                done = True
+                break
+        if not done:
+            todo.append(spec)
+    return todo
 
 
 def prepare_data(board, data_dir, data_args) -> None:
@@ -135,6 +182,12 @@ def cmd_run(args, overrides) -> int:
     board = load_board(args.board)
     specs = build_specs(board, args, overrides)
     store = _store(args.storage)
+    if not args.rerun:
+        todo = skip_finished(board, specs, store)
+        if len(todo) < len(specs):
+            print(f"paperboard: {board.name}: {len(specs) - len(todo)} run(s) already finished in the store are "
+                  f"kept (--rerun trains them again)", flush=True)
+        specs = todo
     prepare_data(board, args.data_dir, overrides["data"])
     print(f"paperboard: {board.name}: {len(specs)} run(s) ({len({s.model for s in specs})} models x "
           f"{len({s.seed for s in specs})} seeds); results -> {store.url}", flush=True)
@@ -211,7 +264,9 @@ def make_parser() -> argparse.ArgumentParser:
 
     def run_options(p):
         p.add_argument("--models", help="comma-separated subset of the board's models")
-        p.add_argument("--seeds", type=int, help="number of seeds (0..N-1); default: the board's seeds")
+        p.add_argument("--seeds", help="a count N (seeds 0..N-1) or a list such as 1,2; default: the board's seeds")
+        p.add_argument("--rerun", action="store_true",
+                       help="train runs again even when the store already holds a finished record of them")
         p.add_argument("--tuned", action="store_true", help="use each model's best configuration from its sweep")
         p.add_argument("--data-dir", help="data folder (default: env PAPERBOARD_DATA or ~/.cache/paperboard)")
         p.add_argument("--storage", help="results database URL (default: env PAPERBOARD_STORAGE or a SQLite file)")
