@@ -68,6 +68,15 @@ def test_run_board_list_export_import(tmp_path, storage, capsys):
         assert main(["board", board, "--storage", storage, "--format", fmt]) == 0
         assert marker in capsys.readouterr().out
 
+    # running the same board again resumes it: finished runs are kept, only a new seed or new arguments train
+    assert main(["run", board, "--storage", storage, "--quiet", "--seeds", "0,1"]) == 0
+    out = capsys.readouterr().out
+    assert "2 run(s) already finished in the store are kept" in out
+    assert "sasrec seed=1" in out and "pop seed=1" in out and "seed=0 ..." not in out
+    assert main(["run", board, "--storage", storage, "--quiet", "--models", "pop", "--seeds", "1", "--rerun"]) == 0
+    assert "pop seed=0 ..." in capsys.readouterr().out
+    assert len(ResultStore(storage).records(board="tiny-seqrec")) == 5
+
     assert main(["list", "models"]) == 0
     listed = capsys.readouterr().out
     assert "sasrec" in listed and "gru4rec" in listed and "pop" in listed
@@ -97,6 +106,7 @@ def test_a_failed_run_is_recorded_and_the_board_goes_on(tmp_path, storage, capsy
     (["run", "quickstart", "--data.max_lenn", "3"], "unknown config key 'data.max_lenn'"),
     (["run", "no-such-board"], "unknown board 'no-such-board'"),
     (["run", "quickstart", "--storage", "nosuchdb://x"], "bad storage URL"),
+    (["run", "quickstart", "--seeds", "two"], "--seeds 'two': give a count"),
     (["run", "quickstart", "--frobnicate", "1"], "unrecognised argument '--frobnicate'"),
 ])
 def test_bad_input_gives_one_clear_message(argv, message, capsys):
