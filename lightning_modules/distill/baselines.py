@@ -49,7 +49,8 @@ class Farzi(TD3):
                  inner_batch: int = 15, net_lr: float = 0.005, net_weight_decay: float = 5e-5, seq_lr: float = 0.03,
                  seq_weight_decay: float = 1e-4, grad_clip: float = 1.0, feature_weight: float = 0.0,
                  learner: str = "sasrec", learner_args: dict | None = None, learner_init: str = "random",
-                 pretrain_epochs: int = 100, trajectory_epochs: tuple[int, int] = (5, 30),
+                 persistent_learner: bool = False, pretrain_epochs: int = 100,
+                 trajectory_epochs: tuple[int, int] = (5, 30),
                  teacher_features_train_mode: bool = False, targets: tuple[str, ...] = ("sasrec", "gru4rec"),
                  target_args: dict | None = None, target_steps: int = 200,
                  prefix_augmentation_for: tuple[str, ...] = ("sasrec",), min_prefix: int = 5,
@@ -58,7 +59,7 @@ class Farzi(TD3):
         self._latent_dim = latent_dim
         super().__init__(num_items, max_len, synthetic_users, synthetic_len, 1, 1, temperature, inner_steps, window,
                          inner_batch, net_lr, net_weight_decay, seq_lr, seq_weight_decay, grad_clip, feature_weight,
-                         learner, learner_args, learner_init, pretrain_epochs, trajectory_epochs,
+                         learner, learner_args, learner_init, persistent_learner, pretrain_epochs, trajectory_epochs,
                          teacher_features_train_mode, targets, target_args, target_steps, prefix_augmentation_for,
                          min_prefix, reference_max_epochs, reference_patience, reference_batch_size, eval_ks,
                          inner_optimizer)

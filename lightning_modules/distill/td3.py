@@ -130,6 +130,7 @@ class TD3(DistillModule):
         learner: str = "sasrec",
         learner_args: dict | None = None,
         learner_init: str = "trajectory",
+        persistent_learner: bool = True,
         pretrain_epochs: int = 100,
         trajectory_epochs: tuple[int, int] = (5, 30),
         teacher_features_train_mode: bool = False,
@@ -160,6 +161,7 @@ class TD3(DistillModule):
         self.learner_name = learner
         self.learner_args = {**LEARNER_DEFAULTS, **(learner_args or {})}
         self.learner_init, self.pretrain_epochs = learner_init, pretrain_epochs
+        self.persistent_learner = persistent_learner
         self.trajectory_epochs = tuple(trajectory_epochs)
         self.teacher_features_train_mode = teacher_features_train_mode
         # The teacher: the learner architecture pretrained on the full real data. Its item table is the summary's
@@ -216,28 +218,38 @@ class TD3(DistillModule):
         return True
 
     def on_train_epoch_start(self) -> None:
-        """Each outer epoch the inner learner restarts from a random pretraining epoch (code: U{5..30})."""
+        """Each outer epoch the inner learner restarts from a random pretraining epoch (code: U{5..30}) or, with
+        `learner_init="random"`, from a fresh random initialisation."""
+        self._learner_state = self.draw_learner_init()
+
+    def draw_learner_init(self) -> dict:
         if self.learner_init == "trajectory" and self.trajectory:
-            self._epoch_init = self.trajectory[random.choice(sorted(self.trajectory))]
+            state = self.trajectory[random.choice(sorted(self.trajectory))]
         else:
-            fresh = MODELS.get(self.learner_name).cls(num_items=self.num_items, max_len=self.max_len,
-                                                      **self.learner_args)
-            self._epoch_init = fresh.state_dict()
+            state = MODELS.get(self.learner_name).cls(num_items=self.num_items, max_len=self.max_len,
+                                                      **self.learner_args).state_dict()
+        return {n: state[n].detach().clone().to(self.device) for n, _ in self.learner.named_parameters()}
 
     def initial_params(self) -> dict:
-        return {n: self._epoch_init[n].detach().clone().to(self.device).requires_grad_(True)
-                for n, _ in self.learner.named_parameters()}
+        """Where this outer step's inner run starts: the learner as the previous outer steps of the epoch left it
+        (`persistent_learner`, the code), or a fresh draw (`persistent_learner=False`, Farzi)."""
+        if not self.persistent_learner:
+            self._learner_state = self.draw_learner_init()
+        return {n: p.detach().clone().requires_grad_(True) for n, p in self._learner_state.items()}
 
     # ----- RaT-BPTT ------------------------------------------------------------------------------------------
     def rat_bptt_unroll(self, params: dict, skip: int, window: int, distributions=None) -> dict:
         """`skip` inner Adam steps with nothing recorded, then `window` steps through which the outer gradient
         flows (create_graph). Step s trains on synthetic users `cyclic_users(s)`. Returns the final parameters,
-        differentiable w.r.t. the summary through the last `window` steps only."""
+        differentiable w.r.t. the summary through the last `window` steps only. The parameters after the `skip`
+        plain steps are kept in `self.after_skip` (the code's learner keeps them: its plain steps update the model
+        in place, while the `window` steps run on a copy)."""
         distributions = distributions or self.summary_distributions
         shell = self.learner.train()
         buffers = dict(shell.named_buffers())
         state = adam_state(params)
         prefix = self.learner_name in self.prefix_augmentation_for
+        self.after_skip = {k: v.detach() for k, v in params.items()}
         for step in range(skip + window):
             in_window = step >= skip
             users = self.cyclic_users(step)
@@ -252,6 +264,8 @@ class TD3(DistillModule):
                 params = {k: v.detach().requires_grad_(True) for k, v in params.items()}
                 state = {"t": state["t"], "m": {k: v.detach() for k, v in state["m"].items()},
                          "v": {k: v.detach() for k, v in state["v"].items()}}
+                if step + 1 == skip:
+                    self.after_skip = {k: v.detach() for k, v in params.items()}
         return params
 
     def inner_update(self, params: dict, grads: tuple, state: dict) -> tuple[dict, dict]:
@@ -282,6 +296,8 @@ class TD3(DistillModule):
         optimizer, scheduler = self.optimizers(), self.lr_schedulers()
         skip = random.randint(0, self.inner_steps - self.window)
         params = self.rat_bptt_unroll(self.initial_params(), skip, self.window)
+        if self.persistent_learner:  # the code: the plain steps stay on the learner for the next outer step
+            self._learner_state = self.after_skip
         loss, real_ce, feature_mse = self.outer_loss(params, batch)
         optimizer.zero_grad()
         self.manual_backward(loss)

@@ -28,7 +28,7 @@ def tiny_td3(num_items=30, max_len=8, **kw):
                 inner_batch=2, learner_args=TINY_LEARNER, targets=("sasrec",), target_args={"sasrec": TINY_LEARNER})
     args.update(kw)
     model = MODELS.get("td3").cls(num_items=num_items, max_len=max_len, **args)
-    model._epoch_init = model.teacher.state_dict()
+    model._learner_state = {n: p.detach().clone() for n, p in model.teacher.named_parameters()}
     return model
 
 
