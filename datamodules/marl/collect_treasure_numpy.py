@@ -11,6 +11,9 @@ Source of every constant: mpe2 1.1.1 `collect_treasure/collect_treasure.py` and 
 +5 delivery, -5 per overlapping collector pair, -0.1 x distance shaping). Respawned treasures draw their position
 and type from this backend's own generator (the package uses its env's np_random), so episodes are statistically,
 not bitwise, identical to the package's for the same seed.
+Each env copy owns a generator seeded by its episode's seed (as each package env owns its np_random), so an
+episode depends on its seed only, not on which other seeds share the batch: 64 test episodes played as 4 batches
+of 16 (a run's test) or as one batch of 64 (the cross-play evaluator) are the same episodes.
 """
 from __future__ import annotations
 
@@ -45,20 +48,24 @@ class BatchedCollectTreasure(MPEVectorEnv):
         self.t_type = np.zeros((num_envs, self.T), dtype=np.int64)
         self.t_alive = np.ones((num_envs, self.T), dtype=bool)
         self.steps = 0
-        self.rng = np.random.default_rng(0)
+        self.rngs = [np.random.default_rng(e) for e in range(num_envs)]
 
     def close(self) -> None:
         pass
 
     # ----- state -------------------------------------------------------------------------------------------------
     def reset(self, seeds) -> np.ndarray:
-        self.rng = np.random.default_rng(np.asarray(seeds, dtype=np.int64).tolist())
+        seeds = np.asarray(seeds, dtype=np.int64)
+        if seeds.shape != (self.num_envs,):
+            raise ValueError(f"reset needs one seed per env copy ({self.num_envs}), got {seeds.shape}")
+        self.rngs = [np.random.default_rng(int(seed)) for seed in seeds]
         E = self.num_envs
-        self.pos = self.rng.uniform(-1.0, 1.0, (E, self.num_agents, 2))
+        # per copy, in the package's order: agent positions, then treasure types and positions
+        self.pos = np.stack([rng.uniform(-1.0, 1.0, (self.num_agents, 2)) for rng in self.rngs])
         self.vel = np.zeros_like(self.pos)
         self.holding = np.full((E, self.C), -1)
-        self.t_type = self.rng.integers(0, self.K, (E, self.T))
-        self.t_pos = self.rng.uniform(-BOUND, BOUND, (E, self.T, 2))
+        self.t_type = np.stack([rng.integers(0, self.K, self.T) for rng in self.rngs])
+        self.t_pos = np.stack([rng.uniform(-BOUND, BOUND, (self.T, 2)) for rng in self.rngs])
         self.t_alive = np.ones((E, self.T), dtype=bool)
         self.steps = 0
         return self.observe()
@@ -116,12 +123,10 @@ class BatchedCollectTreasure(MPEVectorEnv):
             self.holding[e, first[picked]] = self.t_type[picked, t]
             self.t_alive[picked, t] = False
             self.t_pos[picked, t] = -999.0
-            respawn = dead_at_start[:, t]
-            n = int(respawn.sum())
-            if n:
-                self.t_pos[respawn, t] = self.rng.uniform(-BOUND, BOUND, (n, 2))
-                self.t_type[respawn, t] = self.rng.integers(0, self.K, n)
-                self.t_alive[respawn, t] = True
+            for e in np.flatnonzero(dead_at_start[:, t]):  # rare: a treasure picked up on the previous step
+                self.t_pos[e, t] = self.rngs[e].uniform(-BOUND, BOUND, 2)
+                self.t_type[e, t] = self.rngs[e].integers(0, self.K)
+                self.t_alive[e, t] = True
         holding = self.holding >= 0
         deposit_pos = self.pos[rows[:, None], C + np.maximum(self.holding, 0)]  # [E, C, 2] matching deposit
         dist = np.sqrt(np.sum(np.square(self.pos[:, :C] - deposit_pos), -1))

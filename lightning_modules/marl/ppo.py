@@ -6,15 +6,19 @@
   A centralised critic V(s, o_i) on the global state (all agents' observations) plus the agent's own
   ("agent-specific global state", their Sec. 4.2); the actor is the same as IPPO's.
 Both: clipped surrogate (PPO eq. 7) with GAE(lambda) (Schulman et al. 2016), entropy bonus, clipped value loss,
-gradient-norm clipping, Adam with eps 1e-5, layer-normalised inputs; defaults from MAPPO's MPE configuration
+gradient-norm clipping, Adam with eps 1e-5, layer-normalised inputs, value normalisation (MAPPO's `ValueNorm`,
+their Sec. 4.1 "value normalization": the critic predicts returns standardised by running statistics, so the
+value clip of 0.2 is in units of return standard deviations); defaults from MAPPO's MPE configuration
 (lr 7e-4, 10 PPO epochs, 1 mini-batch, clip 0.2, gamma 0.99, lambda 0.95, entropy 0.01, hidden 64).
 Differences from the official MAPPO code: no recurrent policy (MPE runs use feed-forward in their Table 13 too),
-no PopArt / value normalisation (flag: none; returns here are O(10)), the team reward is shared by all agents.
+squared instead of Huber value error (delta 10, equal on standardised returns), the running statistics are updated
+once per rollout (the official code updates them at every mini-batch of every epoch on the same returns),
+the team reward is shared by all agents. `use_value_norm=False` gives the raw-return critic.
 """
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
+from torch import nn
 from torch.distributions import Categorical
 
 from lightning_modules.marl import batch as B
@@ -36,18 +40,51 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, terminated: torch.Tensor, g
     return adv, adv + values[:, :T]
 
 
+class ValueNorm(nn.Module):
+    """Running mean / variance of the value targets (MAPPO `onpolicy/utils/valuenorm.py`: exponential moving
+    averages with beta 0.99999 and a debiasing term, variance floored at 1e-2). Buffers, so checkpoints keep them."""
+
+    def __init__(self, beta: float = 0.99999, epsilon: float = 1e-5):
+        super().__init__()
+        self.beta, self.epsilon = beta, epsilon
+        self.register_buffer("running_mean", torch.zeros((), dtype=torch.float64))
+        self.register_buffer("running_mean_sq", torch.zeros((), dtype=torch.float64))
+        self.register_buffer("debiasing_term", torch.zeros((), dtype=torch.float64))
+
+    @torch.no_grad()
+    def update(self, x: torch.Tensor) -> None:
+        x = x.detach().double()
+        self.running_mean.mul_(self.beta).add_(x.mean() * (1 - self.beta))
+        self.running_mean_sq.mul_(self.beta).add_((x ** 2).mean() * (1 - self.beta))
+        self.debiasing_term.mul_(self.beta).add_(1 - self.beta)
+
+    def mean_std(self) -> tuple[torch.Tensor, torch.Tensor]:
+        debias = self.debiasing_term.clamp(min=self.epsilon)
+        mean, mean_sq = self.running_mean / debias, self.running_mean_sq / debias
+        return mean.float(), (mean_sq - mean ** 2).clamp(min=1e-2).sqrt().float()
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        mean, std = self.mean_std()
+        return (x - mean) / std
+
+    def denormalize(self, x: torch.Tensor) -> torch.Tensor:
+        mean, std = self.mean_std()
+        return x * std + mean
+
+
 class PPOModule(MARLModule):
     centralised_critic = False
 
     def __init__(self, obs_dim: int, n_actions: int, num_agents: int, episode_limit: int, hidden_dim: int = 64,
                  lr: float = 7e-4, gamma: float = 0.99, gae_lambda: float = 0.95, clip: float = 0.2,
                  ppo_epochs: int = 10, num_minibatches: int = 1, entropy_coef: float = 0.01, value_coef: float = 1.0,
-                 max_grad_norm: float = 10.0):
+                 max_grad_norm: float = 10.0, use_value_norm: bool = True):
         super().__init__(obs_dim, n_actions, num_agents, episode_limit, gamma)
         self.save_hyperparameters()
         self.actor = mlp([obs_dim, hidden_dim, hidden_dim, n_actions], layer_norm_input=True)
         critic_in = obs_dim * (num_agents + 1) if self.centralised_critic else obs_dim
         self.critic = mlp([critic_in, hidden_dim, hidden_dim, 1], layer_norm_input=True)
+        self.value_norm = ValueNorm() if use_value_norm else None
 
     def act(self, obs, t, state, explore):
         dist = Categorical(logits=self.actor(obs))
@@ -70,9 +107,13 @@ class PPOModule(MARLModule):
         term = rollout[B.TERMINATED].to(self.device).unsqueeze(-1).expand(E, T1 - 1, N)
         critic_obs = self.critic_input(obs)
         with torch.no_grad():
-            values = self.critic(critic_obs).squeeze(-1)  # [E, T+1, N]
+            old_values = self.critic(critic_obs).squeeze(-1)  # [E, T+1, N], in the critic's (normalised) units
+            values = self.value_norm.denormalize(old_values) if self.value_norm is not None else old_values
             adv, returns = gae(reward, values, term, self.gamma, hp.gae_lambda)
-            old_values = values[:, :-1]
+            if self.value_norm is not None:
+                self.value_norm.update(returns)
+                returns = self.value_norm.normalize(returns)  # the critic's target, in its units
+            old_values = old_values[:, :-1]
         flat = lambda x: x.reshape(E * (T1 - 1) * N, *x.shape[3:])  # noqa: E731
         obs_f, cobs_f = flat(obs[:, :-1]), flat(critic_obs[:, :-1])
         act_f, old_logp_f, adv_f, ret_f, oldv_f = flat(actions), flat(old_logp), flat(adv), flat(returns), flat(old_values)
