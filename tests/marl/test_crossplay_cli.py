@@ -16,8 +16,9 @@ from lightning_modules.marl.batch import collect_rollout
 from lightning_modules.registry import MODELS
 from tests.conftest import fast_trainer
 
-DATA = {"scenario_args": {"num_collectors": 2, "num_deposits": 1, "num_treasures": 2, "max_cycles": 5},
-        "backend": "numpy", "num_envs": 4, "rollouts_per_epoch": 1, "eval_episodes": 4}
+# runs test in batches of 2 env copies; the cross-play evaluator plays the same 4 episodes as one batch of 4
+DATA = {"scenario_args": {"num_collectors": 2, "num_deposits": 1, "num_treasures": 2, "max_cycles": 12},
+        "backend": "numpy", "num_envs": 2, "rollouts_per_epoch": 2, "eval_episodes": 4}
 
 
 def test_crossplay_cli_on_trained_checkpoints(tmp_path):
@@ -27,7 +28,7 @@ def test_crossplay_cli_on_trained_checkpoints(tmp_path):
     board_path = tmp_path / "tiny-marl.yaml"
     board_path.write_text(yaml.safe_dump(board, sort_keys=False))
     records_dir = tmp_path / "records"
-    modules = []
+    modules, test_returns = [], []
     for i, (name, seed) in enumerate([("vdn", 0), ("vdn", 1), ("mappo", 0)]):
         pl.seed_everything(seed, verbose=False)
         dm = DATASETS.get("mpe-collect-treasure").cls(**DATA)
@@ -35,6 +36,7 @@ def test_crossplay_cli_on_trained_checkpoints(tmp_path):
         model = MODELS.get(name).cls(**dm.model_kwargs(), **({"batch_size": 4} if name == "vdn" else {}))
         trainer = fast_trainer(max_epochs=1, limit_val_batches=0)
         trainer.fit(model, datamodule=dm)
+        test_returns.append(trainer.test(model, datamodule=dm, verbose=False)[0]["test/return"])
         ckpt = tmp_path / f"{name}-{seed}.ckpt"
         trainer.save_checkpoint(ckpt)
         modules.append(model.eval())
@@ -49,8 +51,10 @@ def test_crossplay_cli_on_trained_checkpoints(tmp_path):
     assert result["labels"] == ["vdn/s0", "vdn/s1", "mappo/s0"]
     matrix = np.array(result["matrix"])
     assert matrix.shape == (3, 3)
-    # the diagonal is plain self-play of the checkpoint on the board's test seeds
-    env = DATASETS.get("mpe-collect-treasure").cls(**DATA).make_env("test")
+    # the diagonal is plain self-play of the checkpoint on the board's test seeds: the run's own test/return,
+    # although the run played them in batches of 2 and the evaluator in one batch of 4
+    np.testing.assert_allclose(np.diag(matrix), test_returns, atol=1e-5)
+    env = DATASETS.get("mpe-collect-treasure").cls(**{**DATA, "num_envs": 4}).make_env("test")
     selfplay = collect_rollout(env, modules[0], TEST_SEED_BASE + np.arange(4), explore=False)["return"].mean().item()
     assert np.isclose(matrix[0, 0], selfplay, atol=1e-5)
     assert (tmp_path / "out" / "tiny-crossplay.png").stat().st_size > 1000

@@ -104,3 +104,36 @@ def test_numpy_backend_matches_package_step_by_step():
 def test_numpy_backend_rejects_other_scenarios():
     with pytest.raises(ValueError, match="collect_treasure only"):
         BatchedCollectTreasure(SPREAD, 2)
+
+
+def test_numpy_backend_episodes_do_not_depend_on_batching():
+    """Each env copy owns a generator seeded by its episode's seed: the same seeds give the same episodes (respawns
+    included) whether they are played in one batch of 4 or two batches of 2, so a run's test (batches of num_envs)
+    and the cross-play evaluator (one batch) see identical episodes."""
+    config = ScenarioConfig("collect_treasure", {"num_collectors": 3, "num_deposits": 2, "num_treasures": 3,
+                                                 "max_cycles": 25})
+    seeds = [11, 12, 13, 14]
+    whole, halves = BatchedCollectTreasure(config, 4), [BatchedCollectTreasure(config, 2) for _ in range(2)]
+    obs = [whole.reset(seeds)] + [env.reset(seeds[2 * i: 2 * i + 2]) for i, env in enumerate(halves)]
+    np.testing.assert_array_equal(obs[0], np.concatenate(obs[1:]))
+    rng = np.random.default_rng(0)
+    respawned = 0
+    for _ in range(25):
+        # collector_0 is put onto treasure 0 now and then, so pickups and respawns happen
+        target = whole.t_pos[:, 0].copy()
+        for e in range(4):
+            if rng.random() < 0.3 and whole.t_alive[e, 0]:
+                whole.pos[e, 0] = target[e]
+                halves[e // 2].pos[e % 2, 0] = target[e]
+        dead = ~whole.t_alive
+        actions = rng.integers(0, 5, (4, 5))
+        out = [whole.step(actions)] + [env.step(actions[2 * i: 2 * i + 2]) for i, env in enumerate(halves)]
+        respawned += int((dead & whole.t_alive).sum())
+        for k in range(4):  # obs, rewards, terminated, truncated
+            np.testing.assert_array_equal(out[0][k], np.concatenate([out[1][k], out[2][k]]))
+    assert respawned >= 3
+
+
+def test_numpy_backend_needs_one_seed_per_copy():
+    with pytest.raises(ValueError, match="one seed per env copy"):
+        BatchedCollectTreasure(CT, 2).reset([1, 2, 3])
