@@ -204,6 +204,7 @@ class DTRDataModule(PaperboardDataModule):
             "window": torch.from_numpy(windows[decision]), "next_window": torch.from_numpy(windows[nxt[decision]]),
             B.DEMO: torch.from_numpy(a["demo"][patient].astype(np.float32)),
             B.ACTION: torch.from_numpy(a["action"][decision].astype(np.int64)),
+            B.PATIENT: torch.from_numpy(patient.astype(np.int64)),
             B.DIED: torch.from_numpy(died), B.STATE: torch.from_numpy(a["state"][decision].astype(np.int64)),
             B.CF_MORTALITY: torch.from_numpy(a["cf_mortality"][decision].astype(np.float32)),
             B.DONE: torch.from_numpy(done.astype(np.float32)),

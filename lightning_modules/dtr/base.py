@@ -53,7 +53,7 @@ class DTRModule(pl.LightningModule):
         self.lr = lr
         self.weight_decay = weight_decay
         self.topk = topk
-        self.eval_store = nn.ModuleDict({k: CatMetric(nan_strategy="disable") for k in (*EVAL_KEYS, "h", "kappa")})
+        self.eval_store = nn.ModuleDict({k: CatMetric(nan_strategy="disable") for k in (*EVAL_KEYS, "h", "kappa", "patient")})
 
     # ----- what a model provides ---------------------------------------------------------------------------
     def forward(self, batch: dict) -> dict:  # pragma: no cover
@@ -108,6 +108,7 @@ class DTRModule(pl.LightningModule):
         if kappa is not None:
             self.eval_store["kappa"].update(kappa.float())
             self.eval_store["h"].update(out["h"].float())
+            self.eval_store["patient"].update(batch[B.PATIENT].float())
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self._eval_step(batch)

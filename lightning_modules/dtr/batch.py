@@ -14,6 +14,7 @@ Every tensor is batched (first dim B).
   state  [B]        the MDP state at the current step (long; -1 when the data has no MDP)
   cf_mortality [B,A] estimated death probability had action a been taken (the datamodule's outcome model,
                     paper App. B; NaN when unavailable)
+  patient [B]       the patient's index (long; the conformal step splits its calibration pool by patient)
   calib  [B]        True for calibration-pool samples appended to the test set (the conformal step uses
                     them; every other test metric excludes them)
   reward [B], done [B], next_* (vitals/meds/notes/demo/mask) for offline RL: the next decision point of the
@@ -29,6 +30,7 @@ DIED = "died"
 STATE = "state"
 CF_MORTALITY = "cf_mortality"
 CALIB = "calib"
+PATIENT = "patient"
 REWARD = "reward"
 DONE = "done"
 STEP_KEYS = (VITALS, MEDS, NOTES, MASK)

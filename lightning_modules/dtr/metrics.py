@@ -41,25 +41,31 @@ def normalise_kappa(kappa: torch.Tensor, kappa_min: float, kappa_max: float) -> 
 
 def risk_aware_loss(logits_theta: torch.Tensor, logits_phi: torch.Tensor, target: torch.Tensor, gamma: float,
                     kappa_min: float, kappa_max: float, variant: str = "paper") -> torch.Tensor:
-    """Risk-aware fine-tuning loss.
+    """Risk-aware fine-tuning loss, paper Eq. 7: L = 1/N sum_i [ (1 - kappa-hat_i) CE_i + gamma kappa_i^2 ], with
+    kappa_i = KL(p_theta || p_phi) (f_phi frozen; its logits may still depend on theta through h).
 
-    paper (Eq. 7): L = 1/N sum_i [ (1 - kappa-hat_i) CE_i + gamma kappa_i^2 ], kappa_i = KL(p_theta || p_phi) with
-        gradient through kappa in both the weight and the penalty (f_phi frozen; its logits may still depend on
-        theta through h).
+    paper (default): the weight (1 - kappa-hat_i) is a per-sample importance weight computed without gradient (as
+        the official code computes it, under no_grad); the penalty gamma kappa_i^2 carries gradient (Eq. 7).
+    paper_grad: gradient also through the weight. This literal reading is degenerate: d/d kappa of
+        (1 - kappa-hat) CE = -CE / (max - min), so the model lowers its loss by RAISING its uncertainty until
+        kappa-hat clamps at 1 and the sample's CE weight is 0 (on dtr-icu-sepsis it drove the median kappa from
+        0.6 to 1.15 nats, above the training max, in two epochs; every test point then became a conformal null).
     code (`train.py`): w = clamp(1 - kappa-hat, 0, 1), w[w > 0.6] = 1, L = mean(CE w + gamma (1 - w)) with w
         computed under no_grad: the gamma term carries no gradient (CE re-weighting only).
     """
     ce = F.cross_entropy(logits_theta, target, reduction="none")
     kappa = kl_uncertainty(logits_theta, logits_phi)
-    if variant == "paper":
+    if variant in ("paper", "paper_grad"):
         kappa_hat = normalise_kappa(kappa, kappa_min, kappa_max)
+        if variant == "paper":
+            kappa_hat = kappa_hat.detach()
         return ((1 - kappa_hat) * ce + gamma * kappa.pow(2)).mean()
     if variant == "code":
         with torch.no_grad():
             w = (1 - normalise_kappa(kappa, kappa_min, kappa_max)).clamp(0, 1)
             w = torch.where(w > 0.6, torch.ones_like(w), w)
         return (ce * w + gamma * (1 - w)).mean()
-    raise ValueError(f"unknown risk-aware loss variant {variant!r}; use 'paper' or 'code'")
+    raise ValueError(f"unknown risk-aware loss variant {variant!r}; use 'paper', 'paper_grad' or 'code'")
 
 
 def conformal_pvalues(calib_pred: np.ndarray, calib_null: np.ndarray, test_pred: np.ndarray,
@@ -99,19 +105,28 @@ def fdr_and_power(selected: np.ndarray, null: np.ndarray) -> tuple[float, float]
 
 def conformal_selection(pool_h: np.ndarray, pool_kappa: np.ndarray, test_h: np.ndarray, test_kappa: np.ndarray,
                         alphas, cs, repetitions: int = 100, train_fraction: float = 0.7, ridge: float = 1.0,
-                        seed: int = 0) -> dict[tuple[float, float], tuple[float, float]]:
+                        seed: int = 0, pool_groups: np.ndarray | None = None
+                        ) -> dict[tuple[float, float], tuple[float, float]]:
     """SAFER's selection protocol (`logistic_regression.py`, `conformal_fdr.py`): per repetition, split the
     calibration pool 70/30, fit a ridge regression kappa-hat(h) on the 70 %, compute conformal p-values of the
-    test points against the 30 %, run BH at each alpha; return the mean realised (FDR, power) per (alpha, c)."""
+    test points against the 30 %, run BH at each alpha; return the mean realised (FDR, power) per (alpha, c).
+
+    `pool_groups` (the patient of each pool point) makes the 70/30 split patient-level. The conformal guarantee
+    needs the 30 % to be exchangeable with the test points, which come from unseen patients; a window-level split
+    puts windows of one patient (sharing 7 of 8 history steps) on both sides, so the regression has seen the
+    calibration patients and its calibration predictions are better than its test predictions. The code's data
+    has one window per stay, so its window-level split is a patient-level one."""
     rng = np.random.default_rng(seed)
     n = len(pool_kappa)
+    groups = np.arange(n) if pool_groups is None else np.unique(np.asarray(pool_groups), return_inverse=True)[1]
+    num_groups = groups.max() + 1 if n else 0
     out = {(a, c): [0.0, 0.0] for a in alphas for c in cs}
     mu, sd = pool_h.mean(0), pool_h.std(0) + 1e-6
     zp, zt = (pool_h - mu) / sd, (test_h - mu) / sd
     for _ in range(repetitions):
-        perm = rng.permutation(n)
-        cut = int(train_fraction * n)
-        fit, cal = perm[:cut], perm[cut:]
+        fit_group = np.zeros(num_groups, dtype=bool)
+        fit_group[rng.permutation(num_groups)[: int(train_fraction * num_groups)]] = True
+        fit, cal = np.flatnonzero(fit_group[groups]), np.flatnonzero(~fit_group[groups])
         x = np.c_[zp[fit], np.ones(len(fit))]
         w = np.linalg.solve(x.T @ x + ridge * np.eye(x.shape[1]), x.T @ pool_kappa[fit])
         pred_cal, pred_test = np.c_[zp[cal], np.ones(len(cal))] @ w, np.c_[zt, np.ones(len(zt))] @ w

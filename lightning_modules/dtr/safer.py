@@ -12,10 +12,23 @@ Paper §4.2:
   refinement module f_phi (MLP d -> d/2 -> d/4 -> 25, ReLU) trained with CE on SURVIVORS only, f_theta frozen;
   uncertainty kappa_i = KL(p_theta(.|h_i) || p_phi(.|h_i)) (Eq. 5), min/max recorded by the check step;
   risk-aware fine-tuning of f_theta with Eq. 7 (see metrics.risk_aware_loss), f_phi frozen.
-Paper §5: conformal selection of reliable recommendations with BH FDR control at alpha for H_j: kappa_j >= c
-  (metrics.conformal_selection), reported as realised FDR and power on the test patients. The threshold c is
-  read on the normalised kappa-hat in [0, 1] (the scale of Eq. 7; raw KL is unbounded and its scale depends on
-  training) [our reading]; conformal_score="raw" tests the raw KL instead.
+Paper §5: conformal selection of reliable recommendations with BH FDR control at alpha for H_j: kappa-hat_j >= c
+  (metrics.conformal_selection), reported as realised FDR and power on the test patients, with the true kappa-hat
+  of each test point as its label. The calibration pool is the validation patients; the ridge score predictor is
+  refit on patient-level 70/30 splits of it. The threshold c is read on the normalised kappa-hat =
+  (kappa - min)/(max - min) clamped to [0, 1], min/max over the training patients (the paper's "kappa normalised
+  to [0, 1]", the scale of Eq. 7). The official code (`conformal_fdr.py`) writes kappa - min/(max - min) (an
+  operator-precedence bug), which is close to the raw KL in nats clamped to [0, 1] when min ~ 0:
+  conformal_score="code" reproduces that scale, "raw" tests the raw KL. The code's `logistic_regression.py`
+  (the paper's Figs 3-4) also counts false and true discoveries with the PREDICTED kappa of the test points
+  instead of their kappa; we count with the model's actual kappa-hat (the quantity H_j is about).
+
+Why c = 0.3 had power 0 on dtr-icu-sepsis before (two causes, both fixed): (1) the refinement module trained 2
+  epochs left f_phi far from f_theta, so kappa ~ 0.6 nats everywhere; f_phi is now trained on cached embeddings
+  (cheap) for the paper's 30 epochs and kappa drops to ~0.05 nats; (2) fine-tuning with gradient through the
+  weight (1 - kappa-hat) of Eq. 7 lowers the loss by RAISING kappa (loss_variant="paper_grad"): in two epochs
+  every kappa-hat reached 1, so every test point was a null (FDR ~ alpha from BH on nulls, power 0). The weight
+  is now a stop-gradient importance weight, as in the official code.
 
 Stages in Lightning: stage 1 and the refinement run in `on_train_start` (their own Adam optimisers and epoch
 counts, each keeping the weights of its best validation loss); the Lightning epochs are the fine-tuning epochs,
@@ -23,8 +36,12 @@ so the runner's checkpointing and early stopping select among fine-tuned models.
 stages run per process without gradient sync: run SAFER on one device.)
 
 Differences from the official code, each behind a flag (defaults follow the paper where it is explicit):
-  loss_variant="code": no gradient through the uncertainty weight/penalty, w>0.6 -> 1 (train.py); default
-      "paper" (Eq. 7, gradient through both).
+  loss_variant: "paper" (default) = Eq. 7 with the weight (1 - kappa-hat) computed without gradient (as the
+      code's no_grad weight) and gradient through the penalty gamma kappa^2; "paper_grad" = gradient through
+      the weight too (degenerate, see above); "code" = no gradient through weight or penalty, w>0.6 -> 1,
+      penalty gamma (1 - w) (train.py).
+  refinement: the code trains f_phi batch by batch through the frozen f_theta in eval mode; we compute the
+      (identical) frozen h once and train f_phi on it (same optimiser, epochs and batch size).
   self_attn_residual=False: the code's SelfAttnBlock drops the residual (x = attn_out); default True.
   meds_in_readout=True: use the meds stream in the readout (the code computes it and never uses it); default
       False, as the code (the paper's readout names vitals and notes only).
@@ -51,6 +68,8 @@ from lightning_modules.registry import register_model
 
 CURVE_ALPHAS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.75, 0.95)
 CURVE_CS = (0.1, 0.2, 0.3)
+LOSS_VARIANTS = ("paper", "paper_grad", "code")
+CONFORMAL_SCORES = ("normalized", "code", "raw")
 
 
 def projection(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
@@ -201,10 +220,10 @@ class SAFER(DTRModule):
         super().__init__(vitals_dim, meds_dim, notes_dim, demo_dim, history_len, num_actions, mdp, use_notes,
                          train_on, lr, weight_decay, topk)
         self.save_hyperparameters()
-        if conformal_score not in ("normalized", "raw"):
-            raise ValueError(f"conformal_score must be 'normalized' or 'raw', got {conformal_score!r}")
-        if loss_variant not in ("paper", "code"):
-            raise ValueError(f"loss_variant must be 'paper' or 'code', got {loss_variant!r}")
+        if conformal_score not in CONFORMAL_SCORES:
+            raise ValueError(f"conformal_score must be one of {CONFORMAL_SCORES}, got {conformal_score!r}")
+        if loss_variant not in LOSS_VARIANTS:
+            raise ValueError(f"loss_variant must be one of {LOSS_VARIANTS}, got {loss_variant!r}")
         d = d_model
         self.vitals_proj = projection(vitals_dim, d // 2, d)
         self.meds_proj = projection(meds_dim, d // 2, d)
@@ -304,13 +323,46 @@ class SAFER(DTRModule):
             return None
         return F.cross_entropy(self(batch)["logits"][rows], batch[B.ACTION][rows], reduction=reduction)
 
-    def _refine_loss(self, batch: dict, reduction: str = "mean"):
-        rows = self._stage_rows("refine", batch)
-        if not rows.any():
-            return None
-        with torch.no_grad():  # f_theta frozen
-            h = self.embed(batch)
-        return F.cross_entropy(self.refine(h[rows]), batch[B.ACTION][rows], reduction=reduction)
+    @torch.no_grad()
+    def _embeddings(self, loader) -> tuple[torch.Tensor, torch.Tensor]:
+        """h (eval mode: f_theta frozen, as the code's model.eval()) and labels of the survivors in a loader."""
+        self.eval()
+        hs, ys = [], []
+        for batch in loader:
+            batch = self._to_device(batch)
+            rows = self._stage_rows("refine", batch)
+            hs.append(self.embed(batch)[rows])
+            ys.append(batch[B.ACTION][rows])
+        return torch.cat(hs), torch.cat(ys)
+
+    def _run_refine(self, train_loader, val_loader) -> None:
+        """Stage 2: f_phi on the frozen f_theta. h does not change while f_theta is frozen, so it is computed once
+        per split and f_phi (a small MLP) trains on the cached embeddings: the paper's 30 epochs cost seconds.
+        Adam, minibatches of the training loader's batch size, the state of the best validation CE is kept."""
+        epochs = self.hparams.refine_epochs
+        if epochs <= 0:
+            return
+        (h_train, y_train), (h_val, y_val) = self._embeddings(train_loader), self._embeddings(val_loader)
+        batch_size = getattr(train_loader, "batch_size", None) or 256
+        optimiser = torch.optim.Adam(self.refine.parameters(), lr=self.hparams.refine_lr)
+        generator = torch.Generator().manual_seed(int(torch.initial_seed()) % 2**31)
+        best, best_state, history = float("inf"), None, []
+        for _ in range(epochs):
+            self.refine.train()
+            for idx in torch.randperm(len(y_train), generator=generator).split(batch_size):
+                loss = F.cross_entropy(self.refine(h_train[idx.to(h_train.device)]), y_train[idx.to(y_train.device)])
+                optimiser.zero_grad()
+                loss.backward()
+                optimiser.step()
+            self.refine.eval()
+            with torch.no_grad():
+                val = float(F.cross_entropy(self.refine(h_val), y_val)) if len(y_val) else float("nan")
+            history.append(round(val, 5))
+            if best_state is None or val < best:
+                best, best_state = val, copy.deepcopy(self.refine.state_dict())
+        self.refine.load_state_dict(best_state)
+        self.train()
+        self.stage_log["refine"] = {"epochs": epochs, "best_val_loss": best, "val_loss": history}
 
     def on_train_start(self) -> None:
         if bool(self.stages_done):
@@ -318,8 +370,7 @@ class SAFER(DTRModule):
         train_loader, val_loader = self._loaders()
         self._run_stage("stage1", self.hparams.stage1_epochs, self.theta_parameters(), self.hparams.stage1_lr,
                         self._stage1_loss, train_loader, val_loader)
-        self._run_stage("refine", self.hparams.refine_epochs, self.refine.parameters(), self.hparams.refine_lr,
-                        self._refine_loss, train_loader, val_loader)
+        self._run_refine(train_loader, val_loader)
         # check step (`check_difference`): kappa's range on the training patients, for kappa-hat in [0, 1]
         self.eval()
         kappas, died = [], []
@@ -369,14 +420,19 @@ class SAFER(DTRModule):
             return {}
         calib = d["calib"].reshape(-1).bool().numpy()
         h, kappa, died = d["h"].numpy(), d["kappa"].reshape(-1), d["died"].reshape(-1).numpy()
+        lo, hi = self.kappa_range.tolist()
         if self.hparams.conformal_score == "normalized":  # kappa-hat in [0, 1], the scale of Eq. 7 and of c
-            kappa = normalise_kappa(kappa, *self.kappa_range.tolist())
+            kappa = normalise_kappa(kappa, lo, hi)
+        elif self.hparams.conformal_score == "code":  # `conformal_fdr.py` verbatim: kappa - min / (max - min)
+            kappa = (kappa - lo / max(hi - lo, 1e-12)).clamp(0, 1)
         kappa = kappa.numpy()
         alpha, c = self.hparams.conformal_alpha, self.hparams.conformal_c
         alphas = sorted(set(CURVE_ALPHAS) | {alpha})
         cs = sorted(set(CURVE_CS) | {c})
+        patient = d["patient"].reshape(-1).long().numpy() if d.get("patient") is not None else None
         results = conformal_selection(h[calib], kappa[calib], h[~calib], kappa[~calib], alphas, cs,
-                                      repetitions=self.hparams.conformal_repetitions, seed=0)
+                                      repetitions=self.hparams.conformal_repetitions, seed=0,
+                                      pool_groups=None if patient is None else patient[calib])
         m = {"fdr": results[(alpha, c)][0], "power": results[(alpha, c)][1]}
         for (a, cc), (fdr, power) in results.items():
             m[f"curve_fdr_a{a:g}_c{cc:g}"] = fdr
@@ -386,6 +442,8 @@ class SAFER(DTRModule):
         if (test_died == 1).any():
             m["kappa_deceased"] = float(test_kappa[test_died == 1].mean())
         m["kappa_below_c"] = float((test_kappa < c).mean())
+        for cc in cs:  # share of test points that are nulls (kappa-hat >= c): how the c grid sits in kappa-hat
+            m[f"curve_null_c{cc:g}"] = float((test_kappa >= cc).mean())
         return m
 
 

@@ -32,18 +32,40 @@ def _synthetic(rng, n, noise):
     return h, kappa
 
 
+@pytest.mark.parametrize("grouped", [False, True])
 @pytest.mark.parametrize("alpha", [0.1, 0.3])
-def test_conformal_selection_controls_fdr(alpha):
-    """Mean realised FDR over many repetitions stays <= alpha (within 3 standard errors), with a noisy score."""
+def test_conformal_selection_controls_fdr(alpha, grouped):
+    """Mean realised FDR over many repetitions stays <= alpha (within 3 standard errors), with a noisy score; also
+    with the calibration pool split by patient (groups of 3 points)."""
     rng = np.random.default_rng(1)
     fdrs = []
     for rep in range(150):
         pool_h, pool_k = _synthetic(rng, 300, noise=0.5)
         test_h, test_k = _synthetic(rng, 100, noise=0.5)
-        res = conformal_selection(pool_h, pool_k, test_h, test_k, [alpha], [0.3], repetitions=1, seed=rep)
+        groups = np.arange(300) // 3 if grouped else None
+        res = conformal_selection(pool_h, pool_k, test_h, test_k, [alpha], [0.3], repetitions=1, seed=rep,
+                                  pool_groups=groups)
         fdrs.append(res[(alpha, 0.3)][0])
     fdrs = np.array(fdrs)
     assert fdrs.mean() <= alpha + 3 * fdrs.std(ddof=1) / np.sqrt(len(fdrs)), fdrs.mean()
+
+
+def test_grouped_split_keeps_each_patient_on_one_side(monkeypatch):
+    import lightning_modules.dtr.metrics as M
+
+    sizes = []
+    real = M.conformal_pvalues
+
+    def spy(pred, null, test, rng):
+        sizes.append(len(pred))
+        return real(pred, null, test, rng)
+
+    monkeypatch.setattr(M, "conformal_pvalues", spy)
+    rng = np.random.default_rng(0)
+    pool_h, pool_k = _synthetic(rng, 60, noise=0.1)
+    groups = np.repeat(np.arange(10), 6)  # 10 patients x 6 windows: 70/30 -> 3 whole patients in calibration
+    M.conformal_selection(pool_h, pool_k, pool_h[:5], pool_k[:5], [0.1], [0.3], repetitions=4, pool_groups=groups)
+    assert sizes == [18] * 4
 
 
 def test_conformal_selection_has_power_on_easy_case():
@@ -79,14 +101,16 @@ def test_kl_uncertainty_formula():
     torch.testing.assert_close(kl_uncertainty(a, b), F.kl_div(F.log_softmax(b, -1), p, reduction="none").sum(1))
 
 
-def test_risk_aware_loss_gradient_matches_formula():
-    """Eq. 7 with gradient through kappa: d/dz of (1 - kappa-hat) CE + gamma kappa^2, per sample / N."""
+@pytest.mark.parametrize("variant", ["paper", "paper_grad"])
+def test_risk_aware_loss_gradient_matches_formula(variant):
+    """Eq. 7, d/dz of (1 - kappa-hat) CE + gamma kappa^2, per sample / N: 'paper' treats the weight as a constant
+    (stop-gradient, as the code's no_grad weight); 'paper_grad' also differentiates the weight."""
     torch.manual_seed(0)
     N, A, gamma, lo, hi = 6, 25, 0.3, 0.0, 5.0
     z = torch.randn(N, A, dtype=torch.float64, requires_grad=True)
     r = torch.randn(N, A, dtype=torch.float64)  # refinement logits (f_phi frozen, held fixed here)
     y = torch.randint(0, A, (N,))
-    risk_aware_loss(z, r, y, gamma, lo, hi, "paper").backward()
+    risk_aware_loss(z, r, y, gamma, lo, hi, variant).backward()
     p, q = F.softmax(z.detach(), -1), F.softmax(r, -1)
     log_ratio = p.log() - q.log()
     kappa = (p * log_ratio).sum(-1, keepdim=True)
@@ -95,8 +119,30 @@ def test_risk_aware_loss_gradient_matches_formula():
     dce = p - F.one_hot(y, A)
     kappa_hat = (kappa - lo) / (hi - lo)
     assert ((kappa_hat > 0) & (kappa_hat < 1)).all()  # unclamped: the weight carries gradient
-    expected = ((1 - kappa_hat) * dce - ce * dkappa / (hi - lo) + 2 * gamma * kappa * dkappa) / N
+    weight_term = -ce * dkappa / (hi - lo) if variant == "paper_grad" else 0.0
+    expected = ((1 - kappa_hat) * dce + weight_term + 2 * gamma * kappa * dkappa) / N
     torch.testing.assert_close(z.grad, expected)
+
+
+def test_gradient_through_the_weight_inflates_uncertainty():
+    """Why the default stops the gradient at (1 - kappa-hat): after the same 20 Adam steps on free logits, the
+    literal Eq. 7 has raised kappa until kappa-hat clamps at 1 (every point a conformal null, weight 0); with the
+    stop-gradient weight kappa grows only as far as fitting the labels moves p_theta away from p_phi."""
+    final = {}
+    for variant in ("paper", "paper_grad"):
+        torch.manual_seed(0)
+        r = torch.randn(64, 25)  # f_phi's logits (frozen)
+        y = torch.distributions.Categorical(logits=r).sample()
+        z = (r + 0.3 * torch.randn(64, 25)).requires_grad_(True)  # f_theta close to f_phi
+        hi = float(kl_uncertainty(z.detach(), r).max()) * 1.5
+        optimiser = torch.optim.Adam([z], lr=0.02)
+        for _ in range(20):
+            optimiser.zero_grad()
+            risk_aware_loss(z, r, y, 0.5, 0.0, hi, variant).backward()
+            optimiser.step()
+        final[variant] = float((kl_uncertainty(z.detach(), r) / hi).clamp(0, 1).mean())
+    assert final["paper_grad"] > 0.95, final
+    assert final["paper"] < final["paper_grad"] - 0.3, final
 
 
 def test_code_variant_has_no_gradient_through_the_penalty():
