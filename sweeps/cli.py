@@ -40,7 +40,8 @@ def add_sweep_parser(subparsers) -> None:
 def cmd_sweep(args: argparse.Namespace, overrides: dict) -> int:
     from benchmarks.cli import prepare_data
     from sweeps.storage import check_workers, open_storage, resolve_url
-    from sweeps.study import DEFAULT_HEARTBEAT, counts, create_study, load_study, make_plan, run_study
+    from sweeps.study import (DEFAULT_HEARTBEAT, counts, create_study, enqueue_default, load_study, make_plan,
+                              run_study)
 
     board = load_board(args.board)
     models = list(board.models) if args.all_models else [args.model]
@@ -73,6 +74,9 @@ def cmd_sweep(args: argparse.Namespace, overrides: dict) -> int:
                 raise ConfigError(f"no study {plan.study_name} in {_redacted(url)}; run: {plan.command()}")
         else:
             study = create_study(plan)
+            default = enqueue_default(study, plan) if plan.space else None
+            if default is not None:
+                print(f"[{plan.model}] trial 0 is the default configuration: {default}", flush=True)
             before = counts(study)
             if before.finished >= plan.target:
                 print(f"[{plan.model}] study {plan.study_name} already holds {before.finished} finished trials "

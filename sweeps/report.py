@@ -13,7 +13,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from sweeps.study import SURPLUS_ATTR, SweepPlan, counts
+from sweeps.study import DEFAULT_ATTR, SURPLUS_ATTR, SweepPlan, counts
 
 
 def _seconds(t) -> float:
@@ -35,6 +35,14 @@ def summary(study: optuna.Study) -> dict:
             for t in study.get_trials(deepcopy=False)), "running": c.running, "waiting": c.waiting,
             "trial_seconds": by_state, "wall_span_seconds": round(span, 1),
             "mean_pruned_epochs": round(sum(pruned_epochs) / len(pruned_epochs), 1) if pruned_epochs else None}
+
+
+def default_trial(study: optuna.Study):
+    """The trial that ran the model's default configuration (the study's first, see enqueue_default), if finished."""
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
+        if t.user_attrs.get(DEFAULT_ATTR):
+            return t
+    return None
 
 
 def best_trials(study: optuna.Study, k: int = 5):
@@ -97,13 +105,19 @@ def report(study: optuna.Study, plan: SweepPlan, out_dir: Path | None = None, lo
         f"trial-seconds {info['trial_seconds']}; wall span {info['wall_span_seconds']} s")
     log(f"best trials (val {plan.primary_metric}):")
     log(table.to_string(index=False) if not table.empty else "  (no complete trial)")
+    default = default_trial(study)
+    if default is not None:
+        what = f"val {plan.primary_metric} {default.value:.4f}" if default.value is not None else "pruned"
+        best = table["value"].iloc[0] if not table.empty else float("nan")
+        log(f"default configuration (trial {default.number}): {what}; best {best:.4f}")
     if imp:
         log("parameter importances (fANOVA): " + ", ".join(f"{k} {v}" for k, v in imp.items()))
     plot = history_plot(study, out_dir / "optimization_history.png", f"{plan.study_name}: val {plan.primary_metric}")
     if plot:
         log(f"optimisation history plot: {plot}")
     _log_wandb(plan, table, imp, plot, info)
-    return {"summary": info, "best": table.to_dict("records"), "importances": imp, "plot": str(plot) if plot else None}
+    return {"summary": info, "best": table.to_dict("records"), "importances": imp, "plot": str(plot) if plot else None,
+            "default": None if default is None else {"trial": default.number, "value": default.value}}
 
 
 def _storage_name(plan: SweepPlan) -> str:

@@ -47,6 +47,7 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 HEARTBEAT_ATTR = "paperboard:heartbeat"  # journal storages: our own heartbeat (seconds since the epoch)
 RETRY_ATTR = "paperboard:retry"          # on a re-queued trial: {"origin", "previous", "retries", "reason"}
 SURPLUS_ATTR = "paperboard:surplus"
+DEFAULT_ATTR = "paperboard:default"     # on the trial that runs the model's default configuration
 MAX_RETRIES = 2                          # a trial killed / gone stale is re-queued at most this often
 MAX_CONSECUTIVE_FAILURES = 5             # a worker whose trials keep failing stops with the last error
 DEFAULT_HEARTBEAT = 10                   # seconds between beats; a trial is stale after 3 missed intervals
@@ -198,6 +199,43 @@ def create_study(plan: SweepPlan, storage=None) -> optuna.Study:
     return study
 
 
+def default_params(plan: SweepPlan) -> dict:
+    """The board's configuration of the model (board args over constructor defaults) for each searched parameter
+    whose value lies inside its search distribution; the others are left to the sampler."""
+    import inspect
+
+    from benchmarks.boards import load_board
+    from lightning_modules.registry import MODELS
+
+    cls = MODELS.get(plan.model.split("@", 1)[0]).cls
+    signature = inspect.signature(cls.__init__).parameters
+    configured = {**load_board(plan.board).models[plan.model], **plan.model_args}
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    probe = optuna.create_study().ask()
+    cls.search_space(probe)
+    out = {}
+    for name, dist in probe.distributions.items():
+        value = configured.get(name, signature[name].default if name in signature else inspect.Parameter.empty)
+        if value is inspect.Parameter.empty:
+            continue
+        try:
+            if dist._contains(dist.to_internal_repr(value)):
+                out[name] = value
+        except (ValueError, TypeError):
+            continue
+    return out
+
+
+def enqueue_default(study: optuna.Study, plan: SweepPlan) -> dict | None:
+    """Make a new study's first trial the default configuration, so every study measures the default under the
+    same budget and the tuned result is never worse than it. Returns the enqueued parameters (None: not new)."""
+    if study.get_trials(deepcopy=False):
+        return None
+    params = default_params(plan)
+    study.enqueue_trial(params, user_attrs={DEFAULT_ATTR: True}, skip_if_exists=True)
+    return params
+
+
 def load_study(plan: SweepPlan, storage=None) -> optuna.Study | None:
     storage = storage or open_plan_storage(plan)
     try:
@@ -233,7 +271,8 @@ def requeue(study: optuna.Study, number: int, params: dict, user_attrs: dict, re
     if retries >= MAX_RETRIES:
         print(f"paperboard: trial {number} {reason}; already retried {retries} times, not re-queued", flush=True)
         return False
-    study.enqueue_trial(dict(params), user_attrs={RETRY_ATTR: {
+    keep = {DEFAULT_ATTR: True} if user_attrs.get(DEFAULT_ATTR) else {}
+    study.enqueue_trial(dict(params), user_attrs={**keep, RETRY_ATTR: {
         "origin": previous.get("origin", number), "previous": number, "retries": retries + 1, "reason": reason}})
     return True
 

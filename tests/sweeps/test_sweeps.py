@@ -23,7 +23,7 @@ from optuna.trial import TrialState
 
 from benchmarks.boards import ConfigError, load_board
 from benchmarks.cli import main
-from sweeps.study import RETRY_ATTR, SURPLUS_ATTR, create_study, make_plan, tuned_params
+from sweeps.study import DEFAULT_ATTR, RETRY_ATTR, SURPLUS_ATTR, create_study, make_plan, tuned_params
 
 PG_URL = os.environ.get("PAPERBOARD_TEST_POSTGRES_URL")
 needs_postgres = pytest.mark.skipif(not PG_URL, reason="PAPERBOARD_TEST_POSTGRES_URL not set (see .ci/run)")
@@ -270,6 +270,22 @@ def test_all_models_same_budget_and_tuned_params(tmp_path, capsys):
         check_finished_exactly(study, 1)
         assert meta["versions"]["optuna"] == optuna.__version__
     assert len(budgets) == 1  # the same trials, epoch cap, pruner and sampler for every model
+
+    # a new study's first trial is the default configuration: constructor defaults under the board's arguments,
+    # except what lies outside the search space (the board's embed_dim 16 is not a choice: the sampler picks it)
+    import inspect
+
+    from lightning_modules.registry import MODELS
+
+    first = studies["sasrec"].trials[0]
+    defaults = inspect.signature(MODELS.get("sasrec").cls.__init__).parameters
+    assert first.user_attrs[DEFAULT_ATTR] is True
+    for name in ("lr", "dropout", "num_blocks", "num_heads"):
+        assert first.params[name] == defaults[name].default, name
+    assert first.params["embed_dim"] != 16
+    assert main(["sweep", board_path, "--model", "sasrec", "--storage", url, "--report", "--report-dir",
+                 str(tmp_path / "report")]) == 0  # report only: trains nothing
+    assert f"default configuration (trial 0): val ndcg@10 {first.value:.4f}" in capsys.readouterr().out
 
     params, tuning = tuned_params(board, "sasrec", url)
     best = studies["sasrec"].best_trial
