@@ -1,13 +1,13 @@
 """Post-board step for the marl boards: the cross-play matrix of every trained run with every other run.
 
   python -m benchmarks.marl_crossplay marl-collect-treasure --records benchmarks/results/runs \
-      --out benchmarks/results/marl-collect-treasure-crossplay [--episodes 64] [--update-records]
+      --out benchmarks/results/marl-collect-treasure-crossplay [--episodes N] [--update-records]
 
 It reads the board's finished run records (exported JSON, newest per model/config/seed), loads each run's best
 checkpoint from the record's `checkpoint` field, and plays, for every ordered pair (ego A, partner B), greedy
 episodes on the board's test seeds with B's agents in the odd slots (`lightning_modules.marl.crossplay`).
-M[A, A] is self-play in the same harness (it reproduces the run's test/return when --episodes equals the board's
-eval_episodes). Per run: crossplay_return = mean_{B != A} M[A, B] (also split into other seeds of the same model,
+M[A, A] is self-play in the same harness: with --episodes equal to the board's eval_episodes (the default) it equals
+the run's test/return, since every episode depends on its seed only (tests/marl/test_crossplay_cli.py). Per run: crossplay_return = mean_{B != A} M[A, B] (also split into other seeds of the same model,
 `crossplay_seed_return`, and other models, `crossplay_algo_return`), generalisation_gap = M[A, A] - crossplay_return.
 Writes <out>.json (matrix, labels, per-run numbers), <out>.png (run x run matrix and model x model means) and,
 with --update-records, adds those numbers to each record's metrics.test so `paperboard board` shows them.
@@ -99,7 +99,7 @@ def render_png(matrix: np.ndarray, labels: list[str], models: list[str], path: P
     plt.close(fig)
 
 
-def run(board_name: str, records_dir: Path, out: Path, episodes: int = 64, update_records: bool = False,
+def run(board_name: str, records_dir: Path, out: Path, episodes: int | None = None, update_records: bool = False,
         log=print) -> dict:
     import datamodules  # noqa: F401
     import lightning_modules  # noqa: F401
@@ -120,6 +120,8 @@ def run(board_name: str, records_dir: Path, out: Path, episodes: int = 64, updat
         policies.append(module.eval())
         labels.append(f"{record['model']}/s{record['seed']}")
         models.append(record["model"])
+    if episodes is None:  # the board's own test episodes, so the diagonal is each run's test/return
+        episodes = int(runs[0][0]["config"]["dataset_args"].get("eval_episodes", 64))
     data_args = {**runs[0][0]["config"]["dataset_args"], "num_envs": episodes, "eval_episodes": episodes}
     datamodule = DATASETS.get(board.dataset).cls(**data_args)
     env = datamodule.make_env("test")
@@ -153,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("board")
     parser.add_argument("--records", required=True, help="folder of exported run records (paperboard export)")
     parser.add_argument("--out", help="output prefix (default benchmarks/results/<board>-crossplay)")
-    parser.add_argument("--episodes", type=int, default=64)
+    parser.add_argument("--episodes", type=int, default=None, help="default: the board's eval_episodes")
     parser.add_argument("--update-records", action="store_true", help="add the cross-play metrics to the records")
     args = parser.parse_args(argv)
     out = Path(args.out or f"benchmarks/results/{args.board}-crossplay")
