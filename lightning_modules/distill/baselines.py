@@ -2,8 +2,8 @@
 
 - `farzi`: Farzi Data (Sachdeva, Wu, Dong, McAuley; ICLR 2024, arXiv 2310.09983): a latent summary
   mu x zeta x d_f times a decoder d_f x |I|, softmax over items, optimised by the same bi-level loop with the
-  real-data loss only (no feature alignment) and the inner learner from random initialisation each outer step,
-  as Farzi does; the TD3 code's commented-out alternative (d_f = 32) is the same parameterisation. It differs
+  real-data loss only (no feature alignment) and the inner learner from a new random initialisation every
+  outer step (`learner_init="random"`, `persistent_learner=False`), as Farzi does; the TD3 code's commented-out alternative (d_f = 32) is the same parameterisation. It differs
   from TD3 only in the summary's structure and the outer objective: TD3's "w/o Tucker" point of comparison.
   Difference from Farzi's code: Farzi back-propagates through the whole inner Adam run with its
   memory-efficient reverse-mode Adam; here the same RaT-BPTT window as TD3 (`inner_steps`, `window`).

@@ -181,11 +181,11 @@ SHARED = dict(synthetic_users=6, synthetic_len=13, targets=("sasrec",), target_a
               target_steps=150, inner_batch=6, net_lr=0.01, reference_max_epochs=3, eval_ks=(10,))
 
 
-def _fit_and_test(name, epochs=4, **kw):
+def _fit_and_test(name, epochs=4, real_batch=None, **kw):
     import lightning.pytorch as pl
 
     pl.seed_everything(0, verbose=False)
-    dm = DATASETS.get("distill-synthetic").cls(**PLANTED)
+    dm = DATASETS.get("distill-synthetic").cls(**{**PLANTED, "batch_size": real_batch or PLANTED["batch_size"]})
     dm.prepare_data()
     dm.setup()
     model = MODELS.get(name).cls(**dm.model_kwargs(), **SHARED, **kw)
@@ -196,12 +196,14 @@ def _fit_and_test(name, epochs=4, **kw):
 
 @pytest.mark.slow
 @pytest.mark.xfail(strict=False, reason=(
-    "KNOWN GAP: at test-sized budgets (<= 150 outer steps, K <= 50) the distilled summaries stay diffuse and the "
-    "SASRec trained on them reaches NDCG@10 0.07-0.21 on this planted data, below popularity (0.23) and a random "
-    "6-user subset (0.38-0.61); see the distill README section. Kept as the acceptance test."))
+    "KNOWN GAP: with the persistent inner learner (the code's) and 128 outer steps (8 epochs of 16 real "
+    "minibatches, K=20/W=10, ranks 8, seq_lr 0.1) the SASRec trained on the 6-user TD3 summary reaches NDCG@10 "
+    "0.42-0.57 here, above popularity (0.23) but still below a random 6-user subset (0.61); with the previous "
+    "per-step restart and 16 outer steps it was 0.07-0.21. See the td3 module docstring. Kept as the acceptance "
+    "test."))
 def test_distilled_summary_beats_popularity_and_a_random_subset_of_the_same_size():
-    td3, dm = _fit_and_test("td3", user_rank=4, time_rank=4, inner_steps=20, window=10, seq_lr=0.05,
-                            learner_args=TARGET, pretrain_epochs=8, trajectory_epochs=(2, 6))
+    td3, dm = _fit_and_test("td3", epochs=8, real_batch=25, user_rank=8, time_rank=8, inner_steps=20, window=10,
+                            seq_lr=0.1, learner_args=TARGET, pretrain_epochs=30, trajectory_epochs=(2, 6))
     subset, _ = _fit_and_test("random_subset")
     counts = torch.zeros(dm.num_items + 1)
     targets = dm.train_set.tensors[B.TARGET_IDS].flatten()
