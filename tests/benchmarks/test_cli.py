@@ -96,6 +96,11 @@ def test_a_failed_run_is_recorded_and_the_board_goes_on(tmp_path, storage, capsy
     by_model = {r["model"]: r for r in ResultStore(storage).records(board="tiny-seqrec")}
     assert by_model["sasrec"]["status"] == "failed" and "Traceback" in by_model["sasrec"]["traceback"]
     assert by_model["pop"]["status"] == "ok"
+    # the failed run is retried (resume keeps pop); once seed 0 of sasrec finished, its failure leaves the board
+    board = write_board(tmp_path, models={"sasrec": {"embed_dim": 16, "lr": 0.001}, "pop": {}})
+    assert main(["run", board, "--storage", storage, "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "1 run(s) already finished in the store are kept" in out and "## Failed runs" not in out
 
 
 @pytest.mark.parametrize("argv, message", [
