@@ -110,41 +110,29 @@ def parse_seeds(text: str) -> list[int]:
         raise ConfigError(f"--seeds {text!r}: give a count (3 means seeds 0,1,2) or a list (1,2)") from None
 
 
-def run_key(board, spec) -> str:
-    """What makes two runs the same run: board, model, seed, tuned, and the resolved data/model/trainer arguments."""
-    from benchmarks.runner import DEFAULT_MAX_EPOCHS, resolve
+def is_finished(board, spec, records: list[dict]) -> bool:
+    """Whether one of the board's finished records is this run: the same model, seed, tuned flag, data and trainer
+    arguments, and model arguments (a record's model_args also hold what the datamodule filled in: num_items...)."""
+    from benchmarks.runner import resolve, trainer_kwargs
 
     _, data_kwargs, _, model_kwargs = resolve(board, spec)
-    trainer = {"max_epochs": DEFAULT_MAX_EPOCHS, "devices": 1, **board.trainer, **spec.trainer_args}
-    return json.dumps([spec.model, spec.seed, spec.tuning is not None, data_kwargs, model_kwargs, trainer],
-                      sort_keys=True, default=str)
-
-
-def record_key(record: dict) -> str | None:
-    """The run_key of a finished record (its model arguments minus what the datamodule filled in)."""
-    config = record.get("config")
-    if record.get("status") != "ok" or not config:
-        return None
-    return json.dumps([record["model"], record["seed"], bool(record.get("tuned")), config["dataset_args"],
-                       config["model_args"], config["trainer"]], sort_keys=True, default=str)
+    ours = (spec.model, spec.seed, spec.tuning is not None,
+            json.dumps([data_kwargs, trainer_kwargs(board, spec), model_kwargs], sort_keys=True, default=str))
+    for record in records:
+        config = record.get("config") or {}
+        recorded_model = {k: (config.get("model_args") or {}).get(k) for k in model_kwargs}
+        theirs = (record["model"], record["seed"], bool(record.get("tuned")),
+                  json.dumps([config.get("dataset_args"), config.get("trainer"), recorded_model], sort_keys=True,
+                             default=str))
+        if theirs == ours:
+            return True
+    return False
 
 
 def skip_finished(board, specs: list, store) -> list:
     """Drop specs whose run already has an ok record in the store, so re-running a board resumes it."""
-    finished = [r for r in store.records(board=board.name, status="ok") if r.get("config")]
-    todo = []
-    for spec in specs:
-        key = json.loads(run_key(board, spec))
-        done = False
-        for record in finished:
-            rkey = json.loads(record_key(record))
-            # the record's model_args also hold what the datamodule supplied (num_items, ...): compare ours only
-            if rkey[:4] == key[:4] and rkey[5] == key[5] and all(rkey[4].get(k) == v for k, v in key[4].items()):
-                done = True
-                break
-        if not done:
-            todo.append(spec)
-    return todo
+    finished = store.records(board=board.name, status="ok")
+    return [spec for spec in specs if not is_finished(board, spec, finished)]
 
 
 def prepare_data(board, data_dir, data_args) -> None:

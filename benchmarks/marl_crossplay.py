@@ -7,7 +7,8 @@ It reads the board's finished run records (exported JSON, newest per model/confi
 checkpoint from the record's `checkpoint` field, and plays, for every ordered pair (ego A, partner B), greedy
 episodes on the board's test seeds with B's agents in the odd slots (`lightning_modules.marl.crossplay`).
 M[A, A] is self-play in the same harness: with --episodes equal to the board's eval_episodes (the default) it equals
-the run's test/return, since every episode depends on its seed only (tests/marl/test_crossplay_cli.py). Per run: crossplay_return = mean_{B != A} M[A, B] (also split into other seeds of the same model,
+the run's test/return, since every episode depends on its seed only (tests/marl/test_crossplay_cli.py).
+Per run: crossplay_return = mean_{B != A} M[A, B] (also split into other seeds of the same model,
 `crossplay_seed_return`, and other models, `crossplay_algo_return`), generalisation_gap = M[A, A] - crossplay_return.
 Writes <out>.json (matrix, labels, per-run numbers), <out>.png (run x run matrix and model x model means) and,
 with --update-records, adds those numbers to each record's metrics.test so `paperboard board` shows them.

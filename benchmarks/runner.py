@@ -123,6 +123,11 @@ def resolve(board: Board, spec: RunSpec):
     return data_entry.cls, data_kwargs, model_entry.cls, model_kwargs
 
 
+def trainer_kwargs(board: Board, spec: RunSpec) -> dict:
+    """The run's Trainer arguments: our defaults, then the board's, then the run's overrides."""
+    return {"max_epochs": DEFAULT_MAX_EPOCHS, "devices": 1, **board.trainer, **spec.trainer_args}
+
+
 class EpochTimer(pl.Callback):
     """Seconds of pure training per epoch (the validation run inside each epoch is subtracted)."""
 
@@ -189,9 +194,9 @@ def execute(spec: RunSpec, callbacks: list | None = None) -> dict:
         datamodule.setup("fit")
         model_kwargs = {**datamodule.model_kwargs(), **model_kwargs}
         model = model_cls(**model_kwargs)
-        trainer_kwargs = {"max_epochs": DEFAULT_MAX_EPOCHS, "devices": 1, **board.trainer, **spec.trainer_args}
+        trainer_args = trainer_kwargs(board, spec)
         config = {"board": board.name, "dataset": board.dataset, "dataset_args": data_kwargs, "model": spec.model,
-                  "model_args": {k: v for k, v in model_kwargs.items()}, "trainer": trainer_kwargs,
+                  "model_args": {k: v for k, v in model_kwargs.items()}, "trainer": trainer_args,
                   "early_stopping_patience": board.early_stopping_patience}
         record.update(config_hash=config_hash(config), config=config)
         checkpoint_dir = Path(spec.checkpoint_dir or paperboard_home() / "checkpoints" / board.name / spec.model / spec.run_id)
@@ -209,7 +214,7 @@ def execute(spec: RunSpec, callbacks: list | None = None) -> dict:
         logger = _wandb_logger(board, spec, config, paperboard_home() / "wandb")
         trainer = pl.Trainer(callbacks=run_callbacks, logger=logger if logger is not None else False,
                              default_root_dir=str(checkpoint_dir), num_sanity_val_steps=0,
-                             enable_model_summary=False, **trainer_kwargs)
+                             enable_model_summary=False, **trainer_args)
         fit_start = time.perf_counter()
         trainer.fit(model, datamodule=datamodule)
         train_seconds = time.perf_counter() - fit_start

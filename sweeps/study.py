@@ -104,15 +104,20 @@ class SweepPlan:
         return " ".join(parts)
 
 
-def space_names(model_cls) -> list[str]:
-    """The parameter names the model's `search_space(trial)` suggests (asked on a throw-away in-memory trial)."""
+def probe_space(model_cls) -> dict:
+    """The distributions the model's `search_space(trial)` suggests (asked on a throw-away in-memory trial)."""
     space = getattr(model_cls, "search_space", None)
     if space is None:
         raise ConfigError(f"{model_cls.__name__} declares no search_space(trial) staticmethod; add one beside the model")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     trial = optuna.create_study().ask()
     space(trial)
-    return list(trial.params)
+    return trial.distributions
+
+
+def space_names(model_cls) -> list[str]:
+    """The parameter names of the model's search space."""
+    return list(probe_space(model_cls))
 
 
 def make_plan(board: Board, model: str, trials: int | None = None, storage: str | None = None,
@@ -204,17 +209,13 @@ def default_params(plan: SweepPlan) -> dict:
     whose value lies inside its search distribution; the others are left to the sampler."""
     import inspect
 
-    from benchmarks.boards import load_board
     from lightning_modules.registry import MODELS
 
-    cls = MODELS.get(plan.model.split("@", 1)[0]).cls
+    cls = MODELS.get(plan.model).cls
     signature = inspect.signature(cls.__init__).parameters
-    configured = {**load_board(plan.board).models[plan.model], **plan.model_args}
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    probe = optuna.create_study().ask()
-    cls.search_space(probe)
+    configured = plan.protocol["model_args"]  # the board's arguments and the fixed --model.X overrides
     out = {}
-    for name, dist in probe.distributions.items():
+    for name, dist in probe_space(cls).items():
         value = configured.get(name, signature[name].default if name in signature else inspect.Parameter.empty)
         if value is inspect.Parameter.empty:
             continue

@@ -150,7 +150,7 @@ def main(argv=None) -> int:
     from benchmarks.boards import load_board
 
     load_at_start = os.getloadavg()[0]
-    lines = [f"# ctr throughput", "", f"Machine: {machine()}.", ""]
+    lines = []
     if not args.skip_models:
         models = args.models.split(",") if args.models else list(load_board(args.board).models)
         rows = []
@@ -185,9 +185,10 @@ def main(argv=None) -> int:
                       f"to tensors: {result['to_tensors_s']} s; **{result['rows_per_s']:,.0f} rows/s**",
                       f"- peak RSS {result['peak_rss_mb']:.0f} MB (process before the build: "
                       f"{result['rss_before_build_mb']:.0f} MB); vocabulary {result['vocabulary']:,} ids", ""]
-    lines.insert(3, f"Load average (1 min): {load_at_start:.2f} at the start, {os.getloadavg()[0]:.2f} at the end "
-                    f"(other jobs on the machine slow every row alike).")
-    text = "\n".join(lines)
+    header = [f"# ctr throughput", "", f"Machine: {machine()}.",
+              f"Load average (1 min): {load_at_start:.2f} at the start, {os.getloadavg()[0]:.2f} at the end "
+              f"(other jobs on the machine slow every row alike).", ""]
+    text = "\n".join(header + lines)
     print(text)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -349,8 +349,8 @@ class SAFER(DTRModule):
         best, best_state, history = float("inf"), None, []
         for _ in range(epochs):
             self.refine.train()
-            for idx in torch.randperm(len(y_train), generator=generator).split(batch_size):
-                loss = F.cross_entropy(self.refine(h_train[idx.to(h_train.device)]), y_train[idx.to(y_train.device)])
+            for idx in torch.randperm(len(y_train), generator=generator).to(y_train.device).split(batch_size):
+                loss = F.cross_entropy(self.refine(h_train[idx]), y_train[idx])
                 optimiser.zero_grad()
                 loss.backward()
                 optimiser.step()
