@@ -29,11 +29,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from lightning_modules.registry import register_model
-from lightning_modules.seqrec.base import SeqRecModule
-from lightning_modules.seqrec.batch import PAD
-from lightning_modules.seqrec.hstu import OFFICIAL_OUTPUT_SLOTS
-from lightning_modules.seqrec.layers import (FirstItemPositionInput, RelativeBucketedTimeAndPositionBias, SwiGLU,
-                                             causal_valid_mask, rms_norm)
+from lightning_modules.seqrec.hstu import TimeAwareStack, recipe_search_space
+from lightning_modules.seqrec.layers import RelativeBucketedTimeAndPositionBias, SwiGLU, rms_norm
 
 
 class AdaptiveMultiChannelAttention(nn.Module):
@@ -115,7 +112,7 @@ class FuXiBlock(nn.Module):
 
 
 @register_model("fuxi_alpha", family="seqrec")
-class FuXiAlpha(SeqRecModule):
+class FuXiAlpha(TimeAwareStack):
     """FuXi-alpha on the family base. Defaults: the official ML-1M base config (fuxi-*.gin: d 50, 2 blocks, 1 head,
     dqk = dv = 50, ffn_multiply 1, dropout 0.2)."""
 
@@ -149,33 +146,11 @@ class FuXiAlpha(SeqRecModule):
         super().__init__(num_items, max_len, embed_dim, loss, num_negatives, temperature, l2_norm, lr,
                          weight_decay, betas, filter_seen, eval_ks)
         self.save_hyperparameters()
-        self.attention_length = attention_length or max_len + OFFICIAL_OUTPUT_SLOTS
-        nn.init.trunc_normal_(self.item_embedding.weight, std=0.02)
-        with torch.no_grad():
-            self.item_embedding.weight[PAD].zero_()
-        self.input = FirstItemPositionInput(self.item_embedding, self.attention_length, dropout)
-        self.blocks = nn.ModuleList(
-            FuXiBlock(embed_dim, num_heads, qk_dim, v_dim, dropout, self.attention_length, ffn_multiply,
-                      ffn_single_stage, semantic_channel, positional_channel, temporal_channel, num_time_buckets)
-            for _ in range(num_blocks)
-        )
-
-    def forward(self, input_ids, timestamps=None, next_timestamps=None) -> torch.Tensor:
-        mask = causal_valid_mask(input_ids)
-        keep = (input_ids != PAD).unsqueeze(-1)
-        x = self.input(input_ids)
-        for block in self.blocks:
-            x = block(x, mask, timestamps, next_timestamps) * keep
-        return x
+        self.build_stack(attention_length, dropout, num_blocks, lambda length: FuXiBlock(
+            embed_dim, num_heads, qk_dim, v_dim, dropout, length, ffn_multiply, ffn_single_stage, semantic_channel,
+            positional_channel, temporal_channel, num_time_buckets))
 
     @staticmethod
     def search_space(trial: optuna.Trial) -> dict:
-        return {
-            "lr": trial.suggest_float("lr", 3e-4, 3e-3, log=True),
-            "dropout": trial.suggest_float("dropout", 0.1, 0.5),
-            "num_negatives": trial.suggest_categorical("num_negatives", [64, 128, 256]),
-            "temperature": trial.suggest_float("temperature", 0.02, 0.2, log=True),
-            "num_blocks": trial.suggest_categorical("num_blocks", [2, 4, 8]),
-            "num_heads": trial.suggest_categorical("num_heads", [1, 2, 4, 8]),
-            "ffn_multiply": trial.suggest_categorical("ffn_multiply", [1, 2, 4]),
-        }
+        return {**recipe_search_space(trial, heads=[1, 2, 4, 8]),
+                "ffn_multiply": trial.suggest_categorical("ffn_multiply", [1, 2, 4])}

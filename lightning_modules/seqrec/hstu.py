@@ -90,8 +90,43 @@ class HSTUBlock(nn.Module):
         return x + self.output(self.dropout(gated))
 
 
+class TimeAwareStack(SeqRecModule):
+    """What HSTU and FuXi-alpha (built on the HSTU code) share: the official input module (E * sqrt(d) + positions
+    from the first item, N(0, 0.02) item table), a stack of blocks that read timestamps, padded rows zeroed."""
+
+    def build_stack(self, attention_length: int | None, dropout: float, num_blocks: int, make_block) -> None:
+        self.attention_length = attention_length or self.max_len + OFFICIAL_OUTPUT_SLOTS
+        if self.attention_length < self.max_len:
+            raise ValueError(f"attention_length {self.attention_length} < max_len {self.max_len}")
+        nn.init.trunc_normal_(self.item_embedding.weight, std=0.02)  # official LocalEmbeddingModule init
+        with torch.no_grad():
+            self.item_embedding.weight[PAD].zero_()
+        self.input = FirstItemPositionInput(self.item_embedding, self.attention_length, dropout)
+        self.blocks = nn.ModuleList(make_block(self.attention_length) for _ in range(num_blocks))
+
+    def forward(self, input_ids, timestamps=None, next_timestamps=None) -> torch.Tensor:
+        mask = causal_valid_mask(input_ids)
+        keep = (input_ids != PAD).unsqueeze(-1)
+        x = self.input(input_ids)
+        for block in self.blocks:
+            x = block(x, mask, timestamps, next_timestamps) * keep
+        return x
+
+
+def recipe_search_space(trial: optuna.Trial, heads: list[int]) -> dict:
+    """The HSTU recipe's knobs, searched the same way for HSTU and FuXi-alpha."""
+    return {
+        "lr": trial.suggest_float("lr", 3e-4, 3e-3, log=True),
+        "dropout": trial.suggest_float("dropout", 0.1, 0.5),
+        "num_negatives": trial.suggest_categorical("num_negatives", [64, 128, 256]),
+        "temperature": trial.suggest_float("temperature", 0.02, 0.2, log=True),
+        "num_blocks": trial.suggest_categorical("num_blocks", [2, 4, 8]),
+        "num_heads": trial.suggest_categorical("num_heads", heads),
+    }
+
+
 @register_model("hstu", family="seqrec")
-class HSTU(SeqRecModule):
+class HSTU(TimeAwareStack):
     """HSTU encoder on the family base. Defaults: the official ML-1M config (hstu-sampled-softmax-n128-final.gin)."""
 
     def __init__(
@@ -123,34 +158,10 @@ class HSTU(SeqRecModule):
         super().__init__(num_items, max_len, embed_dim, loss, num_negatives, temperature, l2_norm, lr,
                          weight_decay, betas, filter_seen, eval_ks)
         self.save_hyperparameters()
-        self.attention_length = attention_length or max_len + OFFICIAL_OUTPUT_SLOTS
-        if self.attention_length < max_len:
-            raise ValueError(f"attention_length {self.attention_length} < max_len {max_len}")
-        nn.init.trunc_normal_(self.item_embedding.weight, std=0.02)  # official LocalEmbeddingModule init
-        with torch.no_grad():
-            self.item_embedding.weight[PAD].zero_()
-        self.input = FirstItemPositionInput(self.item_embedding, self.attention_length, dropout)
-        self.blocks = nn.ModuleList(
-            HSTUBlock(embed_dim, num_heads, qk_dim, v_dim, dropout, self.attention_length, attention_activation,
-                      u_gating, position_bias, time_bias, num_time_buckets)
-            for _ in range(num_blocks)
-        )
-
-    def forward(self, input_ids, timestamps=None, next_timestamps=None) -> torch.Tensor:
-        mask = causal_valid_mask(input_ids)
-        keep = (input_ids != PAD).unsqueeze(-1)
-        x = self.input(input_ids)
-        for block in self.blocks:
-            x = block(x, mask, timestamps, next_timestamps) * keep
-        return x
+        self.build_stack(attention_length, dropout, num_blocks, lambda length: HSTUBlock(
+            embed_dim, num_heads, qk_dim, v_dim, dropout, length, attention_activation, u_gating, position_bias,
+            time_bias, num_time_buckets))
 
     @staticmethod
     def search_space(trial: optuna.Trial) -> dict:
-        return {
-            "lr": trial.suggest_float("lr", 3e-4, 3e-3, log=True),
-            "dropout": trial.suggest_float("dropout", 0.1, 0.5),
-            "num_negatives": trial.suggest_categorical("num_negatives", [64, 128, 256]),
-            "temperature": trial.suggest_float("temperature", 0.02, 0.2, log=True),
-            "num_blocks": trial.suggest_categorical("num_blocks", [2, 4, 8]),
-            "num_heads": trial.suggest_categorical("num_heads", [1, 2]),
-        }
+        return recipe_search_space(trial, heads=[1, 2])
