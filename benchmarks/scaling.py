@@ -127,7 +127,13 @@ def plot_points(points: list[dict], path: Path, title: str, metric: str = "ndcg@
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    from matplotlib.ticker import FuncFormatter
+
+    def mantissa_2_and_5(value, _pos):  # label only 2x and 5x between decades: all minor labels collide
+        mantissa = value / 10 ** math.floor(math.log10(value))
+        return f"{value:.0e}".replace("e+0", "e").replace("e+", "e") if round(mantissa) in (2, 5) else ""
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6))
     for backbone in sorted({p["backbone"] for p in points}):
         # mean over seeds per depth, one line per backbone in order of depth
         by_blocks: dict[int, list[dict]] = {}
@@ -146,9 +152,13 @@ def plot_points(points: list[dict], path: Path, title: str, metric: str = "ndcg@
         ax.set_xlabel(label)
         ax.set_ylabel(f"test {metric.upper()}")
         ax.grid(True, which="both", alpha=0.3)
-    axes[0].legend(title="backbone (labels: blocks)")
+        ax.xaxis.set_minor_formatter(FuncFormatter(mantissa_2_and_5))
+        ax.tick_params(axis="x", which="minor", labelsize=7)
+    handles, names = axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, title="backbone (point labels: blocks)", loc="lower center", ncol=len(names),
+               fontsize=8, title_fontsize=8)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
