@@ -68,7 +68,8 @@ def measure(model_name: str, num_items: int, max_len: int, batch_size: int, step
     out = {"model": model_name, "sequences_per_s": round(batch_size * steps / seconds, 1),
            "step_ms": round(1000 * seconds / steps, 1), "params": sum(p.numel() for p in model.parameters()),
            "batch_size": batch_size, "max_len": max_len, "num_items": num_items, "device": device,
-           "torch_threads": torch.get_num_threads()}
+           "torch_threads": torch.get_num_threads(),
+           "copies_per_sequence": int(getattr(model, "dupe_factor", 1))}  # BERT4Rec trains each row as 10 masked copies
     if device.startswith("cuda"):
         out["peak_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
         out["gpu"] = torch.cuda.get_device_name(0)
@@ -109,14 +110,15 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
         print(f"{name:12s} {row['sequences_per_s']:9.1f} seq/s  {row['step_ms']:8.1f} ms/step  peak {row['peak_mb']} MB",
               flush=True)
-    header = ("| model | train sequences/s | ms/step | peak memory MB | params |\n|---|---|---|---|---|\n")
-    body = "".join(f"| {r['model']} | {r['sequences_per_s']} | {r['step_ms']} | {r['peak_mb']} | {r['params']:,} |\n"
-                   for r in rows)
+    header = ("| model | train sequences/s | copies per sequence | ms/step | peak memory MB | params |\n"
+              "|---|---|---|---|---|---|\n")
+    body = "".join(f"| {r['model']} | {r['sequences_per_s']} | {r['copies_per_sequence']} | {r['step_ms']} | "
+                   f"{r['peak_mb']} | {r['params']:,} |\n" for r in rows)
     meta = (f"Shape: batch {args.batch_size} x length {args.max_len}, {args.num_items} items, settings of board "
             f"`{args.board}`; {args.steps} timed steps after {args.warmup} warm-up; device {args.device} "
             f"({platform.processor() or platform.machine()}, {os.cpu_count()} cpus, OMP_NUM_THREADS="
             f"{os.environ.get('OMP_NUM_THREADS', 'unset')}). CPU peak memory = growth of the process's peak RSS over "
-            f"its imports. Command: `python -m benchmarks.perf.seqrec_large_models {' '.join(argv or sys.argv[1:])}`.\n")
+            f"its imports. Load average at the end: {os.getloadavg()[0]:.1f}. Command: `python -m benchmarks.perf.seqrec_large_models {' '.join(argv or sys.argv[1:])}`.\n")
     text = "# Seqrec training throughput\n\n" + meta + "\n" + header + body
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(text)
