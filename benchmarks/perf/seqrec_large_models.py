@@ -69,7 +69,7 @@ def measure(model_name: str, num_items: int, max_len: int, batch_size: int, step
            "step_ms": round(1000 * seconds / steps, 1), "params": sum(p.numel() for p in model.parameters()),
            "batch_size": batch_size, "max_len": max_len, "num_items": num_items, "device": device,
            "torch_threads": torch.get_num_threads(),
-           "copies_per_sequence": int(getattr(model, "dupe_factor", 1))}  # BERT4Rec trains each row as 10 masked copies
+           "copies_per_sequence": int(getattr(model, "dupe_factor", 1))}  # BERT4Rec: dupe_factor masked copies per row
     if device.startswith("cuda"):
         out["peak_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
         out["gpu"] = torch.cuda.get_device_name(0)

@@ -46,7 +46,7 @@ Differences from the official code, each with its flag:
 - Evaluation targets are trained from scratch (the issue's "fresh target"); the code's evaluation keeps the
   pretrained item/position embeddings (its `from_pretrained` call is a no-op), which our board does not copy.
 
-Planted-data acceptance (tests/distill/test_td3.py, slow): at a test-sized budget (128 outer steps, K=20) the
+Planted-data acceptance (tests/distill/test_td3.py, runs in CI): at a test-sized budget (128 outer steps, K=20) the
 SASRec trained on a 6 x 13 TD3 summary reaches NDCG@10 0.57-0.58 (seeds 0, 1; 0.60 with 256 outer steps), against
 0.23 for popularity and 0.47 for the mean of random 6-user subsets (single draws range 0.30-0.61). Larger summary
 learning rates (0.3), a sharper softmax (temperature 0.5) and unrolled SGD all did worse there (0.31, 0.48, 0.14).
