@@ -110,29 +110,59 @@ def parse_seeds(text: str) -> list[int]:
         raise ConfigError(f"--seeds {text!r}: give a count (3 means seeds 0,1,2) or a list (1,2)") from None
 
 
-def is_finished(board, spec, records: list[dict]) -> bool:
-    """Whether one of the board's finished records is this run: the same model, seed, tuned flag, data and trainer
-    arguments, and model arguments (a record's model_args also hold what the datamodule filled in: num_items...)."""
+def _identity(board, spec, records: list[dict], ignore_cap: bool = False):
+    """Yield the records that are this run: the same model, seed, tuned flag, data and trainer arguments, and model
+    arguments (a record's model_args also hold what the datamodule filled in: num_items...). With `ignore_cap`
+    the trainer's max_epochs may differ."""
     from benchmarks.runner import resolve, trainer_kwargs
 
+    def key(model, seed, tuned, data_args, trainer_args, model_args):
+        if ignore_cap:
+            trainer_args = {k: v for k, v in (trainer_args or {}).items() if k != "max_epochs"}
+        return model, seed, tuned, json.dumps([data_args, trainer_args, model_args], sort_keys=True, default=str)
+
     _, data_kwargs, _, model_kwargs = resolve(board, spec)
-    ours = (spec.model, spec.seed, spec.tuning is not None,
-            json.dumps([data_kwargs, trainer_kwargs(board, spec), model_kwargs], sort_keys=True, default=str))
+    ours = key(spec.model, spec.seed, spec.tuning is not None, data_kwargs, trainer_kwargs(board, spec), model_kwargs)
     for record in records:
         config = record.get("config") or {}
         recorded_model = {k: (config.get("model_args") or {}).get(k) for k in model_kwargs}
-        theirs = (record["model"], record["seed"], bool(record.get("tuned")),
-                  json.dumps([config.get("dataset_args"), config.get("trainer"), recorded_model], sort_keys=True,
-                             default=str))
-        if theirs == ours:
-            return True
-    return False
+        if key(record["model"], record["seed"], bool(record.get("tuned")), config.get("dataset_args"),
+               config.get("trainer"), recorded_model) == ours:
+            yield record
+
+
+def is_finished(board, spec, records: list[dict]) -> bool:
+    """Whether one of the board's finished records is this run."""
+    return next(_identity(board, spec, records), None) is not None
 
 
 def skip_finished(board, specs: list, store) -> list:
     """Drop specs whose run already has an ok record in the store, so re-running a board resumes it."""
     finished = store.records(board=board.name, status="ok")
     return [spec for spec in specs if not is_finished(board, spec, finished)]
+
+
+def extend_capped(board, specs: list, store) -> int:
+    """Point each spec at a finished run of itself that stopped at a smaller epoch cap while still improving (best
+    epoch = last epoch) and whose checkpoint still exists: the spec continues that run instead of starting at epoch 0.
+    Returns how many specs will continue a run."""
+    from benchmarks.runner import trainer_kwargs
+
+    finished = store.records(board=board.name, status="ok")
+    extended = 0
+    for spec in specs:
+        cap = trainer_kwargs(board, spec)["max_epochs"]
+        candidates = [r for r in _identity(board, spec, finished, ignore_cap=True)
+                      if r.get("best_epoch") is not None and r["best_epoch"] == r.get("epochs", 0) - 1
+                      and r["config"]["trainer"].get("max_epochs", cap) < cap
+                      and r.get("checkpoint") and Path(r["checkpoint"]).is_file()]
+        if candidates:
+            run = max(candidates, key=lambda r: r["epochs"])
+            spec.resume_from = {"run_id": run["run_id"], "checkpoint": run["checkpoint"], "epochs": run["epochs"],
+                                "max_epochs": run["config"]["trainer"]["max_epochs"],
+                                "train_seconds": run.get("train_seconds") or 0.0}
+            extended += 1
+    return extended
 
 
 def prepare_data(board, data_dir, data_args) -> None:
@@ -176,6 +206,9 @@ def cmd_run(args, overrides) -> int:
             print(f"paperboard: {board.name}: {len(specs) - len(todo)} run(s) already finished in the store are "
                   f"kept (--rerun trains them again)", flush=True)
         specs = todo
+    if args.extend:
+        n = extend_capped(board, specs, store)
+        print(f"paperboard: {board.name}: {n} run(s) continue a capped run from its checkpoint (--extend)", flush=True)
     prepare_data(board, args.data_dir, overrides["data"])
     print(f"paperboard: {board.name}: {len(specs)} run(s) ({len({s.model for s in specs})} models x "
           f"{len({s.seed for s in specs})} seeds); results -> {store.url}", flush=True)
@@ -259,6 +292,9 @@ def make_parser() -> argparse.ArgumentParser:
         p.add_argument("--data-dir", help="data folder (default: env PAPERBOARD_DATA or ~/.cache/paperboard)")
         p.add_argument("--storage", help="results database URL (default: env PAPERBOARD_STORAGE or a SQLite file)")
         p.add_argument("--max-epochs", type=int, help="override the board's epoch cap")
+        p.add_argument("--extend", action="store_true",
+                       help="continue runs that stopped at a smaller epoch cap while still improving from their "
+                            "checkpoints, instead of training them again from epoch 0")
         p.add_argument("--study-storage", help="where --tuned finds the sweeps' studies (default: --storage)")
         p.add_argument("--quiet", action="store_true", help="hide the per-run training output")
 

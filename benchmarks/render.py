@@ -11,9 +11,11 @@ from benchmarks.boards import Board
 
 
 def latest_per_seed(records: list[dict]) -> list[dict]:
-    """Of repeated (model, tuned, config, data, seed) runs keep the newest, so a re-run replaces, never doubles."""
+    """Of repeated (model, tuned, config, data, seed) runs keep the newest, so a re-run replaces, never doubles;
+    a capped run that a later run continued (`paperboard run --extend`) shows only as the continued run."""
+    continued = {(r.get("resumed_from") or {}).get("run_id") for r in records}
     latest: dict[tuple, dict] = {}
-    for r in sorted(records, key=lambda r: r["created_at"]):
+    for r in sorted((r for r in records if r["run_id"] not in continued), key=lambda r: r["created_at"]):
         latest[(r["model"], bool(r.get("tuned")), r["config_hash"], r.get("data_hash"), r["seed"])] = r
     return list(latest.values())
 

@@ -47,6 +47,9 @@ class RunSpec:
     checkpoint_dir: str | None = None
     keep_checkpoint: bool = True
     sweep: dict | None = None  # set for a sweep trial (sweeps/study.py): {"storage", "study", "trial_id", "trial_number", "pruner"}
+    # continue a run that hit a smaller epoch cap (`paperboard run --extend`):
+    # {"run_id", "checkpoint", "epochs", "max_epochs", "train_seconds"} of that run's record
+    resume_from: dict | None = None
 
 
 def check_kwargs(cls, kwargs: dict, prefix: str, owner: str) -> None:
@@ -215,9 +218,10 @@ def execute(spec: RunSpec, callbacks: list | None = None) -> dict:
         trainer = pl.Trainer(callbacks=run_callbacks, logger=logger if logger is not None else False,
                              default_root_dir=str(checkpoint_dir), num_sanity_val_steps=0,
                              enable_model_summary=False, **trainer_args)
+        resume_path = adopt_checkpoint(spec.resume_from["checkpoint"], checkpoint.dirpath) if spec.resume_from else None
         fit_start = time.perf_counter()
-        trainer.fit(model, datamodule=datamodule)
-        train_seconds = time.perf_counter() - fit_start
+        trainer.fit(model, datamodule=datamodule, ckpt_path=resume_path)
+        train_seconds = time.perf_counter() - fit_start + (spec.resume_from or {}).get("train_seconds", 0.0)
         best = checkpoint.best_model_path or None
         val = trainer.validate(model, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
         eval_start = time.perf_counter()
@@ -238,6 +242,8 @@ def execute(spec: RunSpec, callbacks: list | None = None) -> dict:
             precision=str(trainer.precision), accelerator=type(trainer.accelerator).__name__,
             checkpoint=best if spec.keep_checkpoint else None,
         )
+        if spec.resume_from:
+            record["resumed_from"] = spec.resume_from
         if torch.cuda.is_available():
             record["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
         if logger is not None and trainer.is_global_zero:
@@ -257,6 +263,24 @@ def execute(spec: RunSpec, callbacks: list | None = None) -> dict:
                   peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
                   versions=_versions(), hardware=_hardware(), git_sha=git_sha())
     return record
+
+
+def adopt_checkpoint(source: str, dirpath: str) -> str:
+    """Copy a capped run's best checkpoint into this run's checkpoint folder as its `best.ckpt`, repointing the
+    saved ModelCheckpoint state at the copy, so that Lightning restores the best score and the early-stopping
+    counter along with the weights, optimizer and epoch (with a foreign dirpath it would forget the best score)."""
+    target = os.path.join(dirpath, "best.ckpt")
+    state = torch.load(source, map_location="cpu", weights_only=False)
+    for key, callback_state in state.get("callbacks", {}).items():
+        if key.startswith("ModelCheckpoint"):
+            score = callback_state.get("best_model_score")
+            callback_state.update(dirpath=dirpath, best_model_path=target, kth_best_model_path=target,
+                                  best_k_models={target: score} if score is not None else {}, last_model_path="")
+    os.makedirs(dirpath, exist_ok=True)
+    tmp = target + ".tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, target)
+    return target
 
 
 def _finish_wandb() -> None:

@@ -85,6 +85,49 @@ def test_run_board_list_export_import(tmp_path, storage, capsys):
 
 
 @pytest.mark.timeout(300)
+def test_extend_continues_a_capped_run_from_its_checkpoint(tmp_path, storage, capsys):
+    import lightning.pytorch as pl
+
+    from benchmarks.runner import RunSpec, execute
+    from benchmarks.store import ResultStore
+
+    board = write_board(tmp_path, models={"sasrec": {"embed_dim": 16, "loss": "ce", "lr": 0.01}},
+                        early_stopping_patience=5)
+    assert main(["run", board, "--storage", storage, "--quiet"]) == 0
+    (capped,) = ResultStore(storage).records(board="tiny-seqrec")
+    assert capped["best_epoch"] == capped["epochs"] - 1 == 1  # still improving at the board's cap of 2
+
+    # in process: the continued fit starts at epoch 2 with the capped run's best score and patience counter
+    seen = []
+
+    class Epochs(pl.Callback):
+        def on_train_epoch_start(self, trainer, module):
+            seen.append(trainer.current_epoch)
+
+        def on_train_end(self, trainer, module):
+            seen.append(float(trainer.checkpoint_callback.best_model_score))
+
+    resume = {"run_id": capped["run_id"], "checkpoint": capped["checkpoint"], "epochs": 2, "max_epochs": 2,
+              "train_seconds": capped["train_seconds"]}
+    direct = execute(RunSpec(board=board, model="sasrec", seed=0, trainer_args={"max_epochs": 3},
+                             checkpoint_dir=str(tmp_path / "direct"), resume_from=resume), callbacks=[Epochs()])
+    assert direct["status"] == "ok", direct.get("traceback")
+    assert seen[:-1] == [2] and direct["epochs"] == 3
+    assert seen[-1] >= capped["metrics"]["val"]["ndcg@10"] - 1e-6  # the capped run's best score was kept
+    assert direct["checkpoint"].startswith(str(tmp_path / "direct"))  # the capped run's checkpoint is untouched
+
+    # from the command line: --extend finds the capped run by itself; the board shows the continued run only
+    assert main(["run", board, "--storage", storage, "--quiet", "--max-epochs", "4", "--extend"]) == 0
+    assert "1 run(s) continue a capped run from its checkpoint" in capsys.readouterr().out
+    extended = next(r for r in ResultStore(storage).records(board="tiny-seqrec") if r.get("resumed_from"))
+    assert extended["resumed_from"]["run_id"] == capped["run_id"] and extended["epochs"] == 4
+    assert extended["train_seconds"] > capped["train_seconds"]
+    assert main(["board", board, "--storage", storage]) == 0
+    table = capsys.readouterr().out
+    assert extended["run_id"][:8] in table and capped["run_id"][:8] not in table
+
+
+@pytest.mark.timeout(300)
 def test_a_failed_run_is_recorded_and_the_board_goes_on(tmp_path, storage, capsys):
     board = write_board(tmp_path, models={"sasrec": {"embed_dim": 16, "lr": -1.0}, "pop": {}})
     assert main(["run", board, "--storage", storage, "--quiet"]) == 1
