@@ -123,7 +123,8 @@ def render_markdown(board: Board, records: list[dict]) -> str:
         lines += [_md_table(header, rows), ""]
         board_cap = board.trainer.get("max_epochs")
         capped = [f"{r.model} ({int(r.max_epochs)} of {board_cap})" for _, r in table.iterrows()
-                  if board_cap and pd.notna(r.max_epochs) and r.max_epochs < board_cap]
+                  if board_cap and pd.notna(r.max_epochs) and r.max_epochs < board_cap
+                  and pd.notna(r.epochs)]  # a model that does not train (pop) has no best epoch and no cap to hit
         if capped:
             lines += [f"Note: trained with a smaller epoch cap than the board's: {', '.join(capped)}; a best epoch at "
                       f"the cap means the model was still improving.", ""]
