@@ -143,24 +143,29 @@ def skip_finished(board, specs: list, store) -> list:
 
 
 def extend_capped(board, specs: list, store) -> int:
-    """Point each spec at a finished run of itself that stopped at a smaller epoch cap while still improving (best
-    epoch = last epoch) and whose checkpoint still exists: the spec continues that run instead of starting at epoch 0.
-    Returns how many specs will continue a run."""
+    """Point each spec at its newest finished run (the end of any earlier --extend chain) when that run stopped at a
+    smaller epoch cap than the spec's with early stopping's patience not yet spent, and its checkpoint still exists:
+    the spec continues that run instead of starting at epoch 0. Returns how many specs will continue a run."""
+    from benchmarks.render import superseded_runs
     from benchmarks.runner import trainer_kwargs
 
     finished = store.records(board=board.name, status="ok")
+    superseded = superseded_runs(finished)
+    patience = board.early_stopping_patience
     extended = 0
     for spec in specs:
         cap = trainer_kwargs(board, spec)["max_epochs"]
-        candidates = [r for r in _identity(board, spec, finished, ignore_cap=True)
-                      if r.get("best_epoch") is not None and r["best_epoch"] == r.get("epochs", 0) - 1
-                      and r["config"]["trainer"].get("max_epochs", cap) < cap
-                      and r.get("checkpoint") and Path(r["checkpoint"]).is_file()]
-        if candidates:
-            run = max(candidates, key=lambda r: r["epochs"])
+        runs = [r for r in _identity(board, spec, finished, ignore_cap=True)
+                if r["run_id"] not in superseded and r.get("best_epoch") is not None]
+        if not runs:
+            continue
+        run = max(runs, key=lambda r: (r.get("epochs", 0), r["created_at"]))
+        run_cap = run["config"]["trainer"].get("max_epochs", cap)
+        stopped_by_cap = run.get("epochs") == run_cap < cap
+        patience_left = patience is None or run["epochs"] - 1 - run["best_epoch"] < patience
+        if stopped_by_cap and patience_left and run.get("checkpoint") and Path(run["checkpoint"]).is_file():
             spec.resume_from = {"run_id": run["run_id"], "checkpoint": run["checkpoint"], "epochs": run["epochs"],
-                                "max_epochs": run["config"]["trainer"]["max_epochs"],
-                                "train_seconds": run.get("train_seconds") or 0.0}
+                                "max_epochs": run_cap, "train_seconds": run.get("train_seconds") or 0.0}
             extended += 1
     return extended
 
@@ -293,8 +298,8 @@ def make_parser() -> argparse.ArgumentParser:
         p.add_argument("--storage", help="results database URL (default: env PAPERBOARD_STORAGE or a SQLite file)")
         p.add_argument("--max-epochs", type=int, help="override the board's epoch cap")
         p.add_argument("--extend", action="store_true",
-                       help="continue runs that stopped at a smaller epoch cap while still improving from their "
-                            "checkpoints, instead of training them again from epoch 0")
+                       help="continue runs that stopped at a smaller epoch cap before early stopping's patience "
+                            "ran out from their checkpoints, instead of training them again from epoch 0")
         p.add_argument("--study-storage", help="where --tuned finds the sweeps' studies (default: --storage)")
         p.add_argument("--quiet", action="store_true", help="hide the per-run training output")
 

@@ -10,12 +10,27 @@ import pandas as pd
 from benchmarks.boards import Board
 
 
+def superseded_runs(records: list[dict]) -> set[str]:
+    """Run ids that a continuation (`paperboard run --extend`) replaced: every run that another run continued, and
+    of several continuations of one run all but the one that trained longest."""
+    children: dict[str, list[dict]] = {}
+    for r in records:
+        parent = (r.get("resumed_from") or {}).get("run_id")
+        if parent:
+            children.setdefault(parent, []).append(r)
+    superseded = set(children)
+    for kids in children.values():
+        longest = max(kids, key=lambda r: (r.get("epochs") or 0, r["created_at"]))
+        superseded |= {r["run_id"] for r in kids if r is not longest}
+    return superseded
+
+
 def latest_per_seed(records: list[dict]) -> list[dict]:
     """Of repeated (model, tuned, config, data, seed) runs keep the newest, so a re-run replaces, never doubles;
     a capped run that a later run continued (`paperboard run --extend`) shows only as the continued run."""
-    continued = {(r.get("resumed_from") or {}).get("run_id") for r in records}
+    superseded = superseded_runs(records)
     latest: dict[tuple, dict] = {}
-    for r in sorted((r for r in records if r["run_id"] not in continued), key=lambda r: r["created_at"]):
+    for r in sorted((r for r in records if r["run_id"] not in superseded), key=lambda r: r["created_at"]):
         latest[(r["model"], bool(r.get("tuned")), r["config_hash"], r.get("data_hash"), r["seed"])] = r
     return list(latest.values())
 

@@ -126,6 +126,25 @@ def test_extend_continues_a_capped_run_from_its_checkpoint(tmp_path, storage, ca
     table = capsys.readouterr().out
     assert extended["run_id"][:8] in table and capped["run_id"][:8] not in table
 
+    # a second --extend continues the end of the chain (4 epochs, patience left), not the first capped run again
+    assert main(["run", board, "--storage", storage, "--quiet", "--max-epochs", "5", "--extend"]) == 0
+    longest = max(ResultStore(storage).records(board="tiny-seqrec"), key=lambda r: r["epochs"])
+    assert longest["epochs"] == 5 and longest["resumed_from"]["run_id"] == extended["run_id"]
+    assert longest["train_seconds"] > extended["train_seconds"]
+
+
+def test_a_continued_run_and_its_shorter_sibling_continuations_leave_the_board():
+    from benchmarks.render import latest_per_seed
+
+    def record(run_id, epochs, created_at, parent=None):
+        return {"run_id": run_id, "model": "sasrec", "config_hash": run_id, "data_hash": "d", "seed": 0,
+                "epochs": epochs, "created_at": created_at, "resumed_from": parent and {"run_id": parent}}
+
+    capped, to40, to101 = record("a", 15, "1"), record("b", 40, "2", "a"), record("c", 101, "3", "a")
+    other_seed = dict(record("d", 15, "4"), seed=1)
+    assert {r["run_id"] for r in latest_per_seed([capped, to40, to101, other_seed])} == {"c", "d"}
+    assert {r["run_id"] for r in latest_per_seed([capped, to40])} == {"b"}
+
 
 @pytest.mark.timeout(300)
 def test_a_failed_run_is_recorded_and_the_board_goes_on(tmp_path, storage, capsys):
