@@ -60,7 +60,9 @@ def aggregate(board: Board, records: list[dict]) -> pd.DataFrame:
         row["peak_mb"] = pd.Series([r.get("peak_gpu_mb", r.get("peak_rss_mb")) for r in runs], dtype=float).max()
         row["epochs"] = pd.Series([r.get("best_epoch") for r in runs], dtype=float).mean()
         row["run_ids"] = ",".join(sorted(r["run_id"][:8] for r in runs))
-        row["max_epochs"] = (runs[0].get("config") or {}).get("trainer", {}).get("max_epochs")
+        # The smallest epoch cap that some seed actually ran into (early-stopped runs never hit theirs).
+        row["hit_cap"] = min((cap for r in runs if (cap := (r.get("config") or {}).get("trainer", {}).get("max_epochs"))
+                              and (r.get("epochs") or 0) >= cap), default=None)
         rows.append(row)
     frame = pd.DataFrame(rows)
     if frame.empty:
@@ -137,12 +139,13 @@ def render_markdown(board: Board, records: list[dict]) -> str:
             rows.append(cells)
         lines += [_md_table(header, rows), ""]
         board_cap = board.trainer.get("max_epochs")
-        capped = [f"{r.model} ({int(r.max_epochs)} of {board_cap})" for _, r in table.iterrows()
-                  if board_cap and pd.notna(r.max_epochs) and r.max_epochs < board_cap
+        capped = [f"{r.model} ({int(r.hit_cap)} of {board_cap})" for _, r in table.iterrows()
+                  if board_cap and pd.notna(r.hit_cap) and r.hit_cap < board_cap
                   and pd.notna(r.epochs)]  # a model that does not train (pop) has no best epoch and no cap to hit
         if capped:
-            lines += [f"Note: trained with a smaller epoch cap than the board's: {', '.join(capped)}; a best epoch at "
-                      f"the cap means the model was still improving.", ""]
+            lines += [f"Note: stopped by a smaller epoch cap than the board's, not by early stopping: "
+                      f"{', '.join(capped)}; a best epoch near the cap means the model was still improving "
+                      f"(`--extend` continues such runs).", ""]
     comparison = published_comparison(board, table)
     if not comparison.empty:
         lines += ["## Published numbers beside ours", ""]

@@ -146,6 +146,22 @@ def test_a_continued_run_and_its_shorter_sibling_continuations_leave_the_board()
     assert {r["run_id"] for r in latest_per_seed([capped, to40])} == {"b"}
 
 
+def test_the_cap_note_names_only_runs_their_cap_stopped():
+    from benchmarks.boards import load_board
+    from benchmarks.render import render_markdown
+
+    def record(model, epochs, cap):
+        return {"run_id": model, "board": "seqrec-beauty", "model": model, "seed": 0, "config_hash": model,
+                "data_hash": "d", "status": "ok", "created_at": "1", "epochs": epochs, "best_epoch": epochs - 5, "params": 1,
+                "config": {"trainer": {"max_epochs": cap}},
+                "metrics": {"test": {"ndcg@10": 0.03}, "val": {"ndcg@10": 0.04}}}
+
+    board = load_board("seqrec-beauty")  # its cap is 200 epochs
+    text = render_markdown(board, [record("hstu", 20, 60), record("gru4rec", 15, 15), record("sasrec", 77, 200)])
+    (note,) = [line for line in text.splitlines() if line.startswith("Note: stopped by a smaller epoch cap")]
+    assert "gru4rec (15 of 200)" in note and "hstu" not in note and "sasrec" not in note
+
+
 @pytest.mark.timeout(300)
 def test_a_failed_run_is_recorded_and_the_board_goes_on(tmp_path, storage, capsys):
     board = write_board(tmp_path, models={"sasrec": {"embed_dim": 16, "lr": -1.0}, "pop": {}})
