@@ -132,8 +132,19 @@ def _identity(board, spec, records: list[dict], ignore_cap: bool = False):
 
 
 def is_finished(board, spec, records: list[dict]) -> bool:
-    """Whether one of the board's finished records is this run."""
-    return next(_identity(board, spec, records), None) is not None
+    """Whether one of the board's finished records is this run: the same identity and epoch cap, or a run that early
+    stopping ended before its own cap and within this one (a larger cap would have trained it the same way)."""
+    from benchmarks.runner import trainer_kwargs
+
+    if next(_identity(board, spec, records), None) is not None:
+        return True
+    cap = trainer_kwargs(board, spec).get("max_epochs")
+    for record in _identity(board, spec, records, ignore_cap=True):
+        run_cap, epochs = (record.get("config") or {}).get("trainer", {}).get("max_epochs"), record.get("epochs")
+        if run_cap and epochs is not None and record.get("best_epoch") is not None and epochs < run_cap \
+                and (cap is None or epochs <= cap):
+            return True
+    return False
 
 
 def skip_finished(board, specs: list, store) -> list:

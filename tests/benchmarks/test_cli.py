@@ -132,6 +132,15 @@ def test_extend_continues_a_capped_run_from_its_checkpoint(tmp_path, storage, ca
     assert longest["epochs"] == 5 and longest["resumed_from"]["run_id"] == extended["run_id"]
     assert longest["train_seconds"] > extended["train_seconds"]
 
+    # a run that early stopping ended before its own cap is finished under any larger cap: no fresh run starts
+    from benchmarks.boards import load_board
+    from benchmarks.cli import is_finished
+
+    spec = RunSpec(board=board, model="sasrec", seed=0, trainer_args={"max_epochs": 10})
+    stopped_early = dict(longest, config=dict(longest["config"], trainer=dict(longest["config"]["trainer"], max_epochs=8)))
+    assert is_finished(load_board(board), spec, [stopped_early])
+    assert not is_finished(load_board(board), spec, [longest])  # stopped by its cap of 5: 10 epochs may do better
+
 
 def test_a_continued_run_and_its_shorter_sibling_continuations_leave_the_board():
     from benchmarks.render import latest_per_seed
