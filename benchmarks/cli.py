@@ -110,15 +110,14 @@ def parse_seeds(text: str) -> list[int]:
         raise ConfigError(f"--seeds {text!r}: give a count (3 means seeds 0,1,2) or a list (1,2)") from None
 
 
-def _identity(board, spec, records: list[dict], ignore_cap: bool = False):
-    """Yield the records that are this run: the same model, seed, tuned flag, data and trainer arguments, and model
-    arguments (a record's model_args also hold what the datamodule filled in: num_items...). With `ignore_cap`
-    the trainer's max_epochs may differ."""
+def _identity(board, spec, records: list[dict]):
+    """Yield the records that are this run up to its epoch cap: the same model, seed, tuned flag, data and trainer
+    arguments other than max_epochs, and model arguments (a record's model_args also hold what the datamodule filled
+    in: num_items...). Callers decide what a different cap means."""
     from benchmarks.runner import resolve, trainer_kwargs
 
     def key(model, seed, tuned, data_args, trainer_args, model_args):
-        if ignore_cap:
-            trainer_args = {k: v for k, v in (trainer_args or {}).items() if k != "max_epochs"}
+        trainer_args = {k: v for k, v in (trainer_args or {}).items() if k != "max_epochs"}
         return model, seed, tuned, json.dumps([data_args, trainer_args, model_args], sort_keys=True, default=str)
 
     _, data_kwargs, _, model_kwargs = resolve(board, spec)
@@ -134,15 +133,14 @@ def _identity(board, spec, records: list[dict], ignore_cap: bool = False):
 def is_finished(board, spec, records: list[dict]) -> bool:
     """Whether one of the board's finished records is this run: the same identity and epoch cap, or a run that early
     stopping ended before its own cap and within this one (a larger cap would have trained it the same way)."""
+    from benchmarks.render import epoch_cap, stopped_by_cap
     from benchmarks.runner import trainer_kwargs
 
-    if next(_identity(board, spec, records), None) is not None:
-        return True
     cap = trainer_kwargs(board, spec).get("max_epochs")
-    for record in _identity(board, spec, records, ignore_cap=True):
-        run_cap, epochs = (record.get("config") or {}).get("trainer", {}).get("max_epochs"), record.get("epochs")
-        if run_cap and epochs is not None and record.get("best_epoch") is not None and epochs < run_cap \
-                and (cap is None or epochs <= cap):
+    for record in _identity(board, spec, records):
+        run_cap = epoch_cap(record)
+        stopped_early = run_cap is not None and record.get("best_epoch") is not None and not stopped_by_cap(record)
+        if run_cap == cap or (stopped_early and (cap is None or record["epochs"] <= cap)):
             return True
     return False
 
@@ -157,7 +155,7 @@ def extend_capped(board, specs: list, store) -> int:
     """Point each spec at its newest finished run (the end of any earlier --extend chain) when that run stopped at a
     smaller epoch cap than the spec's with early stopping's patience not yet spent, and its checkpoint still exists:
     the spec continues that run instead of starting at epoch 0. Returns how many specs will continue a run."""
-    from benchmarks.render import superseded_runs
+    from benchmarks.render import epoch_cap, stopped_by_cap, superseded_runs
     from benchmarks.runner import trainer_kwargs
 
     finished = store.records(board=board.name, status="ok")
@@ -166,15 +164,15 @@ def extend_capped(board, specs: list, store) -> int:
     extended = 0
     for spec in specs:
         cap = trainer_kwargs(board, spec)["max_epochs"]
-        runs = [r for r in _identity(board, spec, finished, ignore_cap=True)
+        runs = [r for r in _identity(board, spec, finished)
                 if r["run_id"] not in superseded and r.get("best_epoch") is not None]
         if not runs:
             continue
         run = max(runs, key=lambda r: (r.get("epochs", 0), r["created_at"]))
-        run_cap = run["config"]["trainer"].get("max_epochs", cap)
-        stopped_by_cap = run.get("epochs") == run_cap < cap
+        run_cap = epoch_cap(run) or cap
         patience_left = patience is None or run["epochs"] - 1 - run["best_epoch"] < patience
-        if stopped_by_cap and patience_left and run.get("checkpoint") and Path(run["checkpoint"]).is_file():
+        if stopped_by_cap(run) and run_cap < cap and patience_left and run.get("checkpoint") \
+                and Path(run["checkpoint"]).is_file():
             spec.resume_from = {"run_id": run["run_id"], "checkpoint": run["checkpoint"], "epochs": run["epochs"],
                                 "max_epochs": run_cap, "train_seconds": run.get("train_seconds") or 0.0}
             extended += 1

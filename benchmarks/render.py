@@ -10,6 +10,17 @@ import pandas as pd
 from benchmarks.boards import Board
 
 
+def epoch_cap(record: dict) -> int | None:
+    """The trainer's max_epochs the run was given (the board's, or --max-epochs)."""
+    return ((record.get("config") or {}).get("trainer") or {}).get("max_epochs")
+
+
+def stopped_by_cap(record: dict) -> bool:
+    """Whether the run trained every epoch its cap allowed, i.e. early stopping did not end it."""
+    cap = epoch_cap(record)
+    return bool(cap) and (record.get("epochs") or 0) >= cap
+
+
 def superseded_runs(records: list[dict]) -> set[str]:
     """Run ids that a continuation (`paperboard run --extend`) replaced: every run that another run continued, and
     of several continuations of one run all but the one that trained longest."""
@@ -61,8 +72,7 @@ def aggregate(board: Board, records: list[dict]) -> pd.DataFrame:
         row["epochs"] = pd.Series([r.get("best_epoch") for r in runs], dtype=float).mean()
         row["run_ids"] = ",".join(sorted(r["run_id"][:8] for r in runs))
         # The smallest epoch cap that some seed actually ran into (early-stopped runs never hit theirs).
-        row["hit_cap"] = min((cap for r in runs if (cap := (r.get("config") or {}).get("trainer", {}).get("max_epochs"))
-                              and (r.get("epochs") or 0) >= cap), default=None)
+        row["hit_cap"] = min((epoch_cap(r) for r in runs if stopped_by_cap(r)), default=None)
         rows.append(row)
     frame = pd.DataFrame(rows)
     if frame.empty:
