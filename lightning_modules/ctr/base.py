@@ -18,7 +18,8 @@ metrics:
           validation AUC does not improve (FuxiCTR's `lr_decay`, min 1e-6).
   metrics: AUC (torchmetrics BinaryAUROC with thresholds=None: exact, over all samples of the split, gathered
           across processes) and logloss (MeanMetric of the per-sample BCE, synced as sum and count), on the full
-          evaluation set; the eval sampler never duplicates samples under DDP.
+          evaluation set; the eval sampler never duplicates samples under DDP. A non-finite logit counts as the
+          worst prediction for its label (see `_evaluate`).
 """
 from __future__ import annotations
 
@@ -130,9 +131,14 @@ class CTRModule(pl.LightningModule):
     # ----- evaluation ----------------------------------------------------------------------------------------
     def _evaluate(self, batch: dict, auc: BinaryAUROC, logloss: MeanMetric, stage: str) -> None:
         logits = self(batch[B.DENSE], batch[B.SPARSE]).float()
-        label = batch[B.LABEL]
-        auc.update(torch.sigmoid(logits), label.long())
-        logloss.update(F.binary_cross_entropy_with_logits(logits, label.float(), reduction="none"))
+        label = batch[B.LABEL].float()
+        # A non-finite logit is a failed prediction and scores as the worst one for its label (probability 0 for a
+        # click, 1 for a non-click; infinite logloss): NaN would otherwise win every AUC pair (and make
+        # BinaryAUROC re-squash the batch) and drop silently out of the logloss mean.
+        finite = torch.isfinite(logits)
+        auc.update(torch.where(finite, torch.sigmoid(logits), 1.0 - label), label.long())
+        bce = F.binary_cross_entropy_with_logits(logits, label, reduction="none")
+        logloss.update(torch.where(finite, bce, torch.inf))
         n = logits.shape[0]
         self.log(f"{stage}/auc", auc, on_step=False, on_epoch=True, batch_size=n)
         self.log(f"{stage}/logloss", logloss, on_step=False, on_epoch=True, batch_size=n)

@@ -31,6 +31,7 @@ import contextlib
 import copy
 import hashlib
 import json
+import os
 import resource
 import time
 from pathlib import Path
@@ -44,6 +45,7 @@ from torchmetrics import MeanMetric
 
 from lightning_modules.distill import batch as B
 from lightning_modules.registry import MODELS
+from lightning_modules.safe_load import load_cached
 from lightning_modules.seqrec.metrics import ranking_metrics, target_rank
 
 PROTOCOLS = ("fr", "s100")
@@ -282,15 +284,17 @@ class DistillModule(pl.LightningModule):
         digest = hashlib.sha1(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
         path = Path(data.cache_dir) / "distill-references" / f"{name}-{digest}.pt"
         model = self.new_target(name)
-        if path.exists():
-            saved = torch.load(path, map_location=self.device, weights_only=False)
+        saved = load_cached(path, map_location=self.device, required=("state_dict", "train_seconds", "epochs"))
+        if saved is not None:
             model.load_state_dict(saved["state_dict"])
             result = (model.eval(), saved["train_seconds"], saved["epochs"])
         else:
             result = (*self.fit_on_real(model), )
             path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # a killed run never leaves half a cache
             torch.save({"state_dict": result[0].state_dict(), "train_seconds": result[1], "epochs": result[2],
-                        "spec": spec}, path)
+                        "spec": spec}, tmp)
+            os.replace(tmp, path)
         self._references[name] = result
         return result[:2]
 
@@ -342,7 +346,7 @@ class DistillModule(pl.LightningModule):
         full = target_rank(scores, batch[B.TARGET], model.candidate_exclusions(batch, scores.shape[1]))
         candidates = torch.cat([batch[B.TARGET].unsqueeze(1), batch[B.NEGATIVES]], dim=1)
         picked = scores.gather(1, candidates)
-        sampled = (picked[:, 1:] >= picked[:, :1]).sum(1) + 1
+        sampled = target_rank(picked, torch.zeros_like(batch[B.TARGET]))  # the target is column 0
         return {"fr": full, "s100": sampled}
 
     def evaluate_split(self, model: nn.Module, split: dict, batch_size: int = 1024) -> dict:

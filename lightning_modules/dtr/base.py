@@ -28,7 +28,7 @@ from torchmetrics import CatMetric
 from torchmetrics.functional.classification import binary_auroc, multiclass_auroc
 
 from lightning_modules.dtr import batch as B
-from lightning_modules.dtr.metrics import hit_and_reciprocal_rank, rank_of_target
+from lightning_modules.dtr.metrics import hit_and_reciprocal_rank, rank_of_target, worst_for_nonfinite
 
 TRAIN_ON = ("all", "survivors")
 _VISITATION: dict = {}  # id(mdp) -> (transitions under the clinicians, their state visitation)
@@ -148,7 +148,8 @@ class DTRModule(pl.LightningModule):
         died, calib, state = d["died"].reshape(-1), d["calib"].reshape(-1).bool(), d["state"].long().reshape(-1)
         surv = (died == 0) & ~calib
         m: dict[str, float] = {}
-        p, y = probs[surv], target[surv]
+        y = target[surv]
+        p = worst_for_nonfinite(probs[surv], y)
         onehot = F.one_hot(y, self.num_actions)
         m["micro_auc"] = float(binary_auroc(p.flatten(), onehot.flatten())) if len(y) else float("nan")
         present = torch.unique(y)
@@ -157,17 +158,22 @@ class DTRModule(pl.LightningModule):
             m["macro_auc"] = float(per_class[present].mean())
         else:
             m["macro_auc"] = float("nan")
-        hit, rr = hit_and_reciprocal_rank(rank_of_target(p, y), self.topk)
+        hit, rr = hit_and_reciprocal_rank(rank_of_target(probs[surv], y), self.topk)
         k = self.topk
         m[f"hr@{k}"] = float(hit.mean()) if len(y) else float("nan")
         m[f"mrr@{k}"] = float(rr.mean()) if len(y) else float("nan")
         m[f"mrr@{k}_hits"] = float(rr.sum() / hit.sum().clamp(min=1))
         m["top1_acc"] = float((p.argmax(-1) == y).float().mean()) if len(y) else float("nan")
+        # the recommended action is argmax of the scores, which picks a NaN; such a policy is not evaluated
+        recommendations_finite = bool(torch.isfinite(probs).all())
         cf = d["cf_rec"].reshape(-1)[~calib]
         if torch.isfinite(cf).all() and len(cf):
-            m["est_mort_reduction"] = float(died[~calib].mean() - cf.mean())
+            m["est_mort_reduction"] = float(died[~calib].mean() - cf.mean()) if recommendations_finite else float("nan")
         if self.mdp == "icu-sepsis":
-            m.update(self.mdp_survival(probs.argmax(-1), state))
+            if recommendations_finite:
+                m.update(self.mdp_survival(probs.argmax(-1), state))
+            else:
+                m.update(survival=float("nan"), coverage=float("nan"))
         return m
 
     def mdp_survival(self, rec_label: torch.Tensor, state: torch.Tensor) -> dict[str, float]:

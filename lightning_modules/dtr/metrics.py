@@ -1,7 +1,7 @@
 """The dtr family's evaluation and SAFER's statistical pieces, as plain functions (tested against formulas).
 
 - `rank_of_target`, `hit_and_reciprocal_rank`: HR@k and MRR@k from the rank of the clinician's action among the
-  25 (ties count against the target). Standard MRR@k counts a miss as 0; the SAFER code averages the reciprocal
+  25 (ties and non-finite scores count against the target). Standard MRR@k counts a miss as 0; the SAFER code averages the reciprocal
   rank over hits only (`utils.py`), reported as the secondary `mrr@k_hits`.
 - `kl_uncertainty`: SAFER's kappa = KL(p_theta || p_phi) (paper Eq. 5).
 - `risk_aware_loss`: paper Eq. 7 (gradient through the weight and the penalty) or the official code's variant.
@@ -16,9 +16,18 @@ import torch.nn.functional as F
 
 
 def rank_of_target(scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """1-based rank of target among the columns; ties count against the target."""
+    """1-based rank of target among the columns; ties and non-finite scores count against the target (a NaN or
+    +-inf target ranks last; any other NaN or +-inf column ranks above it)."""
     target_score = scores.gather(1, target[:, None])
-    return (scores >= target_score).sum(1)
+    beats = (scores >= target_score) | ~torch.isfinite(scores) | ~torch.isfinite(target_score)
+    return beats.sum(1)
+
+
+def worst_for_nonfinite(probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """`probs` [B, A] with each non-finite entry replaced by the worst value for the AUC: 0 for the target's
+    column, 1 for the others (a NaN would otherwise make torchmetrics' AUROC squash the batch and rank it high)."""
+    worst = 1.0 - F.one_hot(target, probs.shape[1]).to(probs.dtype)
+    return torch.where(torch.isfinite(probs), probs, worst)
 
 
 def hit_and_reciprocal_rank(rank: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:

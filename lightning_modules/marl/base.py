@@ -42,9 +42,11 @@ class MARLModule(pl.LightningModule):
         # Counters travel with checkpoints, so test reports the env steps of the selected (best) checkpoint.
         self.register_buffer("env_steps", torch.zeros((), dtype=torch.long))
         self.register_buffer("rollout_seconds", torch.zeros((), dtype=torch.float64))
-        self.val_return = MeanMetric()
-        self.test_return = MeanMetric()
-        self.test_return_team_size = MeanMetric()
+        # nan_strategy="disable": a NaN return makes the mean NaN (a diverged run), where the default would drop
+        # the episode and average the rest into a good-looking number
+        self.val_return = MeanMetric(nan_strategy="disable")
+        self.test_return = MeanMetric(nan_strategy="disable")
+        self.test_return_team_size = MeanMetric(nan_strategy="disable")
 
     # ----- acting (the policy protocol of lightning_modules.marl.batch) ------------------------------------------
     def reset_policy_state(self, num_envs: int, num_agents: int):

@@ -1,7 +1,10 @@
 """Full-ranking metrics computed from the rank of the target (HSTU's `ndcg = 1/log2(rank+1)`).
 
 Ties count against the target: its rank is the number of candidate items scoring >= it (itself included),
-so a model that scores everything equally gets the worst rank, never a lucky one.
+so a model that scores everything equally gets the worst rank, never a lucky one. Non-finite scores count
+against the target too: a target scored NaN or +-inf ranks last among the candidates, and any other candidate
+scored NaN or +-inf ranks above it (a comparison with NaN is False, which would otherwise rank a NaN target
+first).
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ def target_rank(scores: torch.Tensor, target: torch.Tensor, exclude: torch.Tenso
     itself is never excluded.
     """
     target_score = scores.gather(1, target.unsqueeze(1))
-    beats = scores >= target_score
+    beats = (scores >= target_score) | ~torch.isfinite(scores) | ~torch.isfinite(target_score)
     if exclude is not None:
         beats &= ~exclude
     beats.scatter_(1, target.unsqueeze(1), True)

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics import CatMetric, MeanMetric
 
+from lightning_modules.safe_load import load_cached
 from lightning_modules.tsedit import batch as B
 from lightning_modules.tsedit.layers import ConditionalDenoiser, NoisyStatisticRegressor, cosine_alpha_bar
 from lightning_modules.tsedit.metrics import discriminative_score, edit_metrics, spectral_distance
@@ -99,9 +100,10 @@ class TSEditModule(pl.LightningModule):
         self._loaded_backbone = False
         self._step_seconds = 0.0
         for stage in ("val", "test"):
-            setattr(self, f"{stage}_metrics", nn.ModuleDict({k: MeanMetric() for k in EDIT_METRICS}))
-            setattr(self, f"{stage}_edits", CatMetric())
-            setattr(self, f"{stage}_sources", CatMetric())
+            # nan_strategy="disable": a non-finite edit's NaN error reaches the mean instead of being dropped from it
+            setattr(self, f"{stage}_metrics", nn.ModuleDict({k: MeanMetric(nan_strategy="disable") for k in EDIT_METRICS}))
+            setattr(self, f"{stage}_edits", CatMetric(nan_strategy="disable"))  # "warn" would drop NaNs and flatten
+            setattr(self, f"{stage}_sources", CatMetric(nan_strategy="disable"))
 
     # ----- diffusion ------------------------------------------------------------------------------------------
     def ab(self, t: int) -> torch.Tensor:
@@ -222,8 +224,8 @@ class TSEditModule(pl.LightningModule):
         if not self.share_backbone:
             return
         path = self.backbone_path()
-        if path.exists():
-            saved = torch.load(path, map_location=self.device, weights_only=False)
+        saved = load_cached(path, map_location=self.device, required=("state_dict", "train_seconds"))
+        if saved is not None:
             self.load_state_dict(saved["state_dict"])
             self.backbone_train_s = float(saved["train_seconds"])
             self._loaded_backbone = True

@@ -6,6 +6,8 @@ Per edit (all in training standard deviations):
   constraint_met   share of constraints (anchors and segments) met within their tolerance
   preservation_mse mean squared difference to the source outside the edited region
   anchor_roughness mean |x[t-1] - 2x[t] + x[t+1]| at anchors (a kink detector; compare with the source's)
+A non-finite edit gives NaN errors (its constraints count as not met); the family's MeanMetrics keep NaN, so the
+method's mean errors are NaN, never a good number.
 Set level (computed once over all edits of a method):
   disc_score       |accuracy - 0.5| of a small 1-D CNN trained to tell edits from real windows on one half and
                    tested on the other (TimeGAN's discriminative score; 0 = indistinguishable)
@@ -74,7 +76,10 @@ class _Discriminator(nn.Module):
 
 
 def discriminative_score(real: torch.Tensor, fake: torch.Tensor, steps: int = 300, seed: int = 0) -> float:
-    """Train on half of (real, fake), report |test accuracy - 0.5| on the other half. Full-batch Adam, fixed seed."""
+    """Train on half of (real, fake), report |test accuracy - 0.5| on the other half. Full-batch Adam, fixed seed.
+    NaN when an edit is not finite: a discriminator trained on NaN outputs NaN and scores chance, the best value."""
+    if not torch.isfinite(fake).all():
+        return float("nan")
     with torch.inference_mode(False):  # called from Lightning's eval loops, which run in inference mode
         return _discriminative_score(real.detach().float().cpu().clone(), fake.detach().float().cpu().clone(), steps, seed)
 
@@ -106,7 +111,10 @@ def _discriminative_score(real: torch.Tensor, fake: torch.Tensor, steps: int, se
 
 
 def spectral_distance(real: torch.Tensor, fake: torch.Tensor, eps: float = 1e-8) -> float:
-    """Mean |log PSD_fake - log PSD_real| over channels and non-zero frequencies, PSDs averaged over windows."""
+    """Mean |log PSD_fake - log PSD_real| over channels and non-zero frequencies, PSDs averaged over windows; NaN when
+    an edit is not finite."""
+    if not torch.isfinite(fake).all():
+        return float("nan")
     def log_psd(x):
         x = x.float() - x.float().mean(dim=-1, keepdim=True)
         return torch.log((torch.fft.rfft(x, dim=-1).abs() ** 2).mean(dim=0)[:, 1:] + eps)

@@ -73,3 +73,16 @@ def test_loss_adds_fuxictr_style_l2_on_whole_embedding_tables():
     table = model.embedding.table.weight
     expected = 0.5 / 2 * table.detach().pow(2).sum()
     assert model.regularization().item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_a_nan_prediction_never_earns_a_good_auc():
+    nan = float("nan")
+    # an all-NaN model: every prediction is the worst for its label
+    auc, logloss = evaluate([nan, nan, nan, nan], [1, 1, 0, 0])
+    assert auc == pytest.approx(0.0) and logloss == math.inf
+    # one NaN positive among perfect predictions loses all its pairs: 0.9 beats 0.2, 0.1 (2 of 4)
+    auc, logloss = evaluate([0.9, nan, 0.2, 0.1], [1, 1, 0, 0])
+    assert auc == pytest.approx(2 / 4) and logloss == math.inf
+    # a NaN negative wins against every positive
+    auc, _ = evaluate([0.9, 0.8, nan, 0.1], [1, 1, 0, 0])
+    assert auc == pytest.approx(2 / 4)

@@ -247,3 +247,21 @@ def test_every_distill_method_runs_end_to_end(name):
     if name == "full_data":  # the upper bound is its own reference
         assert test["test/fr/sasrec/ndcg@10_frac"] == pytest.approx(1.0)
     assert callable(MODELS.get(name).cls.search_space)
+
+
+def test_a_nan_scoring_model_ranks_last_under_both_protocols():
+    from lightning_modules.distill.base import DistillModule
+
+    class NaNScores(torch.nn.Module):
+        def score_all(self, batch):
+            return torch.full((len(batch[B.TARGET]), 21), float("nan"))
+
+        def candidate_exclusions(self, batch, num_columns):
+            exclude = torch.zeros(len(batch[B.TARGET]), num_columns, dtype=torch.bool)
+            exclude[:, 0] = True
+            return exclude
+
+    batch = {B.TARGET: torch.tensor([3, 7]), B.NEGATIVES: torch.tensor([[1, 2, 4, 5], [8, 9, 10, 11]])}
+    ranks = DistillModule.ranks(NaNScores(), batch)
+    assert ranks["fr"].tolist() == [20, 20]  # all 20 items
+    assert ranks["s100"].tolist() == [5, 5]  # the target and its 4 negatives

@@ -1,5 +1,7 @@
 """SAFER's statistics: conformal selection with BH controls the FDR and has power; the risk-aware loss's
 gradient matches its formula; ranking metrics against hand-computed values."""
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -156,3 +158,28 @@ def test_code_variant_has_no_gradient_through_the_penalty():
         w = torch.where(w > 0.6, torch.ones_like(w), w)
     expected = w[:, None] * (F.softmax(z.detach(), -1) - F.one_hot(y, 25)) / 5
     torch.testing.assert_close(z.grad, expected)
+
+
+def test_non_finite_scores_rank_against_the_target():
+    nan, inf = float("nan"), float("inf")
+    scores = torch.tensor([[0.1, nan, 0.4], [0.9, 0.2, inf], [nan, nan, nan]])
+    assert rank_of_target(scores, torch.tensor([1, 0, 2])).tolist() == [3, 2, 3]
+
+
+def test_a_nan_scoring_model_ranks_last_in_the_board_metrics():
+    from lightning_modules.dtr.base import DTRModule
+
+    module = DTRModule(vitals_dim=1, meds_dim=1, notes_dim=1, demo_dim=1, history_len=1, num_actions=25, topk=3)
+    n = 40
+    target = torch.arange(n) % 25
+    data = {"probs": torch.full((n, 25), float("nan")), "target": target.float(), "died": torch.zeros(n),
+            "calib": torch.zeros(n), "state": torch.zeros(n), "cf_rec": torch.zeros(n)}
+    m = module.eval_metrics(data)
+    assert m["hr@3"] == 0 and m["mrr@3"] == 0 and m["mrr@3_hits"] == 0 and m["top1_acc"] == 0
+    assert m["micro_auc"] == pytest.approx(0.0) and m["macro_auc"] == pytest.approx(0.0)
+    assert math.isnan(m["est_mort_reduction"])
+    # one NaN row among perfect predictions ranks last, the others keep their ranks
+    probs = F.one_hot(target, 25).float()
+    probs[0] = float("nan")
+    m = module.eval_metrics({**data, "probs": probs})
+    assert m["hr@3"] == pytest.approx((n - 1) / n) and m["mrr@3"] == pytest.approx((n - 1) / n)

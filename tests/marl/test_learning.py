@@ -8,6 +8,8 @@ test episodes (fixed seeds) as the random team.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -116,3 +118,15 @@ def test_registry_smoke(name):
     assert test["test/env_steps"] == 2 * 4 * 5
     assert all(np.isfinite(v) for v in test.values())
     assert callable(type(model).search_space)
+
+
+def test_a_nan_return_makes_the_mean_return_nan_not_a_good_number():
+    from lightning_modules.marl.base import MARLModule
+    from lightning_modules.marl.batch import RETURN
+
+    module = MARLModule(obs_dim=2, n_actions=2, num_agents=1, episode_limit=5)
+    module.validation_step({RETURN: torch.tensor([10.0, 12.0])}, 0)
+    module.validation_step({RETURN: torch.tensor([float("nan"), 11.0])}, 1)
+    assert math.isnan(module.val_return.compute().item())
+    module.test_step({RETURN: torch.tensor([float("inf"), 11.0])}, 0)
+    assert not math.isfinite(module.test_return.compute().item())

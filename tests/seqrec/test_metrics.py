@@ -1,6 +1,7 @@
 """Ranking metrics against hand-computed cases."""
 import math
 
+import pytest
 import torch
 
 from lightning_modules.seqrec.metrics import ranking_metrics, target_rank
@@ -43,3 +44,30 @@ def test_k_larger_than_the_catalogue_counts_every_rank_as_a_hit():
     m = ranking_metrics(rank, [50])
     assert m["hr@50"].item() == 1.0
     assert math.isclose(m["ndcg@50"].item(), 1 / math.log2(4), rel_tol=1e-6)
+
+
+def test_a_nan_scoring_model_ranks_last_in_every_ranking_metric():
+    """A model whose scores are all NaN earns the worst rank (the number of candidates), so HR, NDCG and MRR at
+    every k below the catalogue size are 0 and the untruncated MRR is 1 / candidates, never 1."""
+    num_items, ks = 50, [1, 5, 10, 20]
+    scores = torch.full((4, num_items + 1), float("nan"))
+    exclude = torch.zeros(4, num_items + 1, dtype=torch.bool)
+    exclude[:, 0] = True  # padding
+    exclude[1, 10:20] = True  # a filtered history: 10 fewer candidates
+    rank = target_rank(scores, torch.tensor([1, 5, 25, 50]), exclude)
+    assert rank.tolist() == [50, 40, 50, 50]
+    metrics = ranking_metrics(rank, ks)
+    for k in ks:
+        for name in ("hr", "ndcg", "mrr"):
+            assert metrics[f"{name}@{k}"].eq(0).all(), f"{name}@{k}"
+    assert torch.allclose(metrics["mrr"], 1.0 / rank.float())
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_a_non_finite_target_score_ranks_last_and_other_non_finite_scores_rank_above_it(bad):
+    scores = torch.tensor([[0.0, 0.9, 0.5, 0.7, 0.1]])
+    scores[0, 3] = bad
+    assert target_rank(scores, torch.tensor([3])).item() == 5  # padding not excluded here: 5 candidates
+    assert target_rank(scores, torch.tensor([1])).item() == 2  # best finite score, but item 3 is non-finite
+    exclude = torch.tensor([[True, False, False, True, False]])
+    assert target_rank(scores, torch.tensor([1]), exclude).item() == 1  # an excluded column never counts

@@ -74,3 +74,30 @@ def test_second_difference_and_realism_scores():
     assert discriminative_score(real, smooth, steps=100) > 0.3  # trivially told apart
     same = discriminative_score(real[:100], real[100:], steps=100)
     assert same < 0.15 and not math.isnan(same)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_non_finite_edit_has_non_finite_errors_and_meets_nothing(bad):
+    from lightning_modules.tsedit.base import TSEditModule
+
+    x, value, conf, weight = one_task()
+    edited = torch.zeros(1, 1, 8)
+    edited[0, 0, 7] = bad  # one point, outside the anchor
+    batch = {B.X: torch.zeros(1, 1, 8), B.ANCHOR_VALUE: value, B.ANCHOR_CONF: conf, B.SEG_WEIGHT: weight,
+             B.SEG_TARGET: torch.tensor([[0.0, 0.0]]), B.SEG_SCALE: torch.tensor([[1.0, 4.0]]),
+             B.SEG_ACTIVE: torch.tensor([[1.0, 1.0]]), B.EDIT_MASK: torch.zeros(1, 1, 8)}
+    m = edit_metrics(edited, batch, anchor_tol=0.15, segment_tol=0.1)
+    for name in ("anchor_error", "preservation_mse"):
+        assert not torch.isfinite(m[name][0]).any(), name
+    assert not torch.isfinite(m["segment_error"][0][1])  # the segment over the bad point
+    assert m["constraint_met"][0][-1].item() == 0.0
+    # the family's aggregation keeps the non-finite value, so a method's mean error is never a good number
+    mean = TSEditModule(channels=1, window=8, num_classes=1, hidden_dim=8, num_blocks=1, num_heads=1,
+                        diffusion_steps=4, sampling_steps=1, regressor_dim=8).val_metrics["anchor_error"]
+    mean.update(torch.tensor([0.0, 0.0]))
+    mean.update(m["anchor_error"][0], m["anchor_error"][1])
+    assert not math.isfinite(mean.compute().item())
+    real = torch.randn(20, 1, 8)
+    fake = real.clone()
+    fake[3, 0, 2] = bad
+    assert math.isnan(discriminative_score(real, fake, steps=5)) and math.isnan(spectral_distance(real, fake))
