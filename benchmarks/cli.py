@@ -154,9 +154,11 @@ def skip_finished(board, specs: list, store) -> list:
 def extend_capped(board, specs: list, store) -> int:
     """Point each spec at its newest finished run (the end of any earlier --extend chain) when that run stopped at a
     smaller epoch cap than the spec's with early stopping's patience not yet spent, and its checkpoint still exists:
-    the spec continues that run instead of starting at epoch 0. Returns how many specs will continue a run."""
+    the spec continues that run instead of starting at epoch 0. Returns how many specs will continue a run.
+    A run whose checkpoint lies outside this home's checkpoint folder or is not the file the run recorded (an
+    imported record can name any file) is refused before anything trains."""
     from benchmarks.render import epoch_cap, stopped_by_cap, superseded_runs
-    from benchmarks.runner import trainer_kwargs
+    from benchmarks.runner import checkpoint_problem, trainer_kwargs
 
     finished = store.records(board=board.name, status="ok")
     superseded = superseded_runs(finished)
@@ -173,6 +175,11 @@ def extend_capped(board, specs: list, store) -> int:
         patience_left = patience is None or run["epochs"] - 1 - run["best_epoch"] < patience
         if stopped_by_cap(run) and run_cap < cap and patience_left and run.get("checkpoint") \
                 and Path(run["checkpoint"]).is_file():
+            problem = checkpoint_problem(run["checkpoint"], run.get("checkpoint_sha256"))
+            if problem:
+                raise ConfigError(f"--extend refuses run {run['run_id'][:8]} ({run['model']} seed {run['seed']}): "
+                                  f"{problem}. Continue only runs trained with this store's home, or drop --extend "
+                                  f"to train it from epoch 0.")
             spec.resume_from = {"run_id": run["run_id"], "checkpoint": run["checkpoint"], "epochs": run["epochs"],
                                 "max_epochs": run_cap, "train_seconds": run.get("train_seconds") or 0.0}
             extended += 1

@@ -108,6 +108,7 @@ def run(board_name: str, records_dir: Path, out: Path, episodes: int | None = No
     from datamodules.marl.base import TEST_SEED_BASE
     from datamodules.registry import DATASETS
     from lightning_modules.registry import MODELS
+    from lightning_modules.safe_load import file_sha256
 
     board = load_board(board_name)
     runs = load_runs(board, records_dir)
@@ -117,7 +118,11 @@ def run(board_name: str, records_dir: Path, out: Path, episodes: int | None = No
     policies, labels, models = [], [], []
     for record, _ in runs:
         cls = MODELS.get(record["model"]).cls
-        module = cls.load_from_checkpoint(record["checkpoint"], map_location="cpu", weights_only=False)
+        # records (and the checkpoints they name) may come from anyone: weights only, and the recorded file only
+        if record.get("checkpoint_sha256") and file_sha256(record["checkpoint"]) != record["checkpoint_sha256"]:
+            raise SystemExit(f"cross-play: refusing {record['checkpoint']}: its sha256 differs from the one in the "
+                             f"record of run {record['run_id'][:8]}")
+        module = cls.load_from_checkpoint(record["checkpoint"], map_location="cpu", weights_only=True)
         policies.append(module.eval())
         labels.append(f"{record['model']}/s{record['seed']}")
         models.append(record["model"])

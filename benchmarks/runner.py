@@ -268,9 +268,15 @@ def execute(spec: RunSpec, callbacks: list | None = None) -> dict:
 def adopt_checkpoint(source: str, dirpath: str) -> str:
     """Copy a capped run's best checkpoint into this run's checkpoint folder as its `best.ckpt`, repointing the
     saved ModelCheckpoint state at the copy, so that Lightning restores the best score and the early-stopping
-    counter along with the weights, optimizer and epoch (with a foreign dirpath it would forget the best score)."""
+    counter along with the weights, optimizer and epoch (with a foreign dirpath it would forget the best score).
+    Only a checkpoint under this home's checkpoint folder is adopted, and it is loaded as weights only."""
+    from lightning_modules.safe_load import safe_load
+
+    problem = checkpoint_problem(source)
+    if problem:
+        raise ConfigError(f"refusing to continue from {source}: {problem}")
     target = os.path.join(dirpath, "best.ckpt")
-    state = torch.load(source, map_location="cpu", weights_only=False)
+    state = safe_load(source, map_location="cpu")
     for key, callback_state in state.get("callbacks", {}).items():
         if key.startswith("ModelCheckpoint"):
             score = callback_state.get("best_model_score")
@@ -281,6 +287,27 @@ def adopt_checkpoint(source: str, dirpath: str) -> str:
     torch.save(state, tmp)
     os.replace(tmp, target)
     return target
+
+
+def checkpoints_root() -> Path:
+    """The store's own artefact folder: the only place --extend continues a checkpoint from."""
+    return paperboard_home() / "checkpoints"
+
+
+def checkpoint_problem(path: str, sha256: str | None = None) -> str | None:
+    """Why the checkpoint a record names must not be loaded (None: it may): outside this home's checkpoint folder,
+    missing, or not the file whose sha256 was recorded when the run wrote it (a record can be imported from
+    anywhere, so its path and file are not trusted by themselves)."""
+    from lightning_modules.safe_load import file_sha256
+
+    root, resolved = checkpoints_root().resolve(), Path(path).expanduser().resolve()
+    if not resolved.is_relative_to(root):
+        return f"its checkpoint {path} lies outside this store's checkpoint folder {root}"
+    if not resolved.is_file():
+        return f"its checkpoint {path} does not exist"
+    if sha256 and file_sha256(resolved) != sha256:
+        return f"its checkpoint {path} is not the file the run wrote (its sha256 differs from the recorded one)"
+    return None
 
 
 def _finish_wandb() -> None:
@@ -298,7 +325,9 @@ def _strip(metrics: dict, prefix: str) -> dict:
 def _best_epoch(path: str | None) -> int | None:
     if not path:
         return None
-    return int(torch.load(path, map_location="cpu", weights_only=False)["epoch"])
+    from lightning_modules.safe_load import safe_load
+
+    return int(safe_load(path, map_location="cpu")["epoch"])
 
 
 # ----- orchestration: one fresh subprocess per run ------------------------------------------------------------
@@ -339,6 +368,10 @@ def run_board(board: Board, specs: list[RunSpec], store, quiet: bool = False, lo
             f"{' (tuned)' if spec.tuning else ''} ...")
         record = run_in_subprocess(spec, quiet=quiet)
         record["board"] = board.name  # spec.board may be a file path
+        if record.get("checkpoint") and Path(record["checkpoint"]).is_file():  # --extend checks it before loading
+            from lightning_modules.safe_load import file_sha256
+
+            record["checkpoint_sha256"] = file_sha256(record["checkpoint"])
         store.add(record)
         records.append(record)
         if record["status"] == "ok":

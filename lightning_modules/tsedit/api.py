@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -27,8 +28,9 @@ from lightning_modules.tsedit import batch as B
 def load_editor(path: str | Path, method: str = "cocktail_edit", **method_args):
     """A registered tsedit method on the weights of a backbone file (.pt) or a board run's checkpoint (.ckpt)."""
     import lightning_modules  # noqa: F401  (fills the registry)
+    from lightning_modules.safe_load import safe_load
 
-    saved = torch.load(Path(path).expanduser(), map_location="cpu", weights_only=False)
+    saved = safe_load(path, map_location="cpu")  # a received file: weights only, never code
     hparams = dict(saved.get("hparams") or saved.get("hyper_parameters") or {})
     if not hparams:
         raise ValueError(f"{path}: no hyper-parameters stored; expected a tsedit backbone (.pt) or checkpoint (.ckpt)")
@@ -180,7 +182,11 @@ def main(argv=None) -> int:
     parser.add_argument("--out-csv", default="edited.csv")
     parser.add_argument("--out-png", default="edited.png")
     args = parser.parse_args(argv)
-    model = load_editor(args.backbone, args.method)
+    try:
+        model = load_editor(args.backbone, args.method)
+    except ValueError as err:  # a refused or unreadable file, a wrong method: one message, no traceback
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     out = edit_csv(model, args.csv, json.loads(args.anchors), json.loads(args.segments), args.out_png, args.start,
                    args.seed)
     out.to_csv(args.out_csv, index=False)
