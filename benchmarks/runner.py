@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import math
 import os
 import platform
 import resource
@@ -131,24 +132,81 @@ def trainer_kwargs(board: Board, spec: RunSpec) -> dict:
     return {"max_epochs": DEFAULT_MAX_EPOCHS, "devices": 1, **board.trainer, **spec.trainer_args}
 
 
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process and its finished children (data loader workers): unlike wall
+    seconds, they stay comparable when other jobs share the machine."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def load_average() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages (None where the platform has none)."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
 class EpochTimer(pl.Callback):
-    """Seconds of pure training per epoch (the validation run inside each epoch is subtracted)."""
+    """Wall and CPU seconds of pure training per epoch (the validation run inside each epoch is subtracted)."""
 
     def __init__(self):
         self.train_seconds: list[float] = []
-        self._val = 0.0
+        self.train_cpu_seconds: list[float] = []
+        self._val = self._val_cpu = 0.0
 
     def on_train_epoch_start(self, trainer, module):
         self._start, self._val = time.perf_counter(), 0.0
+        self._cpu_start, self._val_cpu = cpu_seconds(), 0.0
 
     def on_validation_start(self, trainer, module):
-        self._val_start = time.perf_counter()
+        self._val_start, self._val_cpu_start = time.perf_counter(), cpu_seconds()
 
     def on_validation_end(self, trainer, module):
         self._val += time.perf_counter() - self._val_start
+        self._val_cpu += cpu_seconds() - self._val_cpu_start
 
     def on_train_epoch_end(self, trainer, module):
         self.train_seconds.append(time.perf_counter() - self._start - self._val)
+        self.train_cpu_seconds.append(cpu_seconds() - self._cpu_start - self._val_cpu)
+
+
+class Diverged(RuntimeError):
+    """A run whose training loss or validation monitor became NaN or inf: recorded as failed, reason 'diverged'."""
+
+    def __init__(self, what: str, value: float, epoch: int | None):
+        self.what, self.epoch = what, epoch
+        self.value = "nan" if math.isnan(value) else "inf"
+        super().__init__(f"diverged: {what} is {self.value} at epoch {epoch}")
+
+
+class DivergenceGuard(pl.Callback):
+    """Fails a run whose logged training loss or validation monitor becomes NaN or inf.
+
+    Lightning's EarlyStopping merely stops on a non-finite monitor (check_finite), which would leave a diverged run
+    recorded ok with the metrics of its last finite checkpoint. The guard reads the values already logged
+    (`trainer.callback_metrics`) after each validation and at each training epoch's end, so it adds no host sync per
+    step. Epochs are counted from 0, as in `best_epoch`."""
+
+    def __init__(self, monitor: str):
+        self.monitor = monitor
+
+    def check(self, trainer, with_monitor: bool) -> None:
+        metrics = trainer.callback_metrics
+        names = [k for k in metrics if k.startswith("train/") and "loss" in k]
+        if with_monitor and self.monitor in metrics:
+            names.append(self.monitor)  # after the losses: a diverged loss is the cause, a NaN monitor its effect
+        for name in names:
+            value = float(metrics[name])
+            if not math.isfinite(value):
+                raise Diverged(name, value, trainer.current_epoch)
+
+    def on_validation_end(self, trainer, module):
+        if trainer.state.fn == "fit" and not trainer.sanity_checking:
+            self.check(trainer, with_monitor=True)
+
+    def on_train_epoch_end(self, trainer, module):
+        self.check(trainer, with_monitor=False)
 
 
 def wandb_mode() -> str:
@@ -181,7 +239,7 @@ def paperboard_home() -> Path:
 
 def execute(spec: RunSpec, callbacks: list | None = None) -> dict:
     """Train and evaluate one run here; return its record (status 'ok' or 'failed', never raises for a run error)."""
-    started = time.perf_counter()
+    started, cpu_started, load_start = time.perf_counter(), cpu_seconds(), load_average()
     board = load_board(spec.board)
     record: dict = {
         "run_id": spec.run_id, "board": board.name, "model": spec.model, "seed": spec.seed,
@@ -207,7 +265,8 @@ def execute(spec: RunSpec, callbacks: list | None = None) -> dict:
         checkpoint = ModelCheckpoint(dirpath=checkpoint_dir, filename="best", monitor=monitor, mode=board.mode,
                                      save_top_k=1, enable_version_counter=False)
         timer = EpochTimer()
-        run_callbacks = [checkpoint, timer, *(callbacks or [])]
+        # the guard precedes the caller's callbacks, so a sweep's pruner never records a diverged trial as pruned
+        run_callbacks = [checkpoint, timer, DivergenceGuard(monitor), *(callbacks or [])]
         if board.early_stopping_patience:
             run_callbacks.append(EarlyStopping(monitor=monitor, mode=board.mode, patience=board.early_stopping_patience))
         if spec.sweep and spec.sweep.get("pruner"):  # report val/<primary> each epoch to the study's pruner
@@ -219,9 +278,10 @@ def execute(spec: RunSpec, callbacks: list | None = None) -> dict:
                              default_root_dir=str(checkpoint_dir), num_sanity_val_steps=0,
                              enable_model_summary=False, **trainer_args)
         resume_path = adopt_checkpoint(spec.resume_from["checkpoint"], checkpoint.dirpath) if spec.resume_from else None
-        fit_start = time.perf_counter()
+        fit_start, fit_cpu_start = time.perf_counter(), cpu_seconds()
         trainer.fit(model, datamodule=datamodule, ckpt_path=resume_path)
         train_seconds = time.perf_counter() - fit_start + (spec.resume_from or {}).get("train_seconds", 0.0)
+        train_cpu = cpu_seconds() - fit_cpu_start + ((spec.resume_from or {}).get("train_cpu_seconds") or 0.0)
         best = checkpoint.best_model_path or None
         val = trainer.validate(model, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
         eval_start = time.perf_counter()
@@ -229,6 +289,11 @@ def execute(spec: RunSpec, callbacks: list | None = None) -> dict:
         test = {} if spec.sweep else trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
         eval_seconds = time.perf_counter() - eval_start
         best_epoch = _best_epoch(best)
+        for stage, values in (("val", val), ("test", test)):  # the selected checkpoint itself may score NaN
+            value = values.get(f"{stage}/{board.primary_metric}")
+            if value is not None and not math.isfinite(float(value)):
+                epoch = best_epoch if best_epoch is not None else max(trainer.current_epoch - 1, 0)
+                raise Diverged(f"{stage}/{board.primary_metric} of the best checkpoint", float(value), epoch)
         record.update(
             status="ok",
             data=datamodule.describe(), data_hash=datamodule.data_hash,
@@ -237,6 +302,8 @@ def execute(spec: RunSpec, callbacks: list | None = None) -> dict:
             params=sum(p.numel() for p in model.parameters() if p.requires_grad),
             train_seconds=round(train_seconds, 3),
             train_epoch_seconds=round(sum(timer.train_seconds) / max(1, len(timer.train_seconds)), 4),
+            train_cpu_seconds=round(train_cpu, 3),
+            train_epoch_cpu_seconds=round(sum(timer.train_cpu_seconds) / max(1, len(timer.train_cpu_seconds)), 4),
             eval_seconds=round(eval_seconds, 3),
             world_size=trainer.world_size, strategy=type(trainer.strategy).__name__,
             precision=str(trainer.precision), accelerator=type(trainer.accelerator).__name__,
@@ -252,14 +319,19 @@ def execute(spec: RunSpec, callbacks: list | None = None) -> dict:
             logger.experiment.summary.update({f"test/{k}": v for k, v in record["metrics"]["test"].items()})
         record["is_global_zero"] = trainer.is_global_zero
     except Exception as err:  # a failed run is a record, never the end of the board
-        if type(err).__name__ == "TrialPruned":  # a sweep trial stopped by its pruner (sweeps/pruning.py)
+        if isinstance(err, Diverged):
+            record.update(status="failed", failure_reason="diverged", diverged_epoch=err.epoch, error=str(err))
+        elif type(err).__name__ == "TrialPruned":  # a sweep trial stopped by its pruner (sweeps/pruning.py)
             record.update(status="pruned", error=str(err))
         else:
-            record.update(status="failed", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc())
+            record.update(status="failed", failure_reason="error", error=f"{type(err).__name__}: {err}",
+                          traceback=traceback.format_exc())
         record["is_global_zero"] = int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", 0))) == 0
     finally:
         _finish_wandb()
     record.update(wall_seconds=round(time.perf_counter() - started, 3),
+                  cpu_seconds=round(cpu_seconds() - cpu_started, 3),
+                  load_avg={"start": load_start, "end": load_average()},
                   peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
                   versions=_versions(), hardware=_hardware(), git_sha=git_sha())
     return record
@@ -331,6 +403,11 @@ def _best_epoch(path: str | None) -> int | None:
 
 
 # ----- orchestration: one fresh subprocess per run ------------------------------------------------------------
+def _children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_in_subprocess(spec: RunSpec, quiet: bool = False) -> dict:
     """Run `spec` in `python -m benchmarks.worker`; a worker that dies yields a failed record.
 
@@ -341,6 +418,8 @@ def run_in_subprocess(spec: RunSpec, quiet: bool = False) -> dict:
         spec_path, result_path = Path(tmp) / "spec.json", Path(tmp) / "record.json"
         spec_path.write_text(json.dumps(asdict(spec)))
         cmd = [sys.executable, "-m", "benchmarks.worker", str(spec_path), str(result_path)]
+        # what a worker that dies without a record still leaves: its CPU (as a finished child) and the load
+        started, children_cpu, load_start = time.perf_counter(), _children_cpu_seconds(), load_average()
         if quiet:
             log_path.parent.mkdir(parents=True, exist_ok=True)
             with open(log_path, "wb") as log:
@@ -354,7 +433,10 @@ def run_in_subprocess(spec: RunSpec, quiet: bool = False) -> dict:
                       "status": "failed", "config_hash": "unresolved", "tuned": spec.tuning is not None,
                       "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                       "error": f"worker process exited with code {proc.returncode} before writing a record"
-                               f"{' (killed)' if proc.returncode < 0 else ''}"}
+                               f"{' (killed)' if proc.returncode < 0 else ''}",
+                      "failure_reason": "error", "wall_seconds": round(time.perf_counter() - started, 3),
+                      "cpu_seconds": round(_children_cpu_seconds() - children_cpu, 3),
+                      "load_avg": {"start": load_start, "end": load_average()}}
         if quiet:
             record["log"] = str(log_path)
         return record

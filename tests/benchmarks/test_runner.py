@@ -1,0 +1,110 @@
+"""The runner's record: a diverged run is a failed run, and every run carries CPU seconds and the load average."""
+from __future__ import annotations
+
+import math
+import sys
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from lightning.pytorch.callbacks import EarlyStopping
+
+from benchmarks.runner import Diverged, DivergenceGuard, RunSpec, execute, run_in_subprocess
+
+FAST = {"enable_progress_bar": False}
+
+
+def test_a_diverging_run_is_recorded_failed_with_reason_diverged():
+    record = execute(RunSpec(board="quickstart", model="sasrec", seed=0, model_args={"lr": 1e6},
+                             trainer_args={"max_epochs": 3, **FAST}))
+    assert record["status"] == "failed" and record["failure_reason"] == "diverged"
+    assert record["diverged_epoch"] == 0
+    assert record["error"] == "diverged: train/loss is nan at epoch 0"
+    assert "metrics" not in record  # no numbers of a diverged run reach a board
+
+
+class NaNMonitor(pl.LightningModule):
+    """Trains normally (finite loss) while its validation metric turns NaN from epoch `bad_epoch` on."""
+
+    def __init__(self, bad_epoch: int):
+        super().__init__()
+        self.layer = torch.nn.Linear(2, 1)
+        self.bad_epoch = bad_epoch
+
+    def training_step(self, batch, batch_idx):
+        loss = self.layer(batch[0]).pow(2).mean()
+        self.log("train/loss", loss)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        value = float("nan") if self.current_epoch >= self.bad_epoch else float(self.current_epoch)
+        self.log("val/score", value)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+    def train_dataloader(self):
+        return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(8, 2)), batch_size=4)
+
+    val_dataloader = train_dataloader
+
+
+def test_a_nan_monitor_fails_the_run_even_where_early_stopping_would_just_stop():
+    # EarlyStopping(check_finite=True) alone ends fit quietly at the NaN epoch; the guard turns that into a failure
+    trainer = pl.Trainer(max_epochs=5, callbacks=[EarlyStopping("val/score", mode="max"), DivergenceGuard("val/score")],
+                         logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, num_sanity_val_steps=0)
+    with pytest.raises(Diverged, match=r"^diverged: val/score is nan at epoch 2$") as caught:
+        trainer.fit(NaNMonitor(bad_epoch=2))
+    assert caught.value.epoch == 2 and caught.value.value == "nan"
+
+
+def test_a_checkpoint_that_scores_nan_at_final_evaluation_fails_the_run():
+    class NaNAtFinalValidation(pl.Callback):
+        def on_validation_epoch_end(self, trainer, module):
+            if trainer.state.fn == "validate":
+                module.log("val/ndcg@10", float("inf"))
+
+    record = execute(RunSpec(board="quickstart", model="sasrec", seed=0, trainer_args={"max_epochs": 1, **FAST}),
+                     callbacks=[NaNAtFinalValidation()])
+    assert record["status"] == "failed" and record["failure_reason"] == "diverged"
+    assert record["error"] == "diverged: val/ndcg@10 of the best checkpoint is inf at epoch 0"
+
+
+def test_other_failures_keep_reason_error():
+    record = execute(RunSpec(board="quickstart", model="sasrec", seed=0, model_args={"no_such_arg": 1}))
+    assert record["status"] == "failed" and record["failure_reason"] == "error"
+    assert "diverged_epoch" not in record
+
+
+def _assert_timing(record):
+    assert record["cpu_seconds"] > 0 and record["wall_seconds"] > 0
+    for when in ("start", "end"):
+        load = record["load_avg"][when]
+        assert len(load) == 3 and all(x >= 0 for x in load)
+
+
+def test_a_run_records_cpu_seconds_and_the_load_average():
+    record = execute(RunSpec(board="quickstart", model="sasrec", seed=0, trainer_args={"max_epochs": 2, **FAST}))
+    assert record["status"] == "ok", record.get("error")
+    _assert_timing(record)
+    assert 0 < record["train_cpu_seconds"] <= record["cpu_seconds"]
+    assert 0 < record["train_epoch_cpu_seconds"] <= record["train_cpu_seconds"]
+    assert record["train_seconds"] > 0 and record["train_epoch_seconds"] > 0
+
+    # a continued run counts the CPU seconds of the part it continues
+    resumed = execute(RunSpec(board="quickstart", model="sasrec", seed=0, trainer_args={"max_epochs": 3, **FAST},
+                              resume_from={"run_id": record["run_id"], "checkpoint": record["checkpoint"],
+                                           "epochs": record["epochs"], "max_epochs": 2,
+                                           "train_seconds": record["train_seconds"],
+                                           "train_cpu_seconds": record["train_cpu_seconds"]}))
+    assert resumed["status"] == "ok", resumed.get("error")
+    assert resumed["train_cpu_seconds"] > record["train_cpu_seconds"]
+
+
+def test_a_worker_that_dies_leaves_a_failed_record_with_its_timing(monkeypatch):
+    monkeypatch.setattr(sys, "executable", "/bin/false")  # a "worker" that exits 1 without writing a record
+    record = run_in_subprocess(RunSpec(board="quickstart", model="sasrec", seed=0))
+    assert record["status"] == "failed" and record["failure_reason"] == "error"
+    assert record["cpu_seconds"] >= 0 and math.isfinite(record["cpu_seconds"]) and record["wall_seconds"] > 0
+    assert len(record["load_avg"]["start"]) == 3 and len(record["load_avg"]["end"]) == 3
