@@ -208,8 +208,12 @@ def log_board_to_wandb(board, records) -> None:
     table = aggregate(board, records)
     if table.empty:
         return
-    run = wandb.init(project=os.environ.get("WANDB_PROJECT", "paperboard"), group=board.name, job_type="leaderboard",
-                     name=f"board-{board.name}", mode=mode, dir=str(paperboard_home() / "wandb"), reinit="finish_previous")
+    from benchmarks.store import redacted_argv
+
+    with redacted_argv():  # W&B keeps the command line, which may hold --storage with a password
+        run = wandb.init(project=os.environ.get("WANDB_PROJECT", "paperboard"), group=board.name,
+                         job_type="leaderboard", name=f"board-{board.name}", mode=mode,
+                         dir=str(paperboard_home() / "wandb"), reinit="finish_previous")
     run.log({"leaderboard": wandb.Table(dataframe=table)})
     run.finish()
 
@@ -217,6 +221,7 @@ def log_board_to_wandb(board, records) -> None:
 def cmd_run(args, overrides) -> int:
     from benchmarks.render import render_markdown
     from benchmarks.runner import run_board
+    from benchmarks.store import redact
 
     board = load_board(args.board)
     specs = build_specs(board, args, overrides)
@@ -232,7 +237,7 @@ def cmd_run(args, overrides) -> int:
         print(f"paperboard: {board.name}: {n} run(s) continue a capped run from its checkpoint (--extend)", flush=True)
     prepare_data(board, args.data_dir, overrides["data"])
     print(f"paperboard: {board.name}: {len(specs)} run(s) ({len({s.model for s in specs})} models x "
-          f"{len({s.seed for s in specs})} seeds); results -> {store.url}", flush=True)
+          f"{len({s.seed for s in specs})} seeds); results -> {redact(store.url)}", flush=True)
     records = run_board(board, specs, store, quiet=args.quiet)
     all_records = store.records(board=board.name)
     print(render_markdown(board, all_records))
@@ -291,8 +296,11 @@ def cmd_export(args) -> int:
 
 
 def cmd_import(args) -> int:
-    count = _store(args.storage).import_dir(Path(args.path), board=args.board)
-    print(f"imported {count} record(s) into {_store(args.storage).url}")
+    from benchmarks.store import redact
+
+    store = _store(args.storage)
+    count = store.import_dir(Path(args.path), board=args.board)
+    print(f"imported {count} record(s) into {redact(store.url)}")
     return 0
 
 

@@ -6,8 +6,11 @@ any store, which is how the committed boards travel between machines.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
+import sys
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -65,11 +68,11 @@ class ResultStore:
             with self.engine.begin() as conn:
                 metadata.create_all(conn)
         except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as err:
-            raise StorageError(f"bad storage URL {self.url!r}: {err}. Use e.g. sqlite:///results.db or "
-                               f"postgresql://user:pass@host/db") from err
+            raise StorageError(redact(f"bad storage URL {self.url!r}: {err}. Use e.g. sqlite:///results.db or "
+                                      f"postgresql://user:pass@host/db")) from err
         except sa.exc.OperationalError as err:
-            raise StorageError(f"cannot reach the storage at {_redact(self.url)}: {err.orig}. Check that the "
-                               f"database server is running and the URL is right.") from err
+            raise StorageError(redact(f"cannot reach the storage at {self.url}: {err.orig}. Check that the "
+                                      f"database server is running and the URL is right.")) from err
 
     def add(self, record: dict) -> None:
         row = {
@@ -123,8 +126,25 @@ def record_path(out_dir: Path, record: dict) -> Path:
     return out_dir / record["board"] / record["model"] / name
 
 
-def _redact(url: str) -> str:
+_URL_PASSWORD = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@]*:)(?P<secret>[^\s]*)@(?=[^\s@]*(?:\s|$|['\"]))")
+_QUERY_PASSWORD = re.compile(r"(?P<head>[?&;](?:password|passwd|pwd)=)(?P<secret>[^&\s'\"]*)", re.IGNORECASE)
+
+
+def redact(text) -> str:
+    """`text` (a storage URL, a command line or a message quoting either) with every URL password shown as ***.
+
+    Apply it wherever a URL or a command line is printed, stored (study attributes, records), logged or sent to
+    W&B: `postgresql://u:secret@host/db` -> `postgresql://u:***@host/db`."""
+    text = _URL_PASSWORD.sub(lambda m: f"{m['head']}***@", str(text))
+    return _QUERY_PASSWORD.sub(lambda m: f"{m['head']}***", text)
+
+
+@contextlib.contextmanager
+def redacted_argv():
+    """sys.argv with passwords redacted for the duration: W&B records the command line of every run it makes."""
+    saved = sys.argv
+    sys.argv = [redact(a) for a in saved]
     try:
-        return sa.engine.make_url(url).render_as_string(hide_password=True)
-    except sa.exc.ArgumentError:
-        return url
+        yield
+    finally:
+        sys.argv = saved

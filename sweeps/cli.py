@@ -106,8 +106,10 @@ def cmd_sweep(args: argparse.Namespace, overrides: dict) -> int:
 
 
 def _command(args) -> str:
-    return " ".join(["paperboard", *sys.argv[1:]]) if sys.argv[1:2] == ["sweep"] else \
-        f"paperboard sweep {args.board} {'--all-models' if args.all_models else '--model ' + args.model}"
+    from benchmarks.store import redact
+
+    return redact(" ".join(["paperboard", *sys.argv[1:]]) if sys.argv[1:2] == ["sweep"] else
+                  f"paperboard sweep {args.board} {'--all-models' if args.all_models else '--model ' + args.model}")
 
 
 def _hint(args) -> str:
@@ -117,6 +119,6 @@ def _hint(args) -> str:
 
 
 def _redacted(url: str) -> str:
-    from benchmarks.store import _redact
+    from benchmarks.store import redact
 
-    return _redact(url)
+    return redact(url)

@@ -121,9 +121,9 @@ def report(study: optuna.Study, plan: SweepPlan, out_dir: Path | None = None, lo
 
 
 def _storage_name(plan: SweepPlan) -> str:
-    from benchmarks.store import _redact
+    from benchmarks.store import redact
 
-    return _redact(plan.storage)
+    return redact(plan.storage)
 
 
 def _log_wandb(plan: SweepPlan, table, imp: dict, plot: Path | None, info: dict) -> None:
@@ -135,12 +135,15 @@ def _log_wandb(plan: SweepPlan, table, imp: dict, plot: Path | None, info: dict)
     import wandb
 
     from benchmarks.runner import paperboard_home
+    from benchmarks.store import redacted_argv
 
-    run = wandb.init(project=os.environ.get("WANDB_PROJECT", "paperboard"), group=f"sweep/{plan.board_name}/{plan.model}",
-                     job_type="sweep-report", name=f"{plan.model}-sweep-report", mode=mode,
-                     dir=str(paperboard_home() / "wandb"), reinit="finish_previous",
-                     config={"study": plan.study_name, "target": plan.target, "max_epochs": plan.max_epochs,
-                             "pruner": plan.pruner, "sampler": plan.sampler})
+    with redacted_argv():  # W&B keeps the command line, which may hold --storage with a password
+        run = wandb.init(project=os.environ.get("WANDB_PROJECT", "paperboard"),
+                         group=f"sweep/{plan.board_name}/{plan.model}", job_type="sweep-report",
+                         name=f"{plan.model}-sweep-report", mode=mode, dir=str(paperboard_home() / "wandb"),
+                         reinit="finish_previous",
+                         config={"study": plan.study_name, "target": plan.target, "max_epochs": plan.max_epochs,
+                                 "pruner": plan.pruner, "sampler": plan.sampler})
     payload = {"best_trials": wandb.Table(dataframe=table)} if not table.empty else {}
     if imp and "(not computable)" not in imp:
         payload["importances"] = wandb.Table(columns=["param", "importance"], data=[[k, v] for k, v in imp.items()])

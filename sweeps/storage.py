@@ -16,7 +16,7 @@ from pathlib import Path
 
 import optuna
 
-from benchmarks.store import StorageError, _redact, default_storage_url, with_driver
+from benchmarks.store import StorageError, default_storage_url, redact, with_driver
 
 JOURNAL_PREFIX = "journal://"
 LOCK_GRACE_SECONDS = 30  # a journal lock older than this (its holder was killed) is broken
@@ -49,7 +49,7 @@ def check_workers(url: str, workers: int, command_hint: str = "") -> None:
         home = Path(os.environ.get("PAPERBOARD_HOME", "~/.cache/paperboard")).expanduser()
         hint = f"e.g. `{command_hint} --storage journal://{home / 'sweeps.journal'}`" if command_hint else ""
         raise StorageError(
-            f"refusing SQLite storage {_redact(url)} for {workers} parallel workers: processes sharing one SQLite "
+            f"refusing SQLite storage {redact(url)} for {workers} parallel workers: processes sharing one SQLite "
             f"file fail with 'database is locked'. Use a journal file (--storage journal:///path/sweeps.journal) "
             f"or PostgreSQL (--storage postgresql://user:pass@host/db) for --workers > 1, or run one worker. {hint}")
 
@@ -81,14 +81,14 @@ def open_storage(url: str | None, heartbeat_interval: int | None = None, grace_p
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return optuna.storages.RDBStorage(with_driver(url), engine_kwargs=engine_kwargs, **kwargs)
     except ImportError as err:
-        raise StorageError(f"no database driver for {_redact(url)}: {err}. For PostgreSQL install "
-                           f"`pip install 'paperboard[postgres]'` (psycopg2-binary).") from err
+        raise StorageError(redact(f"no database driver for {url}: {err}. For PostgreSQL install "
+                                  f"`pip install 'paperboard[postgres]'` (psycopg2-binary).")) from err
     except Exception as err:  # sqlalchemy ArgumentError / OperationalError / NoSuchModuleError ...
         import sqlalchemy as sa
 
         if isinstance(err, (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ValueError)):
-            raise StorageError(f"bad study storage URL {_redact(url)!r}: {err}. Use sqlite:///sweeps.db, "
-                               f"postgresql://user:pass@host/db or journal:///abs/path/sweeps.journal") from err
+            raise StorageError(redact(f"bad study storage URL {url!r}: {err}. Use sqlite:///sweeps.db, "
+                                      f"postgresql://user:pass@host/db or journal:///abs/path/sweeps.journal")) from err
         detail = str(getattr(err, "orig", None) or err).strip().splitlines()[0]
-        raise StorageError(f"cannot reach the study storage at {_redact(url)}: {detail}. Check that the database "
-                           f"server is running and the URL (host, port, user, database) is right.") from err
+        raise StorageError(redact(f"cannot reach the study storage at {url}: {detail}. Check that the database "
+                                  f"server is running and the URL (host, port, user, database) is right.")) from err

@@ -39,7 +39,7 @@ import optuna
 from optuna.trial import TrialState
 
 from benchmarks.boards import Board, ConfigError
-from benchmarks.store import _redact
+from benchmarks.store import redact
 from sweeps import storage as storages
 from sweeps.pruning import make_pruner, multi_process, pruner_config
 
@@ -101,7 +101,7 @@ class SweepPlan:
         parts = ["paperboard sweep", self.board, "--model", self.model, "--trials", str(self.target)]
         if self.storage_given:
             parts += ["--storage", self.storage]
-        return " ".join(parts)
+        return redact(" ".join(parts))  # printed in hints and stored in the study: never a password
 
 
 def probe_space(model_cls) -> dict:
@@ -435,7 +435,7 @@ def run_worker(plan: SweepPlan, worker: int = 0, log=print, poll_seconds: float 
     storage = open_plan_storage(plan)
     study = load_study(plan, storage)
     if study is None:
-        raise ConfigError(f"study {plan.study_name} does not exist in {_redact(plan.storage)}")
+        raise ConfigError(f"study {plan.study_name} does not exist in {redact(plan.storage)}")
     tag = f"[{plan.model}{f' w{worker}' if plan.workers > 1 else ''}]"
     failures, waiting_said = 0, False
     while True:
@@ -525,7 +525,7 @@ def tuned_params(board: Board, model: str, storage_url: str | None) -> tuple[dic
                                f"pruner {c.user_attrs['paperboard'].get('pruner')})" for c in candidates)
             state = f"there are {len(candidates)} other sweeps of it: {listed}. " if candidates else ""
             raise ConfigError(f"--tuned: no finished sweep of {model} on {board.name} under the board's sweep "
-                              f"protocol (study {plan.study_name} in {_redact(plan.storage)}); {state}Run: "
+                              f"protocol (study {plan.study_name} in {redact(plan.storage)}); {state}Run: "
                               f"{plan.command()}")
         study = optuna.load_study(study_name=candidates[0].study_name, storage=storage)
     best = study.best_trial
