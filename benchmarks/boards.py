@@ -49,6 +49,7 @@ class Board:
     tolerance: dict[str, float] = field(default_factory=dict)
     papers: list[str] = field(default_factory=list)
     description: str = ""
+    trivial_model: str = ""  # the floor every row must beat to count as having learned (pop, random); claims use it
 
     @property
     def mode(self) -> str:
@@ -65,6 +66,7 @@ class Paper:
     boards: list[str]
     authors: str = ""
     notes: str = ""
+    claims: list = field(default_factory=list)  # benchmarks.claims.Claim, checked against run records
 
 
 def strict_fields(cls, data: dict, where: str) -> dict:
@@ -96,6 +98,8 @@ def board_from_dict(data: dict, where: str) -> Board:
     data["models"] = {name: dict(args or {}) for name, args in data["models"].items()}
     if data.get("direction", "maximize") not in ("maximize", "minimize"):
         raise ConfigError(f"{where}: direction must be 'maximize' or 'minimize'")
+    if data.get("trivial_model") and data["trivial_model"] not in data["models"]:
+        raise ConfigError(f"{where}: trivial_model {data['trivial_model']!r} is not among the board's models")
     if data["primary_metric"] not in data["metrics"]:
         raise ConfigError(f"{where}: primary_metric {data['primary_metric']!r} is not among metrics {data['metrics']}")
     return Board(**data)
@@ -130,4 +134,11 @@ def load_paper(name: str) -> Paper:
         close = difflib.get_close_matches(name, paper_names(), n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
         raise ConfigError(f"unknown paper {name!r}.{hint} Known papers: {', '.join(paper_names())}.")
-    return Paper(**strict_fields(Paper, _read_yaml(path), str(path)))
+    from benchmarks.claims import claim_from_dict
+
+    data = dict(strict_fields(Paper, _read_yaml(path), str(path)))
+    data["claims"] = [claim_from_dict(c, str(path)) for c in data.get("claims") or []]
+    ids = [c.id for c in data["claims"]]
+    if len(set(ids)) != len(ids):
+        raise ConfigError(f"{path}: claim ids must be unique; repeated: {sorted({i for i in ids if ids.count(i) > 1})}")
+    return Paper(**data)

@@ -2,7 +2,8 @@
 
 Options of the form `--trainer.KEY VALUE`, `--model.KEY VALUE` and `--data.KEY VALUE` pass straight through to
 lightning.pytorch.Trainer, the model's constructor and the datamodule's constructor (values parsed as YAML,
-so `2`, `0.3`, `true`, `bf16-mixed` and `[10,20]` mean what they look like).
+so `2`, `0.3`, `1e-3`, `true`, `bf16-mixed` and `[10,20]` mean what they look like, and checked against the
+constructor's annotations before anything trains).
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from benchmarks.boards import ConfigError, board_names, load_board, load_paper, paper_names
+from benchmarks.values import check_overrides, parse_value
 
 PASSTHROUGH = ("trainer", "model", "data")
 
@@ -36,7 +38,7 @@ def parse_passthrough(tokens: list[str]) -> dict[str, dict]:
         group, _, name = key.partition(".")
         if group not in PASSTHROUGH or not name:
             raise ConfigError(f"unknown option {token!r}; pass-through groups are {', '.join(PASSTHROUGH)}")
-        out[group][name] = yaml.safe_load(value)
+        out[group][name] = parse_value(value)
         i += 1
     return out
 
@@ -81,9 +83,11 @@ def build_specs(board, args, overrides) -> list:
 
     models = args.models.split(",") if args.models else list(board.models)
     seeds = parse_seeds(args.seeds) if args.seeds else list(board.seeds)
+    checked = check_overrides(board, models, overrides)  # wrong values fail here, before any process trains
+    overrides.update(data=checked["data"], trainer=checked["trainer"])
     specs = []
     for model in models:
-        model_args, tuning = dict(overrides["model"]), None
+        model_args, tuning = dict(checked["model"][model]), None
         if args.tuned:
             from sweeps.study import tuned_params
 
@@ -102,12 +106,14 @@ def build_specs(board, args, overrides) -> list:
 
 def parse_seeds(text: str) -> list[int]:
     """`--seeds 3` means seeds 0, 1, 2; `--seeds 1,2` means exactly seeds 1 and 2."""
+    hint = "give a count >= 1 (3 means seeds 0,1,2) or a list of seeds >= 0 (1,2)"
     try:
-        if "," in text:
-            return [int(s) for s in text.split(",") if s.strip()]
-        return list(range(int(text)))
+        seeds = [int(s) for s in text.split(",") if s.strip()] if "," in text else list(range(int(text)))
     except ValueError:
-        raise ConfigError(f"--seeds {text!r}: give a count (3 means seeds 0,1,2) or a list (1,2)") from None
+        raise ConfigError(f"--seeds {text!r}: {hint}") from None
+    if not seeds or min(seeds) < 0:  # `--seeds 0` or `-2` would run nothing and exit 0
+        raise ConfigError(f"--seeds {text!r}: {hint}")
+    return seeds
 
 
 def _identity(board, spec, records: list[dict]):
@@ -252,13 +258,9 @@ def cmd_run(args, overrides) -> int:
     return 1 if failed else 0
 
 
-def load_records_dir(path: Path, board: str) -> list[dict]:
-    records = [json.loads(p.read_text()) for p in sorted(Path(path).rglob("*.json"))]
-    return [r for r in records if r.get("board") == board]
-
-
 def cmd_board(args) -> int:
     from benchmarks.render import render
+    from benchmarks.store import load_records_dir
 
     board = load_board(args.board)
     records = load_records_dir(args.records, board.name) if args.records else _store(args.storage).records(board=board.name)
@@ -274,19 +276,54 @@ def cmd_board(args) -> int:
 
 
 def cmd_reproduce(args, overrides) -> int:
+    """Run a paper's boards (or, with --records, read the exported records without training), then print each of
+    its claims with the evidence and the verdict."""
+    from benchmarks.claims import format_verdict, paper_verdicts
     from benchmarks.render import aggregate, published_comparison
 
-    paper = load_paper(args.paper)
-    print(f"paperboard: reproducing {paper.title} ({paper.venue}, {paper.link}) on {', '.join(paper.boards)}")
+    names = paper_names() if args.all else [args.paper] if args.paper else []
+    if not names:
+        raise ConfigError("name a paper (`paperboard reproduce PAPER`, see `paperboard list papers`) or give --all")
     status = 0
-    for board_name in paper.boards:
-        run_args = argparse.Namespace(**{**vars(args), "board": board_name})
-        status |= cmd_run(run_args, overrides)
-        board = load_board(board_name)
-        comparison = published_comparison(board, aggregate(board, _store(args.storage).records(board=board_name)))
-        print(f"\n== {board_name}: ours vs published ({paper.name}) ==")
-        print(comparison.to_string(index=False) if not comparison.empty else "(this board lists no published numbers)")
+    for name in names:
+        paper = load_paper(name)
+        print(f"paperboard: {paper.name}: {paper.title} ({paper.venue}, {paper.link})")
+        if args.records:
+            from benchmarks.store import load_records_dir
+
+            records = load_records_dir(args.records)
+        else:
+            print(f"paperboard: running its boards: {', '.join(paper.boards)}", flush=True)
+            for board_name in paper.boards:
+                status |= cmd_run(argparse.Namespace(**{**vars(args), "board": board_name}), overrides)
+            records = _store(args.storage).records()
+        for board_name in paper.boards:
+            board = load_board(board_name)
+            comparison = published_comparison(board, aggregate(board, [r for r in records if r.get("board") == board_name]))
+            if not comparison.empty:
+                print(f"\n== {board_name}: ours vs published ==")
+                print(comparison.drop(columns=["source", "paper protocol"]).to_string(index=False))
+        verdicts = paper_verdicts(paper, records)
+        print(f"\n== {paper.name}: {len(verdicts)} claim(s) ==")
+        for verdict in verdicts:
+            print(format_verdict(verdict))
+        if not verdicts:
+            print("(this paper lists no claims)")
+        print()
     return status
+
+
+def cmd_claims(args) -> int:
+    """Write the claims page (every paper's claims and verdicts) from the records."""
+    from benchmarks.claims import render_claims_markdown
+    from benchmarks.store import load_records_dir
+    from datamodules.base import atomic_write_bytes
+
+    records = load_records_dir(args.records) if args.records else _store(args.storage).records()
+    text = render_claims_markdown([load_paper(n) for n in paper_names()], records)
+    atomic_write_bytes(Path(args.out), text.encode())
+    print(f"wrote {args.out}")
+    return 0
 
 
 def cmd_export(args) -> int:
@@ -331,9 +368,17 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("board")
     run_options(p)
 
-    p = sub.add_parser("reproduce", help="run a paper's boards and print ours beside the published numbers")
-    p.add_argument("paper")
+    p = sub.add_parser("reproduce", help="check a paper's claims: run its boards (or read --records), print verdicts")
+    p.add_argument("paper", nargs="?")
+    p.add_argument("--all", action="store_true", help="every paper")
+    p.add_argument("--records", help="a folder of exported run records: check the claims without training "
+                                     "(the committed ones: benchmarks/results/runs)")
     run_options(p)
+
+    p = sub.add_parser("claims", help="write the claims page: every paper's claims and verdicts")
+    p.add_argument("--records", help="a folder of exported run records instead of the store")
+    p.add_argument("--storage")
+    p.add_argument("--out", default="benchmarks/results/CLAIMS.md")
 
     p = sub.add_parser("board", help="render a board's leaderboard")
     p.add_argument("board")
@@ -377,6 +422,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_reproduce(args, overrides)
         if args.command == "board":
             return cmd_board(args)
+        if args.command == "claims":
+            return cmd_claims(args)
         if args.command == "export":
             return cmd_export(args)
         if args.command == "import":

@@ -21,6 +21,22 @@ def stopped_by_cap(record: dict) -> bool:
     return bool(cap) and (record.get("epochs") or 0) >= cap
 
 
+def still_improving(board: Board, record: dict) -> bool:
+    """Whether early stopping would have gone on: the run hit its epoch cap with patience left. Boards without
+    early stopping train a fixed budget, which their protocol states, so this never flags their runs."""
+    patience = board.early_stopping_patience
+    return bool(patience) and stopped_by_cap(record) and record.get("best_epoch") is not None \
+        and record["epochs"] - 1 - record["best_epoch"] < patience
+
+
+def under_load(record: dict) -> bool:
+    """Whether the run's 1-minute load average exceeded its core count at start or end: its wall times are
+    inflated by other work (CPU seconds are not)."""
+    cores = (record.get("hardware") or {}).get("cpu_count") or 1
+    loads = (record.get("load_avg") or {})
+    return any(load and load[0] > cores for load in (loads.get("start"), loads.get("end")))
+
+
 def superseded_runs(records: list[dict]) -> set[str]:
     """Run ids that a continuation (`paperboard run --extend`) replaced: every run that another run continued, and
     of several continuations of one run all but the one that trained longest."""
@@ -67,6 +83,8 @@ def aggregate(board: Board, records: list[dict]) -> pd.DataFrame:
         row["params"] = runs[0].get("params")
         row["train_s"] = pd.Series([r.get("train_seconds") for r in runs], dtype=float).mean()
         row["s_per_epoch"] = pd.Series([r.get("train_epoch_seconds") for r in runs], dtype=float).mean()
+        row["cpu_s_per_epoch"] = pd.Series([r.get("train_epoch_cpu_seconds") for r in runs], dtype=float).mean()
+        row["under_load"] = any(under_load(r) for r in runs)
         row["eval_s"] = pd.Series([r.get("eval_seconds") for r in runs], dtype=float).mean()
         row["peak_mb"] = pd.Series([r.get("peak_gpu_mb", r.get("peak_rss_mb")) for r in runs], dtype=float).max()
         row["epochs"] = pd.Series([r.get("best_epoch") for r in runs], dtype=float).mean()
@@ -102,7 +120,7 @@ def _fmt(value, digits=4) -> str:
     return str(value)
 
 
-def _md_table(header: list[str], rows: list[list[str]]) -> str:
+def md_table(header: list[str], rows: list[list[str]]) -> str:
     out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     out += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
     return "\n".join(out)
@@ -135,19 +153,28 @@ def render_markdown(board: Board, records: list[dict]) -> str:
         lines += ["No finished runs yet. Run `paperboard run " + board.name + "`.", ""]
     else:
         header = ["model", "tuned", "seeds", *board.metrics, f"val {board.primary_metric}", "params", "train s",
-                  "s/epoch", "eval s", "peak MB", "best epoch", "config", "runs"]
+                  "s/epoch", "CPU s/epoch", "eval s", "peak MB", "best epoch", "config", "runs"]
+        asked = len(board.seeds)
         rows = []
         for _, r in table.iterrows():
             cells = [f"**{r.model}**" if _ == 0 else r.model, r.get("budget") if r.tuned else "default",
-                     str(r.seeds)]
+                     str(r.seeds) if r.seeds >= asked else f"{r.seeds} of {asked}"]
             for m in board.metrics:
                 std = r[f"{m}_std"]
                 cells.append(_fmt(r[m]) + ("" if math.isnan(std) else f" ± {std:.4f}"))
             cells += [_fmt(r["val_" + board.primary_metric]), f"{int(r.params):,}" if r.params == r.params else "-",
-                      _fmt(r.train_s, 1), _fmt(r.s_per_epoch, 3), _fmt(r.eval_s, 2), _fmt(r.peak_mb, 0),
+                      _fmt(r.train_s, 1) + (" (loaded)" if r.under_load else ""), _fmt(r.s_per_epoch, 3),
+                      _fmt(r.cpu_s_per_epoch, 3), _fmt(r.eval_s, 2), _fmt(r.peak_mb, 0),
                       _fmt(r.epochs, 1), f"`{r.config}`", r.run_ids]
             rows.append(cells)
-        lines += [_md_table(header, rows), ""]
+        lines += [md_table(header, rows), ""]
+        short = [f"{r.model} ({r.seeds} of {asked})" for _, r in table.iterrows() if r.seeds < asked]
+        if short:
+            lines += [f"Note: fewer seeds than the board's {asked}: {', '.join(short)}; claims checked on these rows "
+                      f"are inconclusive by rule.", ""]
+        if table.under_load.any():
+            lines += ["Note: `(loaded)` marks wall times of runs that started or ended with the load average above "
+                      "the core count; compare CPU seconds instead.", ""]
         board_cap = board.trainer.get("max_epochs")
         capped = [f"{r.model} ({int(r.hit_cap)} of {board_cap})" for _, r in table.iterrows()
                   if board_cap and pd.notna(r.hit_cap) and r.hit_cap < board_cap
@@ -159,7 +186,7 @@ def render_markdown(board: Board, records: list[dict]) -> str:
     comparison = published_comparison(board, table)
     if not comparison.empty:
         lines += ["## Published numbers beside ours", ""]
-        lines += [_md_table(
+        lines += [md_table(
             ["model", "metric", "paper", "ours", "delta", "tolerance", "within", "source", "paper's protocol"],
             [[c.model, c.metric, _fmt(c.paper), _fmt(c.ours), _fmt(c.delta), _fmt(c.tolerance), c.within, c.source,
               c["paper protocol"]] for _, c in comparison.iterrows()]), ""]
@@ -171,8 +198,22 @@ def render_markdown(board: Board, records: list[dict]) -> str:
         lines += [f"- {r['model']} seed {r['seed']} ({r['run_id'][:8]}): {str(r.get('error', '')).splitlines()[0][:200]}"
                   for r in failed]
         lines += [""]
+    lines += claims_section(board, records)
     lines += [f"_Rendered by `paperboard board {board.name}` from {len(ok)} finished run record(s)._", ""]
     return "\n".join(lines)
+
+
+def claims_section(board: Board, records: list[dict]) -> list[str]:
+    """The verdicts of every paper claim checked on this board (benchmarks/claims.py), computed from `records`."""
+    from benchmarks.claims import board_verdicts
+
+    verdicts = board_verdicts(board.name, records)
+    if not verdicts:
+        return []
+    return ["## Claims checked on this board", "",
+            md_table(["paper", "claim", "verdict", "why"],
+                     [[paper, f"`{v.claim.id}`: {v.claim.text}", f"**{v.verdict}**", v.why] for paper, v in verdicts]),
+            "", "Evidence and the rule: [CLAIMS.md](CLAIMS.md).", ""]
 
 
 def render(board: Board, records: list[dict], fmt: str = "md") -> str:

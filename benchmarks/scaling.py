@@ -211,7 +211,7 @@ def plot_board(board, records: list[dict], out_dir: Path | None = None, data_dir
 
 def main(argv: list[str] | None = None) -> int:
     from benchmarks.boards import load_board
-    from benchmarks.cli import load_records_dir
+    from benchmarks.store import load_records_dir
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks.scaling", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

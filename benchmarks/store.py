@@ -148,3 +148,20 @@ def redacted_argv():
         yield
     finally:
         sys.argv = saved
+
+
+def load_records_dir(path: Path, board: str | None = None) -> list[dict]:
+    """Every exported run record under `path` (optionally of one board), as the store would return them."""
+    path = Path(path)
+    if not path.is_dir():
+        raise StorageError(f"no records folder at {path}; give the folder that `paperboard export --out` wrote "
+                           f"(the committed records are in benchmarks/results/runs)")
+    records = []
+    for file in sorted(path.rglob("*.json")):
+        try:
+            record = json.loads(file.read_text())
+        except (OSError, ValueError) as err:
+            raise StorageError(f"{file}: not a readable JSON run record ({err})") from err
+        if isinstance(record, dict) and "run_id" in record and (board is None or record.get("board") == board):
+            records.append(record)
+    return sorted(records, key=lambda r: r.get("created_at", ""))

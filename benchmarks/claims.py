@@ -1,0 +1,420 @@
+"""Claims and verdicts: a paper's headline statements written as data, checked against run records.
+
+A claim is one of four kinds (plus `not_testable`, a claim we cannot check on this machine, with its reason):
+
+- `beats`: the paper's method (`method`) is better than each of `baselines` on `metric` by more than `margin`
+  (in the board's direction, or the claim's `direction`);
+- `matches`: our `method` row reproduces a published number (`value`, else the board's `published` entry for that
+  row and metric) within `tolerance` (else the board's tolerance for the metric);
+- `ordering`: `metric` improves along `rows` (a trend, such as quality growing with the number of blocks);
+- `property`: `metric` of `method` satisfies `op` (`<=` or `>=`) against `value` (realised FDR <= alpha, say).
+
+The verdict comes from run records only, by one rule (documented on the claims page, `RULE`):
+per row, the finished records of the board (the newest per seed, as on the board). A 95% Welch t-interval of
+the difference of means over seeds (a one-sample t-interval for `matches` and `property`) decides:
+the interval entirely on the claim's side of the margin or threshold is **reproduced**, entirely on the other
+side **not reproduced**, and straddling it **inconclusive**. A check is inconclusive by rule when a row has
+fewer than two seeds or fewer seeds than its board asks, when a row has not learned (it does not beat the
+board's `trivial_model`), or when a row was stopped by its epoch cap while still improving. A claim whose rows
+have no records says so (inconclusive: not run); a claim on a metric the board does not record is not testable
+here until the board measures it.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from benchmarks.boards import Board, ConfigError, load_board, strict_fields
+
+KINDS = ("beats", "matches", "ordering", "property", "not_testable")
+VERDICTS = ("reproduced", "not reproduced", "inconclusive", "not testable here")
+CONFIDENCE = 0.95
+RULE = (f"Verdicts are computed from run records only. Per row: the board's finished runs, newest per seed. "
+        f"`beats` and `ordering` use a {CONFIDENCE:.0%} Welch t-interval of the difference of means over seeds; "
+        f"`matches` and `property` a {CONFIDENCE:.0%} t-interval of our mean. Interval entirely on the claim's side "
+        f"of its margin, tolerance or threshold: reproduced; entirely on the other side: not reproduced; "
+        f"straddling it: inconclusive. Inconclusive by rule: a row with fewer than 2 seeds or fewer seeds than "
+        f"its board asks, a row that does not beat the board's trivial model, a row stopped by its epoch cap "
+        f"while still improving. `ordering` is reproduced when the last row beats the first and no step of the "
+        f"sequence is a significant reversal; one significant reversal makes it not reproduced.")
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: str
+    kind: str
+    text: str
+    source: str
+    board: str = ""
+    method: str = ""  # the paper's row (beats, matches, property)
+    baselines: list[str] = field(default_factory=list)  # beats: every one must be beaten
+    rows: list[str] = field(default_factory=list)  # ordering: expected from worst to best
+    metric: str = ""
+    direction: str = ""  # default: the board's
+    margin: float = 0.0  # beats / ordering: minimum difference in the metric's direction
+    value: float | None = None  # matches: the published number (default: the board's); property: the threshold
+    tolerance: float | None = None  # matches: default the board's tolerance for the metric
+    op: str = ""  # property: "<=" or ">="
+    reason: str = ""  # not_testable: why
+    caveat: str = ""  # what the board keeps and loses relative to the paper's setting
+
+
+@dataclass
+class RowStats:
+    row: str
+    values: list[float]
+    seeds: list[int]
+    still_improving: bool = False
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.values)) if self.values else math.nan
+
+    @property
+    def std(self) -> float:
+        return float(np.std(self.values, ddof=1)) if self.n > 1 else math.nan
+
+    def describe(self) -> str:
+        if not self.values:
+            return f"{self.row}: no finished runs"
+        std = "" if math.isnan(self.std) else f" ± {self.std:.4f}"
+        return f"{self.row} {self.mean:.4f}{std} (n={self.n})"
+
+
+@dataclass
+class Verdict:
+    claim: Claim
+    verdict: str
+    why: str  # one line: the rule that decided
+    evidence: list[str] = field(default_factory=list)  # rows' means, differences and intervals
+    published: list[str] = field(default_factory=list)
+
+
+def claim_from_dict(data: dict, where: str) -> Claim:
+    claim = Claim(**strict_fields(Claim, data, where))
+    where = f"{where} claim {claim.id!r}"
+    if claim.kind not in KINDS:
+        raise ConfigError(f"{where}: kind {claim.kind!r} is not one of {', '.join(KINDS)}")
+    if claim.kind == "not_testable":
+        if not claim.reason:
+            raise ConfigError(f"{where}: a not_testable claim needs a reason")
+        return claim
+    needs = {"beats": ("board", "method", "baselines", "metric"), "matches": ("board", "method", "metric"),
+             "ordering": ("board", "rows", "metric"), "property": ("board", "method", "metric", "op", "value")}
+    missing = [k for k in needs[claim.kind] if not getattr(claim, k) and getattr(claim, k) != 0]
+    if missing:
+        raise ConfigError(f"{where}: a {claim.kind} claim needs {', '.join(missing)}")
+    if claim.kind == "property" and claim.op not in ("<=", ">="):
+        raise ConfigError(f"{where}: op must be '<=' or '>='")
+    if claim.direction not in ("", "maximize", "minimize"):
+        raise ConfigError(f"{where}: direction must be maximize or minimize")
+    board = load_board(claim.board)
+    named = [claim.method, *claim.baselines, *claim.rows]
+    unknown = [r for r in named if r and r not in board.models]
+    if unknown:
+        raise ConfigError(f"{where}: row(s) {', '.join(unknown)} are not models of board {board.name} "
+                          f"(its models: {', '.join(board.models)})")
+    return claim
+
+
+# ----- statistics ----------------------------------------------------------------------------------------------
+def _t_quantile(df: float) -> float:
+    from scipy.stats import t
+
+    return float(t.ppf(0.5 + CONFIDENCE / 2, df))
+
+
+def mean_interval(values: list[float]) -> tuple[float, float]:
+    """t-interval of the mean; needs at least two values."""
+    x = np.asarray(values, dtype=float)
+    half = _t_quantile(len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))
+    return float(x.mean() - half), float(x.mean() + half)
+
+
+def welch_interval(a: list[float], b: list[float]) -> tuple[float, float]:
+    """Welch t-interval of mean(a) - mean(b); each side needs at least two values."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    diff, se = a.mean() - b.mean(), math.sqrt(va + vb)
+    if se == 0.0:
+        return float(diff), float(diff)
+    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    half = _t_quantile(df) * se
+    return float(diff - half), float(diff + half)
+
+
+def side(interval: tuple[float, float], threshold: float) -> str:
+    """'above' when the whole interval is above threshold, 'below' when below, else 'straddles'."""
+    lo, hi = interval
+    if lo > threshold:
+        return "above"
+    if hi < threshold:
+        return "below"
+    return "straddles"
+
+
+# ----- records -> rows -----------------------------------------------------------------------------------------
+def record_value(record: dict, metric: str) -> float:
+    """A test metric, else a cost field of the record (train_epoch_cpu_seconds, params, ...); NaN if absent."""
+    test = (record.get("metrics") or {}).get("test") or {}
+    value = test.get(metric, record.get(metric))
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def row_stats(board: Board, records: list[dict], row: str, metric: str) -> RowStats:
+    from benchmarks.render import latest_per_seed, still_improving
+
+    runs = latest_per_seed([r for r in records if r.get("board") == board.name and r.get("model") == row
+                            and r.get("status") == "ok" and not r.get("tuned")])
+    runs = sorted(runs, key=lambda r: r["seed"])
+    values = [record_value(r, metric) for r in runs]
+    keep = [i for i, v in enumerate(values) if not math.isnan(v)]
+    return RowStats(row=row, values=[values[i] for i in keep], seeds=[runs[i]["seed"] for i in keep],
+                    still_improving=any(still_improving(board, r) for r in runs))
+
+
+def _metric_recorded(board: Board, records: list[dict], metric: str) -> bool:
+    return any(not math.isnan(record_value(r, metric)) for r in records
+               if r.get("board") == board.name and r.get("status") == "ok")
+
+
+def _readiness(board: Board, rows: list[RowStats], trivial: RowStats | None, sign: float,
+               quality: bool = True) -> str | None:
+    """Why these rows cannot decide the claim yet (None when they can). The learning checks (cap, trivial model)
+    apply to quality metrics, not to cost fields such as seconds per epoch."""
+    asked = len(board.seeds)
+    for s in rows:
+        if s.n == 0:
+            return f"not run: {s.row} has no finished runs on {board.name}"
+    for s in rows:
+        if s.n < 2 or s.n < asked:
+            return f"too few seeds: {s.row} has {s.n} (the board asks {asked}; a verdict needs at least 2)"
+    if not quality:
+        return None
+    for s in rows:
+        if s.still_improving:
+            return f"{s.row} was stopped by its epoch cap while still improving (`paperboard run --extend`)"
+    if trivial is not None and trivial.n:
+        for s in rows:
+            if s.row != trivial.row and sign * (s.mean - trivial.mean) <= 0:
+                return (f"{s.row} has not learned: it does not beat the trivial model {trivial.row} "
+                        f"({s.mean:.4f} vs {trivial.mean:.4f})")
+    return None
+
+
+def _fmt_interval(iv: tuple[float, float]) -> str:
+    return f"[{iv[0]:+.4f}, {iv[1]:+.4f}]"
+
+
+# ----- evaluation ----------------------------------------------------------------------------------------------
+def evaluate(claim: Claim, records: list[dict]) -> Verdict:
+    if claim.kind == "not_testable":
+        return Verdict(claim, "not testable here", claim.reason)
+    board = load_board(claim.board)
+    if not _metric_recorded(board, records, claim.metric):
+        has_runs = any(r.get("board") == board.name and r.get("status") == "ok" for r in records)
+        if has_runs:
+            return Verdict(claim, "not testable here",
+                           f"board {board.name} does not record {claim.metric!r} yet, so it cannot measure this claim")
+        return Verdict(claim, "inconclusive", f"not run: board {board.name} has no finished runs")
+    direction = claim.direction or board.direction
+    sign = 1.0 if direction == "maximize" else -1.0
+    # a row that does not beat the trivial model has not learned; skipped when the claim is against that model
+    trivial = (row_stats(board, records, board.trivial_model, claim.metric)
+               if board.trivial_model and claim.kind in ("beats", "ordering")
+               and board.trivial_model not in claim.baselines else None)
+    return {"beats": _beats, "matches": _matches, "ordering": _ordering, "property": _property}[claim.kind](
+        claim, board, records, sign, trivial)
+
+
+def _beats(claim, board, records, sign, trivial) -> Verdict:
+    method = row_stats(board, records, claim.method, claim.metric)
+    baselines = [row_stats(board, records, b, claim.metric) for b in claim.baselines]
+    evidence, outcomes = [method.describe()], []
+    for base in baselines:
+        evidence.append(base.describe())
+    blocked = _readiness(board, [method, *baselines], trivial, sign, quality=claim.metric in board.metrics)
+    for base in baselines:
+        if method.n and base.n:
+            diff = sign * (method.mean - base.mean)
+            line = f"{claim.method} - {base.row}: {diff:+.4f}"
+            if method.n > 1 and base.n > 1:
+                lo, hi = welch_interval(method.values, base.values)
+                iv = (sign * lo, sign * hi) if sign > 0 else (sign * hi, sign * lo)
+                line += f", {CONFIDENCE:.0%} interval {_fmt_interval(iv)}"
+                outcomes.append((base.row, side(iv, claim.margin)))
+            evidence.append(line + (" (in the claim's direction)" if sign < 0 else ""))
+    if trivial is not None and trivial.n:
+        evidence.append(f"trivial model {trivial.describe()}")
+    if blocked:
+        return Verdict(claim, "inconclusive", blocked, evidence)
+    lost = [b for b, s in outcomes if s == "below"]
+    open_ = [b for b, s in outcomes if s == "straddles"]
+    margin = f" by more than {claim.margin:g}" if claim.margin else ""
+    if lost:
+        return Verdict(claim, "not reproduced",
+                       f"{claim.method} is significantly not better{margin} than {', '.join(lost)} on {claim.metric}",
+                       evidence)
+    if open_:
+        return Verdict(claim, "inconclusive",
+                       f"the interval straddles the margin {claim.margin:g} against {', '.join(open_)}", evidence)
+    return Verdict(claim, "reproduced", f"{claim.method} beats {', '.join(claim.baselines)}{margin} on "
+                                        f"{claim.metric} (every interval above the margin)", evidence)
+
+
+def _published_value(claim: Claim, board: Board) -> tuple[float | None, str]:
+    if claim.value is not None:
+        return claim.value, claim.source
+    for p in board.published:
+        if p.model == claim.method and p.metric == claim.metric:
+            return p.value, f"{p.source}" + (f"; paper's protocol: {p.protocol}" if p.protocol else "")
+    return None, ""
+
+
+def _matches(claim, board, records, sign, trivial) -> Verdict:
+    value, source = _published_value(claim, board)
+    tol = claim.tolerance if claim.tolerance is not None else board.tolerance.get(claim.metric)
+    if value is None or tol is None:
+        raise ConfigError(f"claim {claim.id!r}: no published value or tolerance for {claim.method} {claim.metric} "
+                          f"(give value/tolerance, or list it under the board's published/tolerance)")
+    ours = row_stats(board, records, claim.method, claim.metric)
+    published = [f"{claim.method} {claim.metric} = {value:.4f} ({source}); tolerance ±{tol:g}"]
+    evidence = [ours.describe()]
+    if ours.n:
+        evidence.append(f"ours - published: {ours.mean - value:+.4f}"
+                        + ("" if abs(ours.mean - value) <= tol else " (outside the tolerance)"))
+    blocked = _readiness(board, [ours], None, sign)
+    if blocked:
+        return Verdict(claim, "inconclusive", blocked, evidence, published)
+    lo, hi = mean_interval(ours.values)
+    lo, hi = lo - value, hi - value
+    evidence.append(f"{CONFIDENCE:.0%} interval of ours - published: {_fmt_interval((lo, hi))}")
+    if -tol <= lo and hi <= tol:
+        return Verdict(claim, "reproduced", f"the whole interval lies within ±{tol:g} of the published number",
+                       evidence, published)
+    if lo > tol or hi < -tol:
+        return Verdict(claim, "not reproduced", f"the whole interval lies outside ±{tol:g} of the published number",
+                       evidence, published)
+    return Verdict(claim, "inconclusive", f"the interval straddles the tolerance ±{tol:g}", evidence, published)
+
+
+def _ordering(claim, board, records, sign, trivial) -> Verdict:
+    stats = [row_stats(board, records, r, claim.metric) for r in claim.rows]
+    evidence = [" < ".join(s.describe() for s in stats)]
+    blocked = _readiness(board, stats, trivial, sign)
+    if blocked:
+        return Verdict(claim, "inconclusive", blocked, evidence)
+
+    def step(a: RowStats, b: RowStats) -> tuple[tuple[float, float], str]:
+        lo, hi = welch_interval(b.values, a.values)
+        iv = (lo, hi) if sign > 0 else (-hi, -lo)
+        return iv, side(iv, claim.margin)
+
+    reversals = []
+    for a, b in zip(stats, stats[1:]):
+        iv, s = step(a, b)
+        evidence.append(f"{b.row} - {a.row}: {_fmt_interval(iv)}")
+        if iv[1] < 0:
+            reversals.append(f"{a.row} -> {b.row}")
+    iv, overall = step(stats[0], stats[-1])
+    evidence.append(f"{stats[-1].row} - {stats[0].row}: {_fmt_interval(iv)}")
+    if reversals:
+        return Verdict(claim, "not reproduced", f"significant reversal(s): {', '.join(reversals)}", evidence)
+    if overall == "above":
+        return Verdict(claim, "reproduced", f"{stats[-1].row} beats {stats[0].row} and no step reverses", evidence)
+    if overall == "below":
+        return Verdict(claim, "not reproduced", f"{stats[-1].row} is not better than {stats[0].row}", evidence)
+    return Verdict(claim, "inconclusive", f"{stats[-1].row} vs {stats[0].row}: the interval straddles the margin",
+                   evidence)
+
+
+def _property(claim, board, records, sign, trivial) -> Verdict:
+    ours = row_stats(board, records, claim.method, claim.metric)
+    evidence = [ours.describe() + f"; required {claim.metric} {claim.op} {claim.value:g}"]
+    blocked = _readiness(board, [ours], None, sign)
+    if blocked:
+        return Verdict(claim, "inconclusive", blocked, evidence)
+    iv = mean_interval(ours.values)
+    evidence.append(f"{CONFIDENCE:.0%} interval of the mean: {_fmt_interval(iv)}")
+    s = side(iv, claim.value)
+    holds, fails = ("below", "above") if claim.op == "<=" else ("above", "below")
+    if s == holds:
+        return Verdict(claim, "reproduced", f"the whole interval satisfies {claim.op} {claim.value:g}", evidence)
+    if s == fails:
+        return Verdict(claim, "not reproduced", f"the whole interval violates {claim.op} {claim.value:g}", evidence)
+    return Verdict(claim, "inconclusive", f"the interval straddles {claim.value:g}", evidence)
+
+
+# ----- reports -------------------------------------------------------------------------------------------------
+def paper_verdicts(paper, records: list[dict]) -> list[Verdict]:
+    return [evaluate(c, records) for c in paper.claims]
+
+
+def board_verdicts(board_name: str, records: list[dict]) -> list[tuple[str, Verdict]]:
+    """(paper name, verdict) for every claim of every paper that is checked on this board."""
+    from benchmarks.boards import load_paper, paper_names
+
+    out = []
+    for name in paper_names():
+        for claim in load_paper(name).claims:
+            if claim.board == board_name:
+                out.append((name, evaluate(claim, records)))
+    return out
+
+
+def format_verdict(v: Verdict) -> str:
+    c = v.claim
+    where = f"board `{c.board}`" if c.board else "no board"
+    rows = ", ".join(x for x in [c.method, *c.baselines, *c.rows] if x)
+    lines = [f"[{v.verdict.upper()}] {c.id}: {c.text}",
+             f"    source: {c.source}; checked on {where}" + (f", rows {rows}, metric {c.metric}" if rows else "")]
+    lines += [f"    published: {p}" for p in v.published]
+    lines += [f"    evidence: {e}" for e in v.evidence]
+    lines += [f"    why: {v.why}"]
+    if c.caveat:
+        lines += [f"    caveat: {c.caveat}"]
+    return "\n".join(lines)
+
+
+def verdict_cell(v: Verdict) -> str:
+    return f"**{v.verdict}**"
+
+
+def render_claims_markdown(papers: list, records: list[dict]) -> str:
+    """The suite's headline page: every paper's claims with their verdicts, from the records."""
+    results = [(p, paper_verdicts(p, records)) for p in papers]
+    lines = ["# Claims and verdicts", "",
+             "Does each paper's claim hold on our boards? Every verdict below is computed from the committed run "
+             "records (`paperboard claims --records benchmarks/results/runs`), never typed in.", "",
+             f"Rule: {RULE}", "", "## Summary", ""]
+    header = ["paper", "claims", *VERDICTS]
+    rows = []
+    totals = dict.fromkeys(VERDICTS, 0)
+    for paper, verdicts in results:
+        counts = {k: sum(v.verdict == k for v in verdicts) for k in VERDICTS}
+        for k in VERDICTS:
+            totals[k] += counts[k]
+        rows.append([f"[{paper.name}](#{paper.name})", str(len(verdicts)), *(str(counts[k]) for k in VERDICTS)])
+    rows.append(["**all**", str(sum(len(v) for _, v in results)), *(f"**{totals[k]}**" for k in VERDICTS)])
+    from benchmarks.render import md_table
+
+    lines += [md_table(header, rows), ""]
+    for paper, verdicts in results:
+        lines += [f"## {paper.name}", "", f"{paper.title} ({paper.venue}, {paper.link})", ""]
+        if not verdicts:
+            lines += ["This paper lists no claims yet.", ""]
+            continue
+        lines += [md_table(["claim", "source", "board", "verdict", "evidence", "why"],
+                           [[f"`{v.claim.id}`: {v.claim.text}" + (f" _Caveat: {v.claim.caveat}_" if v.claim.caveat else ""),
+                             v.claim.source, f"`{v.claim.board}`" if v.claim.board else "-", verdict_cell(v),
+                             "; ".join(v.published + v.evidence) or "-", v.why] for v in verdicts]), ""]
+    return "\n".join(lines)

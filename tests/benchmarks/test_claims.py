@@ -1,0 +1,162 @@
+"""Claims and verdicts: the rule on synthetic records (win, loss, overlap, one seed, no records, unmeasured metric,
+not learned, still improving), each claim kind, every paper's claims from the committed records, and the claims page
+in sync with them."""
+from pathlib import Path
+
+import pytest
+
+from benchmarks.boards import load_paper, paper_names
+from benchmarks.claims import Claim, evaluate, mean_interval, welch_interval
+from benchmarks.cli import main
+
+RUNS = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "runs"
+BOARD = "quickstart"  # models sasrec, gru4rec, pop; trivial model pop; early stopping patience on
+
+
+def records(model: str, values: list[float], metric: str = "ndcg@10", board: str = BOARD, **extra) -> list[dict]:
+    return [{"run_id": f"{model}-{seed}", "board": board, "model": model, "seed": seed, "status": "ok",
+             "config_hash": model, "data_hash": "d", "created_at": f"2026-01-01T00:00:{seed:02d}",
+             "metrics": {"val": {metric: v}, "test": {metric: v}}, "epochs": 5, "best_epoch": 1,
+             "config": {"trainer": {"max_epochs": 50}}, **extra}
+            for seed, v in enumerate(values)]
+
+
+def beats(**changes) -> Claim:
+    fields = dict(id="c", kind="beats", text="sasrec beats gru4rec", source="test", board=BOARD, method="sasrec",
+                  baselines=["gru4rec"], metric="ndcg@10")
+    return Claim(**{**fields, **changes})
+
+
+POP = records("pop", [0.05, 0.05, 0.05])
+
+
+def test_intervals_against_hand_computed_values():
+    lo, hi = mean_interval([1.0, 2.0, 3.0])  # mean 2, s = 1, t(0.975, 2) = 4.3027
+    assert lo == pytest.approx(2 - 4.3027 / 3 ** 0.5, abs=1e-3) and hi == pytest.approx(2 + 4.3027 / 3 ** 0.5, abs=1e-3)
+    lo, hi = welch_interval([1.0, 2.0, 3.0], [1.0, 2.0, 3.0])
+    assert lo < 0 < hi and lo == pytest.approx(-hi)
+
+
+def test_clear_win_is_reproduced():
+    recs = records("sasrec", [0.30, 0.31, 0.29]) + records("gru4rec", [0.20, 0.21, 0.19]) + POP
+    assert evaluate(beats(), recs).verdict == "reproduced"
+
+
+def test_clear_loss_is_not_reproduced():
+    recs = records("sasrec", [0.20, 0.21, 0.19]) + records("gru4rec", [0.30, 0.31, 0.29]) + POP
+    verdict = evaluate(beats(), recs)
+    assert verdict.verdict == "not reproduced" and "gru4rec" in verdict.why
+
+
+def test_overlap_is_inconclusive():
+    recs = records("sasrec", [0.30, 0.20, 0.25]) + records("gru4rec", [0.26, 0.22, 0.24]) + POP
+    assert evaluate(beats(), recs).verdict == "inconclusive"
+
+
+def test_margin_is_required():
+    recs = records("sasrec", [0.30, 0.31, 0.29]) + records("gru4rec", [0.20, 0.21, 0.19]) + POP
+    assert evaluate(beats(margin=0.2), recs).verdict == "not reproduced"
+
+
+def test_one_seed_is_inconclusive_by_rule():
+    recs = records("sasrec", [0.90]) + records("gru4rec", [0.10]) + POP
+    verdict = evaluate(beats(), recs)
+    assert verdict.verdict == "inconclusive" and "too few seeds" in verdict.why
+
+
+def test_a_board_without_records_says_so():
+    verdict = evaluate(beats(), [])
+    assert verdict.verdict == "inconclusive" and "no finished runs" in verdict.why
+
+
+def test_a_row_without_records_says_so():
+    verdict = evaluate(beats(), records("sasrec", [0.3, 0.3, 0.3]) + POP)
+    assert verdict.verdict == "inconclusive" and "gru4rec has no finished runs" in verdict.why
+
+
+def test_an_unmeasured_metric_is_not_testable():
+    recs = records("sasrec", [0.3, 0.3]) + records("gru4rec", [0.2, 0.2])
+    verdict = evaluate(beats(metric="coherence"), recs)
+    assert verdict.verdict == "not testable here" and "does not record" in verdict.why
+
+
+def test_rows_that_have_not_learned_are_inconclusive():
+    recs = records("sasrec", [0.30, 0.31, 0.29]) + records("gru4rec", [0.02, 0.021, 0.019]) + POP
+    verdict = evaluate(beats(), recs)
+    assert verdict.verdict == "inconclusive" and "has not learned" in verdict.why
+
+
+def test_a_run_stopped_by_its_cap_while_improving_is_inconclusive():
+    capped = records("gru4rec", [0.20, 0.21, 0.19], epochs=50, best_epoch=48)
+    verdict = evaluate(beats(), records("sasrec", [0.30, 0.31, 0.29]) + capped + POP)
+    assert verdict.verdict == "inconclusive" and "still improving" in verdict.why
+
+
+def test_failed_and_nan_runs_are_not_evidence():
+    failed = [{**r, "run_id": r["run_id"] + "-failed", "status": "failed"} for r in records("gru4rec", [0.9] * 3)]
+    recs = records("sasrec", [0.30, 0.31, 0.29]) + records("gru4rec", [0.20, 0.21, float("nan")]) + failed + POP
+    verdict = evaluate(beats(), recs)
+    assert verdict.verdict == "reproduced" and any(e.startswith("gru4rec 0.2050") and "(n=2)" in e
+                                                   for e in verdict.evidence)
+
+
+def test_minimize_direction():
+    recs = records("sasrec", [1.0, 1.1, 0.9], metric="seconds") + records("gru4rec", [2.0, 2.1, 1.9], metric="seconds")
+    assert evaluate(beats(metric="seconds", direction="minimize"), recs).verdict == "reproduced"
+    assert evaluate(beats(metric="seconds", direction="maximize"), recs).verdict == "not reproduced"
+
+
+def test_matches_within_and_outside_the_tolerance():
+    claim = Claim(id="m", kind="matches", text="t", source="s", board=BOARD, method="sasrec", metric="ndcg@10",
+                  value=0.30, tolerance=0.01)
+    assert evaluate(claim, records("sasrec", [0.300, 0.301, 0.299, 0.300])).verdict == "reproduced"
+    assert evaluate(claim, records("sasrec", [0.250, 0.251, 0.249])).verdict == "not reproduced"
+    assert evaluate(claim, records("sasrec", [0.30, 0.32, 0.28])).verdict == "inconclusive"
+
+
+def test_ordering():
+    claim = Claim(id="o", kind="ordering", text="t", source="s", board=BOARD, rows=["gru4rec", "sasrec"],
+                  metric="ndcg@10")
+    up = records("gru4rec", [0.20, 0.21, 0.19]) + records("sasrec", [0.30, 0.31, 0.29]) + POP
+    down = records("gru4rec", [0.30, 0.31, 0.29]) + records("sasrec", [0.20, 0.21, 0.19]) + POP
+    assert evaluate(claim, up).verdict == "reproduced"
+    assert evaluate(claim, down).verdict == "not reproduced"
+
+
+def test_property():
+    claim = Claim(id="p", kind="property", text="fdr <= 0.1", source="s", board=BOARD, method="sasrec", metric="fdr",
+                  op="<=", value=0.1)
+    assert evaluate(claim, records("sasrec", [0.05, 0.06, 0.04], metric="fdr")).verdict == "reproduced"
+    assert evaluate(claim, records("sasrec", [0.30, 0.31, 0.29], metric="fdr")).verdict == "not reproduced"
+    assert evaluate(claim, records("sasrec", [0.02, 0.2, 0.1], metric="fdr")).verdict == "inconclusive"
+
+
+def test_not_testable_claims_carry_their_reason():
+    claim = Claim(id="n", kind="not_testable", text="t", source="s", reason="needs credentialed data")
+    verdict = evaluate(claim, [])
+    assert verdict.verdict == "not testable here" and verdict.why == "needs credentialed data"
+
+
+def test_claims_name_rows_of_their_board():
+    from benchmarks.boards import ConfigError
+    from benchmarks.claims import claim_from_dict
+
+    with pytest.raises(ConfigError, match="not models of board quickstart"):
+        claim_from_dict({"id": "x", "kind": "beats", "text": "t", "source": "s", "board": BOARD,
+                         "method": "sasrec", "baselines": ["sasrecc"], "metric": "ndcg@10"}, "test")
+
+
+@pytest.mark.parametrize("paper", paper_names())
+def test_every_paper_has_claims_and_reproduce_reads_committed_records(paper, capsys):
+    assert load_paper(paper).claims, f"{paper} lists no claims"
+    assert main(["reproduce", paper, "--records", str(RUNS)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("    why: ") == len(load_paper(paper).claims)
+
+
+def test_committed_claims_page_is_rendered_from_the_committed_records(tmp_path):
+    out = tmp_path / "CLAIMS.md"
+    assert main(["claims", "--records", str(RUNS), "--out", str(out)]) == 0
+    committed = RUNS.parent / "CLAIMS.md"
+    assert out.read_text() == committed.read_text(), \
+        "benchmarks/results/CLAIMS.md is stale: paperboard claims --records benchmarks/results/runs"
