@@ -13,8 +13,6 @@ import os
 import sys
 from pathlib import Path
 
-import yaml
-
 from benchmarks.boards import ConfigError, board_names, load_board, load_paper, paper_names
 from benchmarks.values import check_overrides, parse_value
 
@@ -414,6 +412,8 @@ def main(argv: list[str] | None = None) -> int:
         overrides = parse_passthrough(rest)
         if args.command not in ("run", "reproduce", "sweep") and any(overrides.values()):
             raise ConfigError(f"'{args.command}' takes no --trainer./--model./--data. options")
+        if getattr(args, "max_epochs", None) is not None and args.max_epochs < 1:  # 0 would be ignored silently
+            raise ConfigError(f"--max-epochs {args.max_epochs}: give an epoch cap >= 1")
         if args.command == "list":
             return cmd_list(args)
         if args.command == "run":

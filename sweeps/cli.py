@@ -39,6 +39,7 @@ def add_sweep_parser(subparsers) -> None:
 
 def cmd_sweep(args: argparse.Namespace, overrides: dict) -> int:
     from benchmarks.cli import prepare_data
+    from benchmarks.values import check_overrides
     from sweeps.storage import check_workers, open_storage, resolve_url
     from sweeps.study import (DEFAULT_HEARTBEAT, counts, create_study, enqueue_default, load_study, make_plan,
                               run_study)
@@ -53,13 +54,15 @@ def cmd_sweep(args: argparse.Namespace, overrides: dict) -> int:
         raise ConfigError(f"model {args.model!r} is not on board {board.name}; its models: {', '.join(board.models)}")
     if not report_only:
         check_workers(url, args.workers, command_hint=_hint(args))
+    checked = check_overrides(board, models, overrides)  # wrong values fail here, before any trial starts
     storage = open_storage(url)  # one clear error for an unreachable / bad storage, before any training
-    plans = [make_plan(board, m, trials=args.trials, storage=args.storage, overrides=overrides,
+    plans = [make_plan(board, m, trials=args.trials, storage=args.storage,
+                       overrides={"model": checked["model"][m], "data": checked["data"], "trainer": checked["trainer"]},
                        max_epochs=args.max_epochs, prune=not args.no_prune, seed=args.seed, data_dir=args.data_dir,
                        heartbeat=args.heartbeat or DEFAULT_HEARTBEAT, workers=args.workers, board_arg=args.board,
                        verbose=args.verbose) for m in models]
     if not report_only:
-        prepare_data(board, args.data_dir, overrides["data"])
+        prepare_data(board, args.data_dir, checked["data"])
         budget = plans[0]
         print(f"paperboard sweep: {board.name}: {len(plans)} model(s) x {max(p.target for p in plans)} finished "
               f"trials, <= {budget.max_epochs} epochs per trial, pruner {budget.pruner or 'none'}, "

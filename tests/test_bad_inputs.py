@@ -1,0 +1,102 @@
+"""Every bad input a new user tried is one clear message: the exit code, a single line naming what is wrong and
+how to fix it, no traceback, and the store and the cache exactly as they were."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from benchmarks.cli import main, parse_passthrough
+from benchmarks.store import ResultStore
+
+TINY = {
+    "name": "tiny-bad", "family": "seqrec", "title": "tiny board for bad inputs", "dataset": "synthetic-seqrec",
+    "dataset_args": {"num_users": 60, "num_items": 20, "max_len": 6, "seed": 1}, "protocol": ["leave-one-out"],
+    "primary_metric": "ndcg@10", "metrics": ["ndcg@10"], "models": {"sasrec": {"embed_dim": 8}, "pop": {}},
+    "seeds": [0], "trainer": {"max_epochs": 1, "enable_progress_bar": False}, "early_stopping_patience": 1,
+}
+RECORD = {"run_id": "0" * 32, "board": "tiny-bad", "model": "pop", "seed": 0, "config_hash": "c", "status": "ok",
+          "created_at": "2026-01-01T00:00:00+00:00", "metrics": {"test": {"ndcg@10": 0.1}, "val": {}}}
+
+
+@pytest.fixture
+def world(tmp_path):
+    """A store holding one record, a tiny board file, an export folder and a cache folder to keep unchanged."""
+    import yaml
+
+    storage = f"sqlite:///{tmp_path / 'results.db'}"
+    ResultStore(storage).add(RECORD)
+    board = tmp_path / "tiny-bad.yaml"
+    board.write_text(yaml.safe_dump(TINY))
+    (tmp_path / "runs" / "tiny-bad").mkdir(parents=True)
+    (tmp_path / "runs" / "tiny-bad" / "good.json").write_text(json.dumps({**RECORD, "run_id": "1" * 32}))
+    return {"tmp": tmp_path, "storage": storage, "board": str(board)}
+
+
+def snapshot(world) -> tuple:
+    cache = Path(os.environ["PAPERBOARD_CACHE"])
+    files = sorted((str(p.relative_to(cache)), p.stat().st_size) for p in cache.rglob("*") if p.is_file()) \
+        if cache.exists() else []
+    return [r["run_id"] for r in ResultStore(world["storage"]).records()], files
+
+
+# (case, argv with {board} {storage} {tmp} filled in, exit code, the message's first words)
+CASES = [
+    ("model value not a number", ["run", "{board}", "--model.embed_dim", "notanumber"], 2,
+     "--model.embed_dim notanumber: sasrec's embed_dim takes an integer"),
+    ("negative model size", ["run", "{board}", "--model.embed_dim", "-5"], 2,
+     "--model.embed_dim -5: sasrec's embed_dim takes an integer >= 0"),
+    ("model value of the wrong kind", ["run", "{board}", "--model.lr", "fast"], 2,
+     "--model.lr fast: sasrec's lr takes a number"),
+    ("negative data size", ["run", "{board}", "--data.num_users", "-5"], 2,
+     "--data.num_users -5: synthetic-seqrec's num_users takes an integer >= 0"),
+    ("zero seeds", ["run", "{board}", "--seeds", "0"], 2, "--seeds '0': give a count >= 1"),
+    ("negative seeds", ["run", "{board}", "--seeds", "-2"], 2, "--seeds '-2': give a count >= 1"),
+    ("zero epoch cap", ["run", "{board}", "--max-epochs", "0"], 2, "--max-epochs 0: give an epoch cap >= 1"),
+    ("negative epoch cap", ["run", "{board}", "--max-epochs", "-3"], 2, "--max-epochs -3: give an epoch cap >= 1"),
+    ("trainer epoch cap -1", ["run", "{board}", "--trainer.max_epochs", "-1"], 2,
+     "--trainer.max_epochs -1: a board run takes an integer >= 1"),
+    ("trainer value of the wrong kind", ["run", "{board}", "--trainer.max_epochs", "ten"], 2,
+     "--trainer.max_epochs ten: Lightning's Trainer's max_epochs takes an integer"),
+    ("sweep: zero epoch cap", ["sweep", "{board}", "--model", "sasrec", "--max-epochs", "0"], 2,
+     "--max-epochs 0: give an epoch cap >= 1"),
+    ("sweep: model value not a number", ["sweep", "{board}", "--model", "sasrec", "--model.dropout", "x"], 2,
+     "--model.dropout x: sasrec's dropout takes a number"),
+]
+
+
+@pytest.mark.parametrize("case, argv, code, message", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_one_clear_message(world, capsys, case, argv, code, message):
+    argv = [a.format(**world) for a in argv]
+    if "--storage" not in argv:
+        argv += ["--storage", world["storage"]]
+    before = snapshot(world)
+    assert main(argv) == code
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in captured.err + captured.out, captured.err
+    assert lines[0].startswith(f"paperboard: error: {message}"), lines[0]
+    assert snapshot(world) == before
+
+
+@pytest.mark.parametrize("text, value", [("1e6", 1e6), ("1e-3", 1e-3), ("1.0e6", 1e6), ("-2.5E-2", -0.025),
+                                         ("3", 3), ("true", True), ("bf16-mixed", "bf16-mixed"), ("[8,16]", [8, 16])])
+def test_numbers_are_numbers_whatever_their_spelling(text, value):
+    parsed = parse_passthrough(["--model.x", text])["model"]["x"]
+    assert parsed == value and type(parsed) is type(value)
+
+
+def test_values_take_the_constructor_types():
+    from benchmarks.boards import load_board
+    from benchmarks.values import check_overrides
+
+    checked = check_overrides(load_board("quickstart"), ["sasrec"], parse_passthrough(
+        ["--model.embed_dim", "1.6e1", "--model.lr", "1e-3", "--data.num_users", "1e3", "--trainer.max_epochs", "2e0",
+         "--trainer.limit_train_batches", "1.0"]))
+    assert checked["model"]["sasrec"] == {"embed_dim": 16, "lr": 0.001}
+    assert checked["data"] == {"num_users": 1000} and type(checked["data"]["num_users"]) is int
+    # an int | float annotation keeps a float a float: limit_train_batches 1.0 (all batches) is not 1 (one batch)
+    assert checked["trainer"] == {"max_epochs": 2, "limit_train_batches": 1.0}
+    assert type(checked["trainer"]["limit_train_batches"]) is float
