@@ -185,7 +185,8 @@ def extend_capped(board, specs: list, store) -> int:
                                   f"{problem}. Continue only runs trained with this store's home, or drop --extend "
                                   f"to train it from epoch 0.")
             spec.resume_from = {"run_id": run["run_id"], "checkpoint": run["checkpoint"], "epochs": run["epochs"],
-                                "max_epochs": run_cap, "train_seconds": run.get("train_seconds") or 0.0}
+                                "max_epochs": run_cap, "train_seconds": run.get("train_seconds") or 0.0,
+                                "train_cpu_seconds": run.get("train_cpu_seconds") or 0.0}
             extended += 1
     return extended
 
