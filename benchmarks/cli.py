@@ -13,6 +13,8 @@ import os
 import sys
 from pathlib import Path
 
+import yaml
+
 from benchmarks.boards import ConfigError, board_names, load_board, load_paper, paper_names
 from benchmarks.values import check_overrides, parse_value
 
@@ -240,10 +242,15 @@ def cmd_run(args, overrides) -> int:
     if args.extend:
         n = extend_capped(board, specs, store)
         print(f"paperboard: {board.name}: {n} run(s) continue a capped run from its checkpoint (--extend)", flush=True)
+    if specs:
+        store.check_writable()  # a result that cannot be stored must fail before the training, not after it
     prepare_data(board, args.data_dir, overrides["data"])
     print(f"paperboard: {board.name}: {len(specs)} run(s) ({len({s.model for s in specs})} models x "
           f"{len({s.seed for s in specs})} seeds); results -> {redact(store.url)}", flush=True)
-    records = run_board(board, specs, store, quiet=args.quiet)
+    # another `paperboard run` on this store may finish one of these runs while this one works through the list
+    is_done = None if args.rerun else \
+        lambda spec: is_finished(board, spec, store.records(board=board.name, status="ok"))
+    records = run_board(board, specs, store, quiet=args.quiet, is_done=is_done)
     all_records = store.records(board=board.name)
     print(render_markdown(board, all_records))
     log_board_to_wandb(board, all_records)
@@ -326,7 +333,13 @@ def cmd_claims(args) -> int:
 
 
 def cmd_export(args) -> int:
-    paths = _store(args.storage).export(Path(args.out), board=args.board)
+    from benchmarks.store import StorageError
+
+    try:
+        paths = _store(args.storage).export(Path(args.out), board=args.board)
+    except OSError as err:
+        raise StorageError(f"cannot write to {args.out}: {err.strerror or err}; give --out a folder you may "
+                           f"write") from err
     print(f"exported {len(paths)} record(s) to {args.out}")
     return 0
 
@@ -335,6 +348,7 @@ def cmd_import(args) -> int:
     from benchmarks.store import redact
 
     store = _store(args.storage)
+    store.check_writable()
     count = store.import_dir(Path(args.path), board=args.board)
     print(f"imported {count} record(s) into {redact(store.url)}")
     return 0
@@ -405,7 +419,24 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def resume_hint(argv: list[str]) -> str:
+    """The command that resumes an interrupted one (finished runs and trials are kept), passwords redacted."""
+    import shlex
+
+    from benchmarks.store import redact
+
+    return redact(shlex.join(["paperboard", *[a for a in argv if a != "--rerun"]]))
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt  # `kill` (SIGTERM) stops like Ctrl-C: claims released, temp folders removed, a hint
+
+
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:  # the program itself (not a caller in-process): `kill` stops it like Ctrl-C
+        import signal
+
+        signal.signal(signal.SIGTERM, _interrupt)
     argv = sys.argv[1:] if argv is None else argv
     parser = make_parser()
     args, rest = parser.parse_known_args(argv)
@@ -433,13 +464,24 @@ def main(argv: list[str] | None = None) -> int:
             from sweeps.cli import cmd_sweep
 
             return cmd_sweep(args, overrides)
+    except KeyboardInterrupt:
+        print(f"\npaperboard: interrupted; finished runs are kept in the store. Resume with: {resume_hint(argv)}",
+              file=sys.stderr, flush=True)
+        return 130
     except Exception as err:
         from datamodules.base import DataError
-        from benchmarks.store import StorageError
+        from benchmarks.store import StorageError, redact
         from lightning_modules.registry import UnknownNameError
+        from lightning_modules.safe_load import UnsafeFileError
 
-        if isinstance(err, (ConfigError, DataError, StorageError, UnknownNameError)):
-            print(f"paperboard: error: {err}", file=sys.stderr)
+        if isinstance(err, (ConfigError, DataError, StorageError, UnknownNameError, UnsafeFileError)):
+            print(f"paperboard: error: {redact(err)}", file=sys.stderr)
+            return 2
+        if isinstance(err, yaml.YAMLError):  # a board or paper file that is not valid YAML
+            mark = getattr(err, "problem_mark", None)
+            where = f"{mark.name} line {mark.line + 1} column {mark.column + 1}" if mark else "a YAML file"
+            print(f"paperboard: error: {where}: not valid YAML ({getattr(err, 'problem', None) or err}); fix the "
+                  f"file", file=sys.stderr)
             return 2
         raise
     parser.error(f"unknown command {args.command}")

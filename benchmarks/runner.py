@@ -17,7 +17,6 @@ import platform
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 import traceback
 import uuid
@@ -412,12 +411,15 @@ def run_in_subprocess(spec: RunSpec, quiet: bool = False) -> dict:
     """Run `spec` in `python -m benchmarks.worker`; a worker that dies yields a failed record.
 
     With `quiet` the worker's output goes to a log file under the paperboard home (named in the record).
+    The worker dies with this process, even by kill -9 (benchmarks.process), and so does its temp folder's use.
     """
+    from benchmarks.process import launcher_tempdir
+
     log_path = paperboard_home() / "logs" / f"{spec.run_id}.log"
-    with tempfile.TemporaryDirectory(prefix="paperboard-run-") as tmp:
+    with launcher_tempdir("run") as tmp:
         spec_path, result_path = Path(tmp) / "spec.json", Path(tmp) / "record.json"
         spec_path.write_text(json.dumps(asdict(spec)))
-        cmd = [sys.executable, "-m", "benchmarks.worker", str(spec_path), str(result_path)]
+        cmd = [sys.executable, "-m", "benchmarks.worker", str(spec_path), str(result_path), str(os.getpid())]
         # what a worker that dies without a record still leaves: its CPU (as a finished child) and the load
         started, children_cpu, load_start = time.perf_counter(), _children_cpu_seconds(), load_average()
         if quiet:
@@ -442,25 +444,61 @@ def run_in_subprocess(spec: RunSpec, quiet: bool = False) -> dict:
         return record
 
 
-def run_board(board: Board, specs: list[RunSpec], store, quiet: bool = False, log=print) -> list[dict]:
-    """Run every spec of a board in order, storing each record as soon as it exists."""
-    records = []
-    for i, spec in enumerate(specs, 1):
-        log(f"[{i}/{len(specs)}] {board.name}: {spec.model} seed={spec.seed}"
-            f"{' (tuned)' if spec.tuning else ''} ...")
-        record = run_in_subprocess(spec, quiet=quiet)
-        record["board"] = board.name  # spec.board may be a file path
-        if record.get("checkpoint") and Path(record["checkpoint"]).is_file():  # --extend checks it before loading
-            from lightning_modules.safe_load import file_sha256
+def run_identity(board: Board, spec: RunSpec) -> str:
+    """What makes a run this run (board, model, seed, tuned or not, resolved data, Trainer and model arguments), as
+    a hash: the key under which a process claims the run in the store before it trains it."""
+    _, data_kwargs, _, model_kwargs = resolve(board, spec)
+    key = [board.name, spec.model, spec.seed, spec.tuning is not None, data_kwargs, trainer_kwargs(board, spec),
+           model_kwargs]
+    return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
 
-            record["checkpoint_sha256"] = file_sha256(record["checkpoint"])
-        store.add(record)
-        records.append(record)
-        if record["status"] == "ok":
-            test = record["metrics"]["test"]
-            log(f"[{i}/{len(specs)}] done in {record.get('wall_seconds', 0):.1f}s: test "
-                f"{board.primary_metric}={test.get(board.primary_metric, float('nan')):.4f} "
-                f"(best epoch {record.get('best_epoch')})")
-        else:
-            log(f"[{i}/{len(specs)}] FAILED: {record.get('error')}")
+
+def run_board(board: Board, specs: list[RunSpec], store, quiet: bool = False, log=print, is_done=None) -> list[dict]:
+    """Run every spec of a board in order, storing each record as soon as it exists.
+
+    Each run is claimed in the store before it trains (`store.claim`, released once its record is stored): a run
+    that another live process holds is skipped (that process stores it), and so is one that `is_done(spec)` says
+    another process finished meanwhile, so two `paperboard run` on one store never train the same run."""
+    from benchmarks.process import remove_stale_tempdirs
+    from benchmarks.store import ClaimHeartbeat
+
+    remove_stale_tempdirs("run")  # those of killed runners
+    records = []
+    with ClaimHeartbeat(store) as heartbeat:
+        for i, spec in enumerate(specs, 1):
+            what = f"{spec.model} seed={spec.seed}{' (tuned)' if spec.tuning else ''}"
+            token, holder = store.claim(run_identity(board, spec), board.name, what)
+            if token is None:
+                log(f"[{i}/{len(specs)}] {board.name}: {what}: skipped, another paperboard process "
+                    f"({holder['host']}:{holder['pid']}) is training it on this store")
+                continue
+            heartbeat.tokens.append(token)
+            try:
+                if is_done is not None and is_done(spec):
+                    log(f"[{i}/{len(specs)}] {board.name}: {what}: skipped, another process finished it meanwhile")
+                    continue
+                log(f"[{i}/{len(specs)}] {board.name}: {what} ...")
+                record = _run_and_store(board, spec, store, quiet)
+            finally:
+                heartbeat.tokens.remove(token)
+                store.release(token)
+            records.append(record)
+            if record["status"] == "ok":
+                test = record["metrics"]["test"]
+                log(f"[{i}/{len(specs)}] done in {record.get('wall_seconds', 0):.1f}s: test "
+                    f"{board.primary_metric}={test.get(board.primary_metric, float('nan')):.4f} "
+                    f"(best epoch {record.get('best_epoch')})")
+            else:
+                log(f"[{i}/{len(specs)}] FAILED: {record.get('error')}")
     return records
+
+
+def _run_and_store(board: Board, spec: RunSpec, store, quiet: bool) -> dict:
+    record = run_in_subprocess(spec, quiet=quiet)
+    record["board"] = board.name  # spec.board may be a file path
+    if record.get("checkpoint") and Path(record["checkpoint"]).is_file():  # --extend checks it before loading
+        from lightning_modules.safe_load import file_sha256
+
+        record["checkpoint_sha256"] = file_sha256(record["checkpoint"])
+    store.add(record)
+    return record

@@ -10,7 +10,11 @@ import contextlib
 import json
 import os
 import re
+import socket
 import sys
+import threading
+import time
+import uuid
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -34,6 +38,23 @@ runs_table = sa.Table(
     sa.Column("created_at", sa.String(40), nullable=False),
     sa.Column("record", sa.Text, nullable=False),
 )
+# One row per run being trained: a run's identity is claimed here (a unique key, so two processes on one store
+# never train the same run) and released when its record is stored; the holder beats a heartbeat, so the claim
+# of a process that died is taken over.
+claims_table = sa.Table(
+    "paperboard_claims",
+    metadata,
+    sa.Column("identity", sa.String(64), primary_key=True),
+    sa.Column("board", sa.String(128), nullable=False),
+    sa.Column("what", sa.String(256), nullable=False),
+    sa.Column("host", sa.String(256), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("token", sa.String(32), nullable=False),
+    sa.Column("heartbeat", sa.Float, nullable=False),
+)
+RECORD_KEYS = {"run_id": str, "board": str, "model": str, "seed": int, "config_hash": str, "status": str,
+               "created_at": str}
+CLAIM_STALE_SECONDS = 90  # a claim whose holder has not beaten for this long is taken over
 
 
 class StorageError(RuntimeError):
@@ -60,9 +81,29 @@ def with_driver(url: str) -> str:
     return url
 
 
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite URL (None for another database or an in-memory one)."""
+    try:
+        parsed = sa.engine.make_url(url)
+    except sa.exc.ArgumentError:
+        return None
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    database = parsed.database
+    if database.startswith("file:"):  # SQLite's URI form (`?uri=true`): file:/path/x.db?mode=ro
+        database = database[len("file:"):].split("?", 1)[0]
+        if not database or "mode=memory" in parsed.database:
+            return None
+    return Path(database).expanduser()
+
+
 class ResultStore:
     def __init__(self, url: str | None = None):
         self.url = url or default_storage_url()
+        path = sqlite_path(self.url)
+        if path is not None and not path.parent.is_dir():  # SQLite would say only "unable to open database file"
+            raise StorageError(f"the SQLite store's folder {path.parent} does not exist; create it "
+                               f"(mkdir -p {path.parent}) or give --storage another file")
         try:
             self.engine = sa.create_engine(with_driver(self.url), future=True)
             with self.engine.begin() as conn:
@@ -71,22 +112,81 @@ class ResultStore:
             raise StorageError(redact(f"bad storage URL {self.url!r}: {err}. Use e.g. sqlite:///results.db or "
                                       f"postgresql://user:pass@host/db")) from err
         except sa.exc.OperationalError as err:
+            if path is not None:
+                raise StorageError(f"cannot open the SQLite store {path}: {err.orig}. Check that you may read and "
+                                   f"write it and its folder.") from err
             raise StorageError(redact(f"cannot reach the storage at {self.url}: {err.orig}. Check that the "
                                       f"database server is running and the URL is right.")) from err
 
+    def check_writable(self) -> None:
+        """Fail now, before any training, if results could not be stored (a read-only file, folder or user): a
+        probe row is written and rolled back."""
+        try:
+            with self.engine.connect() as conn:
+                with conn.begin() as transaction:
+                    conn.execute(claims_table.insert().values(identity=f"probe-{os.getpid()}", board="", what="probe",
+                                                              host="", pid=0, token="", heartbeat=0.0))
+                    transaction.rollback()
+        except sa.exc.SQLAlchemyError as err:
+            detail = str(getattr(err, "orig", None) or err).strip().splitlines()[0]
+            raise StorageError(redact(f"cannot write results to {self.url}: {detail}. Give --storage a store you "
+                                      f"may write (for SQLite, a writable file in a writable folder).")) from err
+
     def add(self, record: dict) -> None:
+        with self.engine.begin() as conn:
+            self._upsert(conn, record)
+
+    @staticmethod
+    def _upsert(conn, record: dict) -> None:
         row = {
             "run_id": record["run_id"], "board": record["board"], "model": record["model"],
             "seed": int(record["seed"]), "config_hash": record["config_hash"], "data_hash": record.get("data_hash"),
             "status": record["status"], "tuned": bool(record.get("tuned", False)),
             "created_at": record["created_at"], "record": json.dumps(record, sort_keys=True),
         }
+        exists = conn.execute(sa.select(runs_table.c.run_id).where(runs_table.c.run_id == row["run_id"])).first()
+        if exists:
+            conn.execute(runs_table.update().where(runs_table.c.run_id == row["run_id"]).values(**row))
+        else:
+            conn.execute(runs_table.insert().values(**row))
+
+    # ----- claims: one process trains a run at a time -----------------------------------------------------------
+    def claim(self, identity: str, board: str, what: str) -> tuple[str | None, dict | None]:
+        """Claim a run's identity for this process: (token, None) when it is ours to train, (None, holder) when a
+        live process holds it. A claim whose holder died (its pid is gone on this host, or it stopped beating) is
+        taken over; the unique key and a compare-and-swap on the old holder make each claim atomic."""
+        token = uuid.uuid4().hex
+        mine = {"identity": identity, "board": board, "what": what[:256], "host": socket.gethostname()[:256],
+                "pid": os.getpid(), "token": token, "heartbeat": time.time()}
+        for _ in range(3):
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(claims_table.insert().values(**mine))
+                return token, None
+            except sa.exc.IntegrityError:
+                pass
+            with self.engine.connect() as conn:
+                holder = conn.execute(sa.select(claims_table).where(claims_table.c.identity == identity)).mappings().first()
+            if holder is None:
+                continue  # released meanwhile: try again
+            if not _claim_is_stale(holder):
+                return None, dict(holder)
+            with self.engine.begin() as conn:
+                taken = conn.execute(claims_table.update().where(claims_table.c.identity == identity)
+                                     .where(claims_table.c.token == holder["token"]).values(**mine)).rowcount
+            if taken == 1:
+                return token, None
+        return None, {"host": "?", "pid": 0, "what": what}
+
+    def beat(self, tokens: list[str]) -> None:
+        """Refresh the heartbeat of this process's claims."""
+        if tokens:
+            with self.engine.begin() as conn:
+                conn.execute(claims_table.update().where(claims_table.c.token.in_(tokens)).values(heartbeat=time.time()))
+
+    def release(self, token: str) -> None:
         with self.engine.begin() as conn:
-            exists = conn.execute(sa.select(runs_table.c.run_id).where(runs_table.c.run_id == row["run_id"])).first()
-            if exists:
-                conn.execute(runs_table.update().where(runs_table.c.run_id == row["run_id"]).values(**row))
-            else:
-                conn.execute(runs_table.insert().values(**row))
+            conn.execute(claims_table.delete().where(claims_table.c.token == token))
 
     def records(self, board: str | None = None, status: str | None = None, model: str | None = None) -> list[dict]:
         query = sa.select(runs_table.c.record).order_by(runs_table.c.created_at)
@@ -109,16 +209,80 @@ class ResultStore:
         return paths
 
     def import_dir(self, in_dir: Path, board: str | None = None) -> int:
-        """Load every record JSON under `in_dir` (optionally of one board); idempotent by run_id."""
-        count = 0
-        for path in sorted(Path(in_dir).rglob("*.json")):
-            record = json.loads(path.read_text())
-            if "run_id" not in record or "board" not in record:
-                raise StorageError(f"{path} is not a paperboard run record (no run_id/board)")
-            if board is None or record["board"] == board:
-                self.add(record)
-                count += 1
-        return count
+        """Load every record JSON under `in_dir` (optionally of one board); idempotent by run_id. Every file is read
+        and checked first, and all records go in one transaction: a bad file imports nothing."""
+        in_dir = Path(in_dir)
+        if not in_dir.is_dir():
+            raise StorageError(f"no records folder at {in_dir}; give the folder that `paperboard export --out` "
+                               f"wrote (the committed records are in benchmarks/results/runs)")
+        paths = sorted(in_dir.rglob("*.json"))
+        if not paths:
+            raise StorageError(f"{in_dir} holds no *.json run records; give the folder that `paperboard export "
+                               f"--out` wrote")
+        records = [read_record(path) for path in paths]
+        chosen = [r for r in records if board is None or r["board"] == board]
+        with self.engine.begin() as conn:
+            for record in chosen:
+                self._upsert(conn, record)
+        return len(chosen)
+
+
+def _claim_is_stale(holder) -> bool:
+    if time.time() - holder["heartbeat"] > CLAIM_STALE_SECONDS:
+        return True
+    if holder["host"] == socket.gethostname()[:256]:  # on this machine a dead holder is seen at once
+        try:
+            os.kill(holder["pid"], 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:  # alive, another user's
+            return False
+    return False
+
+
+class ClaimHeartbeat:
+    """A thread that refreshes this process's claims every `interval` seconds while it trains."""
+
+    def __init__(self, store: "ResultStore", interval: float = 15.0):
+        self.store, self.interval = store, interval
+        self.tokens: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.wait(self.interval):
+            try:
+                self.store.beat(list(self.tokens))
+            except sa.exc.SQLAlchemyError:  # a busy or briefly unreachable store: beat again next time
+                pass
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def read_record(path: Path) -> dict:
+    """One exported run record, checked: a file that is not one is a StorageError naming it and what is wrong."""
+    try:
+        record = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError) as err:
+        raise StorageError(f"cannot read {path}: {err}") from err
+    except ValueError as err:
+        raise StorageError(f"{path} is not valid JSON ({err}); fix or remove it, then import again (nothing was "
+                           f"imported)") from err
+    if not isinstance(record, dict):
+        raise StorageError(f"{path} is not a paperboard run record (a JSON object); remove it, then import again "
+                           f"(nothing was imported)")
+    wrong = [key for key, kind in RECORD_KEYS.items()
+             if not isinstance(record.get(key), kind) or isinstance(record.get(key), bool)]
+    if wrong:
+        raise StorageError(f"{path} is not a paperboard run record: {', '.join(wrong)} missing or of the wrong type; "
+                           f"fix or remove it, then import again (nothing was imported)")
+    return record
 
 
 def record_path(out_dir: Path, record: dict) -> Path:

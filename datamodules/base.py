@@ -8,6 +8,7 @@ import os
 import tempfile
 import urllib.request
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -132,10 +133,19 @@ def save_cache(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 
 def load_cache(path: Path) -> dict[str, np.ndarray] | None:
+    """The cached arrays, or None when there is no cache or it is unusable: a truncated or garbled file (every
+    member is read, so zip's CRC checks each array) is deleted with a one-line notice, and the caller rebuilds it."""
     if not path.exists():
         return None
-    with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as err:
+        detail = str(err).split(". ")[0]
+        print(f"paperboard: notice: the cache {path} is unreadable ({type(err).__name__}: {detail}); deleted it and "
+              f"rebuilding", flush=True)
+        path.unlink(missing_ok=True)
+        return None
 
 
 class TensorBatchDataset(Dataset):

@@ -1,32 +1,19 @@
 """One sweep trial = one fresh process: `python -m sweeps.trial SPEC.json RECORD.json PARENT_PID`.
 
 It is `benchmarks.worker` (execute one RunSpec, write its record) plus one promise: the trial dies with the
-study worker that launched it (Linux PR_SET_PDEATHSIG), so a `kill -9` of a worker never leaves an orphan
-training on, reporting to a trial that the study has already failed and re-queued.
+study worker that launched it (Linux PR_SET_PDEATHSIG, benchmarks.process), so a `kill -9` of a worker never
+leaves an orphan training on, reporting to a trial that the study has already failed and re-queued.
 """
 from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
-PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent(parent_pid: int) -> None:
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):  # not Linux: the heartbeat still fails the trial, the orphan just runs on
-        return
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
-        os._exit(1)
+from benchmarks.process import die_with_parent, launcher_tempdir, remove_stale_tempdirs
 
 
 def launch(spec, log_path: Path | None, threads: int | None = None) -> tuple[dict | None, int]:
@@ -39,7 +26,8 @@ def launch(spec, log_path: Path | None, threads: int | None = None) -> tuple[dic
     env = dict(os.environ)
     if threads and "OMP_NUM_THREADS" not in env:
         env["OMP_NUM_THREADS"] = str(threads)
-    with tempfile.TemporaryDirectory(prefix="paperboard-trial-") as tmp:
+    remove_stale_tempdirs("trial")  # those of killed study workers
+    with launcher_tempdir("trial") as tmp:
         spec_path, record_path = Path(tmp) / "spec.json", Path(tmp) / "record.json"
         spec_path.write_text(json.dumps(asdict(spec)))
         log = open(log_path, "w") if log_path else None
@@ -64,7 +52,7 @@ def launch(spec, log_path: Path | None, threads: int | None = None) -> tuple[dic
 
 
 def main(argv: list[str]) -> int:
-    _die_with_parent(int(argv[2]))
+    die_with_parent(int(argv[2]))
     from benchmarks.worker import main as worker_main
 
     return worker_main(argv[:2])

@@ -32,6 +32,18 @@ def world(tmp_path):
     board.write_text(yaml.safe_dump(TINY))
     (tmp_path / "runs" / "tiny-bad").mkdir(parents=True)
     (tmp_path / "runs" / "tiny-bad" / "good.json").write_text(json.dumps({**RECORD, "run_id": "1" * 32}))
+    (tmp_path / "malformed" / "tiny-bad").mkdir(parents=True)  # a good record beside a broken one
+    (tmp_path / "malformed" / "tiny-bad" / "a-good.json").write_text(json.dumps({**RECORD, "run_id": "2" * 32}))
+    (tmp_path / "malformed" / "tiny-bad" / "b-broken.json").write_text('{"run_id": "3", "board": ')
+    (tmp_path / "notarecord" / "x").mkdir(parents=True)
+    (tmp_path / "notarecord" / "x" / "config.json").write_text('{"lr": 0.1}')
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "a-file").write_text("")
+    (tmp_path / "broken.yaml").write_text("name: broken\nmodels:\n  sasrec: {embed_dim: 8\n  pop: {}\n")
+    for folder, content in (("three-columns", "1\t10\t5\n1\t11\t4\n"), ("text-time", "1\t10\t5\t9\n1\t11\t4\tsoon\n"),
+                            ("infinite-time", "1\t10\t5\t9\n1\t11\t4\tinf\n")):
+        (tmp_path / folder / "movielens-100k").mkdir(parents=True)
+        (tmp_path / folder / "movielens-100k" / "u.data").write_text(content)
     return {"tmp": tmp_path, "storage": storage, "board": str(board)}
 
 
@@ -64,6 +76,30 @@ CASES = [
      "--max-epochs 0: give an epoch cap >= 1"),
     ("sweep: model value not a number", ["sweep", "{board}", "--model", "sasrec", "--model.dropout", "x"], 2,
      "--model.dropout x: sasrec's dropout takes a number"),
+    # bad data: the file, the line and the fix
+    ("u.data without timestamps", ["run", "seqrec-ml100k", "--data-dir", "{tmp}/three-columns"], 2,
+     "{tmp}/three-columns/movielens-100k/u.data line 1: column 'timestamp' is empty, not a finite number"),
+    ("non-numeric timestamp", ["run", "seqrec-ml100k", "--data-dir", "{tmp}/text-time"], 2,
+     "{tmp}/text-time/movielens-100k/u.data line 2: column 'timestamp' is 'soon', not a finite number"),
+    ("infinite timestamp", ["run", "seqrec-ml100k", "--data-dir", "{tmp}/infinite-time"], 2,
+     "{tmp}/infinite-time/movielens-100k/u.data line 2: column 'timestamp' is 'inf', not a finite number"),
+    ("board file that is not YAML", ["run", "{tmp}/broken.yaml"], 2, "{tmp}/broken.yaml line 4 column 6: not valid YAML"),
+    # bad stores and folders
+    ("read-only SQLite store", ["run", "{board}", "--storage", "sqlite:///file:{tmp}/results.db?mode=ro&uri=true"], 2,
+     "cannot write results to sqlite:///file:{tmp}/results.db?mode=ro&uri=true: attempt to write a readonly database"),
+    ("SQLite store in a missing folder", ["run", "{board}", "--storage", "sqlite:///{tmp}/missing/results.db"], 2,
+     "the SQLite store's folder {tmp}/missing does not exist"),
+    ("unknown storage scheme", ["run", "{board}", "--storage", "nosuchdb://u:pw@host/db"], 2,
+     "bad storage URL 'nosuchdb://u:***@host/db'"),
+    ("board from a missing records folder", ["board", "{board}", "--records", "{tmp}/nonexistent"], 2,
+     "no records folder at {tmp}/nonexistent"),
+    ("import of a missing folder", ["import", "{tmp}/nonexistent"], 2, "no records folder at {tmp}/nonexistent"),
+    ("import of an empty folder", ["import", "{tmp}/empty"], 2, "{tmp}/empty holds no *.json run records"),
+    ("import of a malformed JSON", ["import", "{tmp}/malformed"], 2,
+     "{tmp}/malformed/tiny-bad/b-broken.json is not valid JSON"),
+    ("import of a JSON that is no record", ["import", "{tmp}/notarecord"], 2,
+     "{tmp}/notarecord/x/config.json is not a paperboard run record: run_id, board, model"),
+    ("export to an unwritable path", ["export", "--out", "{tmp}/a-file/runs"], 2, "cannot write to {tmp}/a-file/runs"),
 ]
 
 
@@ -77,7 +113,7 @@ def test_bad_input_is_one_clear_message(world, capsys, case, argv, code, message
     captured = capsys.readouterr()
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in captured.err + captured.out, captured.err
-    assert lines[0].startswith(f"paperboard: error: {message}"), lines[0]
+    assert lines[0].startswith(f"paperboard: error: {message.format(**world)}"), lines[0]
     assert snapshot(world) == before
 
 
@@ -100,3 +136,42 @@ def test_values_take_the_constructor_types():
     # an int | float annotation keeps a float a float: limit_train_batches 1.0 (all batches) is not 1 (one batch)
     assert checked["trainer"] == {"max_epochs": 2, "limit_train_batches": 1.0}
     assert type(checked["trainer"]["limit_train_batches"]) is float
+
+
+@pytest.mark.parametrize("dataset", ["criteo-x1", "criteo-x4"])
+def test_an_infinite_ctr_value_names_the_file_and_line(tmp_path, dataset):
+    from datamodules.base import DataError
+    from datamodules.ctr.criteo import C_COLS, I_COLS, read_csv_chunks
+    from datamodules.registry import DATASETS
+
+    rows = [["1", *["1"] * len(I_COLS), *["a"] * len(C_COLS)] for _ in range(4)]
+    rows[2][2] = "inf"  # I2 on the file's line 4 (line 1 is the header)
+    path = tmp_path / "train.csv"
+    path.write_text("\n".join(",".join(r) for r in [["label", *I_COLS, *C_COLS], *rows]) + "\n")
+    datamodule = DATASETS.get(dataset).cls(data_dir=str(tmp_path))
+    (chunk,) = read_csv_chunks(path, 100, I_COLS, C_COLS)
+    with pytest.raises(DataError, match=f"{path} line 4: numeric column 'I2' is inf, not a finite number"):
+        datamodule.parse_chunk(chunk)
+
+
+def test_a_garbled_cache_is_deleted_and_rebuilt(tmp_path, capsys, monkeypatch):
+    import numpy as np
+
+    from datamodules.seqrec.movielens import MovieLens100K
+
+    monkeypatch.setenv("PAPERBOARD_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "movielens-100k"
+    folder.mkdir()
+    (folder / "u.data").write_text("".join(f"{u}\t{i}\t5\t{t}\n" for u in range(1, 6) for t, i in enumerate(range(1, 6))))
+    first = MovieLens100K(data_dir=str(tmp_path))._sequences()
+    (cache,) = (tmp_path / "cache").rglob("*.npz")
+    data = bytearray(cache.read_bytes())
+    data[len(data) // 3] ^= 0xFF  # one flipped byte inside an array: zip's CRC catches it
+    cache.write_bytes(bytes(data))
+    capsys.readouterr()
+    again = MovieLens100K(data_dir=str(tmp_path))._sequences()
+    (notice,) = capsys.readouterr().out.splitlines()
+    assert notice.startswith(f"paperboard: notice: the cache {cache} is unreadable") and "rebuilding" in notice
+    assert all(np.array_equal(first[k], again[k]) for k in first)
+    assert MovieLens100K(data_dir=str(tmp_path))._sequences().keys() == first.keys()  # the rebuilt cache reads
+    assert capsys.readouterr().out == ""

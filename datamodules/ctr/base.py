@@ -3,8 +3,9 @@
 A subclass names its columns and yields its source as pandas DataFrames (`frames()`: one per chunk, so large CSVs
 stream through in pieces), each with the split it belongs to when the source is pre-split (BARS' train/valid/test
 files), or None for a single-file source. Everything after that is shared and vectorised:
-  1. per chunk: column check, binary label check, numeric fields parsed (NA -> 0, FuxiCTR's fill_na), categorical
-     values (NA -> "", FuxiCTR's fill_na) hashed to uint64 with pandas' vectorised hash, per column;
+  1. per chunk: column check, binary label check, numeric fields parsed (NA -> 0, FuxiCTR's fill_na; +-inf or a
+     non-numeric entry is refused with the file and line, never cast), categorical values (NA -> "", FuxiCTR's
+     fill_na) hashed to uint64 with pandas' vectorised hash, per column;
   2. single-file sources get a fixed seeded permutation split with the subclass's ratios (8:1:1, 7:2:1);
   3. vocabularies from the TRAINING rows only: a value seen < `min_count` times in training, or never, maps to the
      out-of-vocabulary index 0 (FuxiCTR's min_categr_count and __OOV__); known values get 1..V in sorted-hash order;
@@ -73,8 +74,26 @@ def parse_label(values: pd.Series, positive: tuple = (1, "1", "1.0"), negative: 
     return is_pos.to_numpy().astype(np.float32)
 
 
+def locate(frame: pd.DataFrame, row: int, where: str = "") -> str:
+    """`file line N` for a chunk read from a CSV (its attrs say which file and line it starts at), else `row N`."""
+    if "source" in frame.attrs:
+        return f"{frame.attrs['source']} line {frame.attrs.get('first_line', 2) + row}"
+    return f"{where}row {row + 1}"
+
+
+def reject_infinite(frame: pd.DataFrame, column: str, values: np.ndarray, where: str = "") -> None:
+    """A numeric field that is +-inf (an overflowing or corrupt entry) is a DataError naming file, line and fix: it
+    would reach the model as inf and the run's logloss as NaN."""
+    bad = np.isinf(values)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise DataError(f"{locate(frame, row, where)}: numeric column {column!r} is {values[row]}, not a finite number "
+                        f"({int(bad.sum())} such row(s)); fix those entries or leave them empty (empty means 0)")
+
+
 def parse_dense(frame: pd.DataFrame, columns: list[str], where: str = "") -> np.ndarray:
-    """Numeric fields as float32 with NA -> 0; a non-numeric entry is a DataError, never silently zeroed."""
+    """Numeric fields as float32 with NA -> 0; a non-numeric or infinite entry is a DataError, never silently
+    zeroed or passed on."""
     if not columns:
         return np.zeros((len(frame), 0), dtype=np.float32)
     out = np.empty((len(frame), len(columns)), dtype=np.float32)
@@ -88,9 +107,13 @@ def parse_dense(frame: pd.DataFrame, columns: list[str], where: str = "") -> np.
             if suspect.any():
                 text = raw[suspect].astype(str).str.strip()
                 if (text != "").any():
-                    raise DataError(f"{where}numeric column {col!r} has non-numeric value(s) "
-                                    f"{text[text != ''].unique()[:3].tolist()}")
-        out[:, j] = values.fillna(0).to_numpy(dtype=np.float32)
+                    row = int(np.flatnonzero((suspect & (raw.astype(str).str.strip() != "")).to_numpy())[0])
+                    raise DataError(f"{locate(frame, row, where)}: numeric column {col!r} has non-numeric value(s) "
+                                    f"{text[text != ''].unique()[:3].tolist()}; fix them or leave them empty "
+                                    f"(empty means 0)")
+        filled = values.fillna(0).to_numpy(dtype=np.float64)
+        reject_infinite(frame, col, filled, where)
+        out[:, j] = filled.astype(np.float32)
     return out
 
 
@@ -164,6 +187,9 @@ class CTRDataModule(PaperboardDataModule):
 
     def parse_chunk(self, frame: pd.DataFrame, where: str = "") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         self.check_columns(frame, where)
+        for col in (*self.dense_cols, *self.sparse_cols):  # before any bucketing turns inf into a huge integer
+            if pd.api.types.is_float_dtype(frame[col].dtype):
+                reject_infinite(frame, col, frame[col].to_numpy(dtype=np.float64, na_value=np.nan), where)
         frame = self.transform_chunk(frame)
         label = parse_label(frame[self.label_col], self.label_positive, self.label_negative, where)
         dense = parse_dense(frame, list(self.dense_cols), where)

@@ -68,10 +68,13 @@ def read_csv_chunks(path: Path, chunk_rows: int, dense_cols, sparse_cols) -> Ite
                                    strings_can_be_null=False)
     try:
         reader = pacsv.open_csv(path, read_options=read, convert_options=convert)
+        line = 2  # the first data line, after the header
         for record_batch in reader:
             chunk = record_batch.to_pandas()
             if "Label" in chunk.columns and "label" not in chunk.columns:  # Criteo_x4 capitalises it
                 chunk = chunk.rename(columns={"Label": "label"})
+            chunk.attrs.update(source=str(path), first_line=line)  # so that a bad value's message names its line
+            line += len(chunk)
             yield chunk
     except pa.ArrowInvalid as err:  # e.g. a non-numeric entry in a numeric column, a ragged row
         raise DataError(f"cannot parse {path}: {err}") from err

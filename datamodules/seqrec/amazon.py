@@ -26,8 +26,9 @@ class AmazonTimestamped(SeqRecDataModule):
         return require_file(self.dataset_dir, self.source)
 
     def load_interactions(self, path: Path) -> dict[str, np.ndarray]:
-        frame = read_table(path, ["user_id", "seq_idx", "item_id", "timestamp"]).sort_values(
-            ["user_id", "seq_idx"], kind="stable")
+        frame = read_table(path, ["user_id", "seq_idx", "item_id", "timestamp"],
+                           numeric=("user_id", "seq_idx", "item_id", "timestamp")
+                           ).sort_values(["user_id", "seq_idx"], kind="stable")
         return {"user": frame["user_id"].to_numpy(), "item": frame["item_id"].to_numpy(),
                 "time": frame["timestamp"].to_numpy().astype(np.int64)}
 

@@ -22,6 +22,8 @@ ML100K = RemoteFile(
     extract="ml-100k/u.data",
 )
 
+ID_TIME = ("user_id", "item_id", "timestamp")  # every interaction needs all three, as numbers
+
 ML1M = RemoteFile(
     names=("ml-1m_seq.csv.gz", "ml-1m_seq.csv", "ratings.dat"),
     url="https://files.grouplens.org/datasets/movielens/ml-1m.zip",
@@ -43,10 +45,10 @@ class MovieLens100K(SeqRecDataModule):
 
     def load_interactions(self, path: Path) -> dict[str, np.ndarray]:
         if path.name == "u.data":
-            frame = read_table(path, ["user_id", "item_id", "timestamp"], sep="\t",
+            frame = read_table(path, ["user_id", "item_id", "timestamp"], sep="\t", numeric=ID_TIME,
                                names=["user_id", "item_id", "rating", "timestamp"])
         else:
-            frame = read_table(path, ["user_id", "item_id", "timestamp"], atomic=True, sep="\t")
+            frame = read_table(path, ["user_id", "item_id", "timestamp"], atomic=True, sep="\t", numeric=ID_TIME)
         return {"user": frame["user_id"].to_numpy(), "item": frame["item_id"].to_numpy(),
                 "time": frame["timestamp"].to_numpy().astype(np.int64)}
 
@@ -65,8 +67,10 @@ class MovieLens1M(SeqRecDataModule):
     def load_interactions(self, path: Path) -> dict[str, np.ndarray]:
         if path.name == "ratings.dat":
             frame = read_table(path, ["user_id", "movie_id", "timestamp"], sep="::", engine="python",
-                               names=["user_id", "movie_id", "rating", "timestamp"])
+                               names=["user_id", "movie_id", "rating", "timestamp"],
+                               numeric=("user_id", "movie_id", "timestamp"))
             return {"user": frame["user_id"].to_numpy(), "item": frame["movie_id"].to_numpy(),
                     "time": frame["timestamp"].to_numpy().astype(np.int64)}
-        frame = read_table(path, ["user_id", "seq_idx", "movie_id"]).sort_values(["user_id", "seq_idx"], kind="stable")
+        frame = read_table(path, ["user_id", "seq_idx", "movie_id"], numeric=("user_id", "seq_idx", "movie_id")
+                           ).sort_values(["user_id", "seq_idx"], kind="stable")
         return {"user": frame["user_id"].to_numpy(), "item": frame["movie_id"].to_numpy()}
