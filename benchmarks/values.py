@@ -143,7 +143,7 @@ def check_trainer_values(kwargs: dict) -> dict:
     -1 as "no limit", which would train a board run forever)."""
     import lightning.pytorch as pl
 
-    out = check_values(pl.Trainer, kwargs, "trainer", "Lightning's Trainer", sizes=False)
+    out = check_values(pl.Trainer, kwargs, "trainer", "lightning.pytorch.Trainer", sizes=False)
     for key, low in (("max_epochs", 1), ("min_epochs", 0)):
         if key in out and out[key] is not None and out[key] < low:
             raise ConfigError(f"--trainer.{key} {_show(kwargs[key])}: a board run takes an integer >= {low} here "

@@ -71,7 +71,7 @@ CASES = [
     ("trainer epoch cap -1", ["run", "{board}", "--trainer.max_epochs", "-1"], 2,
      "--trainer.max_epochs -1: a board run takes an integer >= 1"),
     ("trainer value of the wrong kind", ["run", "{board}", "--trainer.max_epochs", "ten"], 2,
-     "--trainer.max_epochs ten: Lightning's Trainer's max_epochs takes an integer"),
+     "--trainer.max_epochs ten: lightning.pytorch.Trainer's max_epochs takes an integer"),
     ("sweep: zero epoch cap", ["sweep", "{board}", "--model", "sasrec", "--max-epochs", "0"], 2,
      "--max-epochs 0: give an epoch cap >= 1"),
     ("sweep: model value not a number", ["sweep", "{board}", "--model", "sasrec", "--model.dropout", "x"], 2,
