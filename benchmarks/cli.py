@@ -52,8 +52,7 @@ def _store(url):
 def cmd_list(args) -> int:
     import datamodules  # noqa: F401
     import lightning_modules  # noqa: F401
-    from datamodules.registry import DATASETS
-    from lightning_modules.registry import MODELS
+    from contracts.registry import DATASETS, MODELS
 
     what = args.what
     if what in ("boards", "all"):
@@ -272,7 +271,7 @@ def cmd_board(args) -> int:
     records = load_records_dir(args.records, board.name) if args.records else _store(args.storage).records(board=board.name)
     text = render(board, records, args.format)
     if args.out:
-        from datamodules.base import atomic_write_bytes
+        from contracts.atomic import atomic_write_bytes
 
         atomic_write_bytes(Path(args.out), text.encode())
         print(f"wrote {args.out}")
@@ -323,7 +322,7 @@ def cmd_claims(args) -> int:
     """Write the claims page (every paper's claims and verdicts) from the records."""
     from benchmarks.claims import render_claims_markdown
     from benchmarks.store import load_records_dir
-    from datamodules.base import atomic_write_bytes
+    from contracts.atomic import atomic_write_bytes
 
     records = load_records_dir(args.records) if args.records else _store(args.storage).records()
     text = render_claims_markdown([load_paper(n) for n in paper_names()], records)
@@ -469,9 +468,9 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr, flush=True)
         return 130
     except Exception as err:
-        from datamodules.base import DataError
         from benchmarks.store import StorageError, redact
-        from lightning_modules.registry import UnknownNameError
+        from contracts.registry import UnknownNameError
+        from datamodules.base import DataError
         from lightning_modules.safe_load import UnsafeFileError
 
         if isinstance(err, (ConfigError, DataError, StorageError, UnknownNameError, UnsafeFileError)):

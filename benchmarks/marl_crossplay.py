@@ -42,7 +42,7 @@ def load_runs(board, records_dir: Path) -> list[tuple[dict, Path]]:
 
 def crossplay_matrix(policies: list, env, seeds: np.ndarray) -> np.ndarray:
     """M[i, j] = mean team return of ego i with partner j in the odd slots (one rollout of len(seeds) episodes)."""
-    from lightning_modules.marl.batch import collect_rollout
+    from datamodules.marl.rollout import collect_rollout
     from lightning_modules.marl.crossplay import MixedTeam
 
     n = len(policies)
@@ -105,9 +105,8 @@ def run(board_name: str, records_dir: Path, out: Path, episodes: int | None = No
     import datamodules  # noqa: F401
     import lightning_modules  # noqa: F401
     from benchmarks.boards import load_board
+    from contracts.registry import DATASETS, MODELS
     from datamodules.marl.base import TEST_SEED_BASE
-    from datamodules.registry import DATASETS
-    from lightning_modules.registry import MODELS
     from lightning_modules.safe_load import file_sha256
 
     board = load_board(board_name)

@@ -105,8 +105,7 @@ def resolve(board: Board, spec: RunSpec):
     """Build the datamodule and model classes' keyword arguments, checking every key."""
     import datamodules  # noqa: F401  (fills the registry)
     import lightning_modules  # noqa: F401
-    from datamodules.registry import DATASETS
-    from lightning_modules.registry import MODELS
+    from contracts.registry import DATASETS, MODELS
 
     if spec.model not in board.models:
         raise ConfigError(f"model {spec.model!r} is not on board {board.name}; its models: {', '.join(board.models)}")

@@ -93,9 +93,8 @@ def scaling_points(board, records: list[dict], data_dir: str | None = None, metr
     import datamodules  # noqa: F401
     import lightning_modules  # noqa: F401
     from benchmarks.render import latest_per_seed
-    from datamodules.registry import DATASETS
-    from lightning_modules.registry import MODELS
-    from lightning_modules.seqrec import batch as B
+    from contracts.batch import seqrec as B
+    from contracts.registry import DATASETS, MODELS
 
     data_cache: dict[str, object] = {}
     points = []

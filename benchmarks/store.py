@@ -19,7 +19,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from datamodules.base import atomic_write_bytes
+from contracts.atomic import atomic_write_bytes
 
 DEFAULT_HOME = "~/.cache/paperboard"
 

@@ -157,8 +157,7 @@ def check_overrides(board, models: list[str], overrides: dict) -> dict:
     Unknown models and keys are left to `resolve`, whose messages list the valid ones."""
     import datamodules  # noqa: F401  (fills the registries)
     import lightning_modules  # noqa: F401
-    from datamodules.registry import DATASETS
-    from lightning_modules.registry import MODELS
+    from contracts.registry import DATASETS, MODELS
 
     checked = {"data": dict(overrides.get("data") or {}), "trainer": dict(overrides.get("trainer") or {}), "model": {}}
     if board.dataset in DATASETS:

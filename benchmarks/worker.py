@@ -15,7 +15,7 @@ def main(argv: list[str]) -> int:
     if len(argv) > 2:
         die_with_parent(int(argv[2]))  # first, before the slow imports
     from benchmarks.runner import RunSpec, execute
-    from datamodules.base import atomic_write_bytes
+    from contracts.atomic import atomic_write_bytes
 
     spec = RunSpec(**json.loads(Path(argv[0]).read_text()))
     record = execute(spec)

@@ -1,11 +1,8 @@
-"""LightningDataModules of paperboard, one file per dataset under `<family>/`, registered in `DATASETS`."""
-from datamodules.registry import DATASETS, register_dataset
-
-from datamodules import seqrec  # noqa: E402,F401  (importing a family registers its datasets)
-from datamodules import dtr  # noqa: E402,F401
-from datamodules import ctr  # noqa: E402,F401
-from datamodules import tsedit  # noqa: E402,F401
-from datamodules import distill  # noqa: E402,F401
-from datamodules import marl  # noqa: E402,F401
-
-__all__ = ["DATASETS", "register_dataset"]
+"""LightningDataModules of paperboard, one file per dataset under `<family>/`; importing this package registers them
+in `contracts.registry.DATASETS`."""
+from datamodules import seqrec  # noqa: F401
+from datamodules import dtr  # noqa: F401
+from datamodules import ctr  # noqa: F401
+from datamodules import tsedit  # noqa: F401
+from datamodules import distill  # noqa: F401
+from datamodules import marl  # noqa: F401

@@ -127,7 +127,7 @@ def make_plan(board: Board, model: str, trials: int | None = None, storage: str 
     """One model's study under the board's sweep budget (the same for every model of the board)."""
     import lightning_modules  # noqa: F401  (fills the registry)
     from benchmarks.runner import DEFAULT_MAX_EPOCHS, RunSpec, config_hash, resolve
-    from lightning_modules.registry import MODELS
+    from contracts.registry import MODELS
 
     overrides = overrides or {}
     unknown = set(board.sweep) - set(SWEEP_KEYS)
@@ -209,7 +209,7 @@ def default_params(plan: SweepPlan) -> dict:
     whose value lies inside its search distribution; the others are left to the sampler."""
     import inspect
 
-    from lightning_modules.registry import MODELS
+    from contracts.registry import MODELS
 
     cls = MODELS.get(plan.model).cls
     signature = inspect.signature(cls.__init__).parameters
@@ -355,7 +355,7 @@ def run_summary(record: dict, primary: str) -> dict:
 
 class Objective:
     def __init__(self, plan: SweepPlan, study: optuna.Study, storage, worker: int):
-        from lightning_modules.registry import MODELS
+        from contracts.registry import MODELS
 
         self.plan, self.study, self.storage, self.worker = plan, study, storage, worker
         self.space = MODELS.get(plan.model).cls.search_space

@@ -140,9 +140,9 @@ def test_values_take_the_constructor_types():
 
 @pytest.mark.parametrize("dataset", ["criteo-x1", "criteo-x4"])
 def test_an_infinite_ctr_value_names_the_file_and_line(tmp_path, dataset):
+    from contracts.registry import DATASETS
     from datamodules.base import DataError
     from datamodules.ctr.criteo import C_COLS, I_COLS, read_csv_chunks
-    from datamodules.registry import DATASETS
 
     rows = [["1", *["1"] * len(I_COLS), *["a"] * len(C_COLS)] for _ in range(4)]
     rows[2][2] = "inf"  # I2 on the file's line 4 (line 1 is the header)

@@ -37,7 +37,7 @@ def measure_model(model_name: str, board_name: str, data_dir: str | None, epochs
     import lightning_modules  # noqa: F401
     from benchmarks.boards import load_board
     from benchmarks.runner import RunSpec, resolve
-    from lightning_modules.ctr import batch as B
+    from contracts.batch import ctr as B
     import torch.nn.functional as F
 
     board = load_board(board_name)

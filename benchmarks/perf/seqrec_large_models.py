@@ -33,8 +33,8 @@ def measure(model_name: str, num_items: int, max_len: int, batch_size: int, step
 
     import lightning_modules  # noqa: F401
     from benchmarks.boards import load_board
-    from lightning_modules.registry import MODELS
-    from lightning_modules.seqrec import batch as B
+    from contracts.batch import seqrec as B
+    from contracts.registry import MODELS
 
     torch.manual_seed(0)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -10,9 +10,9 @@ from typing import Iterator
 
 import pandas as pd
 
+from contracts.registry import register_dataset
 from datamodules.base import DataError, RemoteFile, require_file
 from datamodules.ctr.base import CTRDataModule, file_identity
-from datamodules.registry import register_dataset
 
 ADULT = RemoteFile(
     names=("adult.parquet",),

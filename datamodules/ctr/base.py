@@ -27,8 +27,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
-from datamodules.base import DataError, PaperboardDataModule, TensorBatchDataset, arrays_hash, load_cache, save_cache
-from lightning_modules.ctr import batch as B
+from contracts.atomic import save_cache
+from contracts.batch import ctr as B
+from datamodules.base import DataError, PaperboardDataModule, TensorBatchDataset, arrays_hash, load_cache
 
 SPLITS = ("train", "val", "test")
 DENSE_TRANSFORMS = ("none", "standardize", "log_standardize")

@@ -26,10 +26,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from datamodules.base import DataError, RemoteFile, atomic_write_bytes, require_file
+from contracts.atomic import atomic_write_bytes
+from contracts.registry import register_dataset
+from datamodules.base import DataError, RemoteFile, require_file
 from datamodules.ctr.base import CTRDataModule, file_identity
 from datamodules.ctr.synthetic import criteo_shaped_frame
-from datamodules.registry import register_dataset
 
 I_COLS = tuple(f"I{i}" for i in range(1, 14))
 C_COLS = tuple(f"C{i}" for i in range(1, 27))

@@ -19,8 +19,8 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 
+from contracts.registry import register_dataset
 from datamodules.ctr.base import CTRDataModule
-from datamodules.registry import register_dataset
 
 CRITEO_LIKE_VOCABS = (1400, 550, 1e6, 2e5, 300, 24, 12000, 630, 3, 9e4, 5600, 8e5, 3200, 27, 14000, 5e5, 10, 5600,
                       2200, 4, 7e5, 18, 15, 1.4e5, 100, 9e4)

@@ -12,9 +12,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from datamodules.base import PaperboardDataModule, TensorBatchDataset, arrays_hash, load_cache, save_cache
-from datamodules.registry import DATASETS, register_dataset
-from lightning_modules.distill import batch as B
+from contracts.atomic import save_cache
+from contracts.batch import distill as B
+from contracts.registry import DATASETS, register_dataset
+from datamodules.base import PaperboardDataModule, TensorBatchDataset, arrays_hash, load_cache
 
 
 def sample_negatives(users: np.ndarray, items: np.ndarray, num_users: int, num_items: int, num_negatives: int,

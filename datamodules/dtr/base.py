@@ -17,8 +17,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from datamodules.base import DataError, PaperboardDataModule, arrays_hash, load_cache, save_cache
-from lightning_modules.dtr import batch as B
+from contracts.atomic import save_cache
+from contracts.batch import dtr as B
+from datamodules.base import DataError, PaperboardDataModule, arrays_hash, load_cache
 
 WINDOWS = ("all", "first")
 

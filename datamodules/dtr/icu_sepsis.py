@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from contracts.batch import dtr as B
+from contracts.registry import register_dataset
 from datamodules.base import DataError
 from datamodules.dtr.base import DTRDataModule
+from datamodules.dtr.mdp import NUM_PATIENT_STATES, STATE_COLUMNS, SURVIVAL, load_icu_sepsis, rollout, survival_probability
 from datamodules.dtr.notes import embed_texts, resolve_encoder
-from datamodules.registry import register_dataset
-from lightning_modules.dtr import batch as B
-from lightning_modules.dtr.mdp import NUM_PATIENT_STATES, STATE_COLUMNS, SURVIVAL, load_icu_sepsis, rollout, survival_probability
 
 DEMO_COLUMNS = ("gender", "age", "Weight_kg", "re_admission")
 VITAL_COLUMNS = tuple(c for c in STATE_COLUMNS if c not in DEMO_COLUMNS)

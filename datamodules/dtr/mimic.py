@@ -25,12 +25,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from contracts.batch import dtr as B
+from contracts.registry import register_dataset
 from datamodules.base import DataError, RemoteFile, require_file
 from datamodules.dtr.base import DTRDataModule
 from datamodules.dtr.notes import embed_texts, resolve_encoder
-from datamodules.registry import register_dataset
 from datamodules.tables import read_table
-from lightning_modules.dtr import batch as B
 
 DEMOGRAPHICS = ("gender", "age", "re_admission", "Weight_kg")
 MEDICATION = ("median_dose_vaso", "max_dose_vaso", "input_total", "input_4hourly")

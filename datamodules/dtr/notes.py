@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from datamodules.base import load_cache, save_cache
+from contracts.atomic import save_cache
+from datamodules.base import load_cache
 
 ENCODERS = ("auto", "minilm", "tfidf")
 

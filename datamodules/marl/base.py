@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 from datamodules.base import PaperboardDataModule
-from lightning_modules.marl.batch import collect_rollout
+from datamodules.marl.rollout import collect_rollout
 
 VAL_SEED_BASE, TEST_SEED_BASE = 1_000_000, 2_000_000
 

@@ -182,9 +182,9 @@ class MPEVectorEnv:
 # ----- the datamodules --------------------------------------------------------------------------------------------
 import json  # noqa: E402
 
+from contracts.registry import register_dataset  # noqa: E402
 from datamodules.base import arrays_hash  # noqa: E402
 from datamodules.marl.base import RolloutDataModule  # noqa: E402
-from datamodules.registry import register_dataset  # noqa: E402
 
 
 BACKENDS = {"collect_treasure": ("package", "numpy"), "simple_spread": ("package",)}

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from contracts.registry import register_dataset
 from datamodules.base import RemoteFile, require_file
-from datamodules.registry import register_dataset
 from datamodules.seqrec.base import SeqRecDataModule
 from datamodules.tables import read_table
 

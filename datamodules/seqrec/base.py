@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from datamodules.base import DataError, PaperboardDataModule, TensorBatchDataset, arrays_hash, load_cache, save_cache
-from lightning_modules.seqrec import batch as B
+from contracts.atomic import save_cache
+from contracts.batch import seqrec as B
+from datamodules.base import DataError, PaperboardDataModule, TensorBatchDataset, arrays_hash, load_cache
 
 TRAIN_WINDOWS = ("last", "all")
 

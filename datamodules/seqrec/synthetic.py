@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from datamodules.registry import register_dataset
+from contracts.registry import register_dataset
 from datamodules.seqrec.base import SeqRecDataModule
 
 

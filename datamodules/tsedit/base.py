@@ -17,8 +17,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from contracts.batch import tsedit as B
 from datamodules.base import DataError, PaperboardDataModule, TensorBatchDataset, arrays_hash
-from lightning_modules.tsedit import batch as B
 
 
 def sliding_windows(series: np.ndarray, window: int, stride: int) -> np.ndarray:
@@ -40,7 +40,7 @@ def make_edit_tasks(windows: np.ndarray, attrs: np.ndarray, num_tasks: int, seed
                     max_segments: int = 2, edit_radius: int = 4, anchor_shift: tuple = (0.5, 1.5),
                     segment_shift: tuple = (0.3, 1.0), segment_length: tuple = (8, 24),
                     confidences: tuple = (0.5, 0.75, 1.0)) -> dict[str, np.ndarray]:
-    """Reproducible edit tasks (see batch.py for the arrays). Shifts are in training standard deviations, drawn
+    """Reproducible edit tasks (see `contracts.batch.tsedit` for the arrays). Shifts are in training standard deviations, drawn
     uniformly in +-[lo, hi]; a sum's target shift is scaled by its length, so it is the same per point."""
     rng = np.random.default_rng(seed)
     n, C, L = windows.shape

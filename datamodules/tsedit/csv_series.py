@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from contracts.registry import register_dataset
 from datamodules.base import DataError, RemoteFile, require_file
-from datamodules.registry import register_dataset
 from datamodules.tsedit.base import TSEditDataModule
 
 ETT_COLUMNS = ["HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL", "OT"]

@@ -33,7 +33,7 @@ from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import BinaryAUROC
 
-from lightning_modules.ctr import batch as B
+from contracts.batch import ctr as B
 from lightning_modules.ctr.layers import FieldEmbedding, LinearLogit, NumericEmbedding
 
 METRICS = ("auc", "logloss")

@@ -10,9 +10,9 @@ import optuna
 import torch
 from torch import nn
 
+from contracts.registry import register_model
 from lightning_modules.ctr.base import CTRModule, common_space, suggest_units
 from lightning_modules.ctr.layers import MLP, init_linear
-from lightning_modules.registry import register_model
 
 
 class CrossNet(nn.Module):

@@ -8,8 +8,8 @@ import optuna
 import torch
 from torch import nn
 
+from contracts.registry import register_model
 from lightning_modules.ctr.base import CTRModule
-from lightning_modules.registry import register_model
 
 
 class NoInteraction(nn.Module):

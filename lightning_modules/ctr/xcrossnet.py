@@ -27,9 +27,9 @@ import optuna
 import torch
 from torch import nn
 
+from contracts.registry import register_model
 from lightning_modules.ctr.base import CTRModule, common_space, suggest_units
 from lightning_modules.ctr.layers import MLP, InnerProduct
-from lightning_modules.registry import register_model
 
 PRODUCT_LAYERS = ("inner", "factorized")
 

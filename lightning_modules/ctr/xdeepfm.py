@@ -15,9 +15,9 @@ import optuna
 import torch
 from torch import nn
 
+from contracts.registry import register_model
 from lightning_modules.ctr.base import CTRModule, common_space, suggest_units
 from lightning_modules.ctr.layers import MLP, SumLogits, init_linear
-from lightning_modules.registry import register_model
 
 ACTIVATIONS = {"identity": nn.Identity, "relu": nn.ReLU, "sigmoid": nn.Sigmoid}
 

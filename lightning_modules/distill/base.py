@@ -43,8 +43,8 @@ from torch import nn
 from torch.func import functional_call
 from torchmetrics import MeanMetric
 
-from lightning_modules.distill import batch as B
-from lightning_modules.registry import MODELS
+from contracts.batch import distill as B
+from contracts.registry import MODELS
 from lightning_modules.safe_load import load_cached
 from lightning_modules.seqrec.metrics import ranking_metrics, target_rank
 

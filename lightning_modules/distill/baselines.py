@@ -20,10 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightning_modules.distill import batch as B
+from contracts.batch import distill as B
+from contracts.registry import register_model
 from lightning_modules.distill.base import DistillModule
 from lightning_modules.distill.td3 import TD3
-from lightning_modules.registry import register_model
 
 
 class LatentSummary(nn.Module):

@@ -64,9 +64,9 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from lightning_modules.distill import batch as B
+from contracts.batch import distill as B
+from contracts.registry import MODELS, register_model
 from lightning_modules.distill.base import DistillModule, item_logits, summary_loss
-from lightning_modules.registry import MODELS, register_model
 
 LEARNER_DEFAULTS = {"embed_dim": 32, "num_blocks": 1, "num_heads": 1, "dropout": 0.2, "loss": "ce"}
 

@@ -27,7 +27,8 @@ from torch import nn
 from torchmetrics import CatMetric
 from torchmetrics.functional.classification import binary_auroc, multiclass_auroc
 
-from lightning_modules.dtr import batch as B
+from contracts.batch import dtr as B
+from contracts.registry import SIMULATORS
 from lightning_modules.dtr.metrics import hit_and_reciprocal_rank, rank_of_target, worst_for_nonfinite
 
 TRAIN_ON = ("all", "survivors")
@@ -177,11 +178,9 @@ class DTRModule(pl.LightningModule):
         return m
 
     def mdp_survival(self, rec_label: torch.Tensor, state: torch.Tensor) -> dict[str, float]:
-        """Exact P(survival) of the recommended policy in the ICU-Sepsis MDP (see module docstring)."""
-        from lightning_modules.dtr.mdp import NUM_PATIENT_STATES, load_icu_sepsis, survival_probability
-
-        mdp = load_icu_sepsis()
-        ok = (state >= 0) & (state < NUM_PATIENT_STATES)
+        """Exact P(survival) of the recommended policy in the data's simulator (see module docstring)."""
+        mdp = self.simulator()
+        ok = (state >= 0) & (state < mdp.num_patient_states)
         s = state[ok].numpy()
         a = B.icu_sepsis_from_label(rec_label[ok]).numpy()
         counts = np.zeros((mdp.expert_policy.shape[0], self.num_actions))
@@ -190,13 +189,20 @@ class DTRModule(pl.LightningModule):
         policy = mdp.expert_policy.copy()
         policy[seen] = counts[seen] / counts[seen].sum(1, keepdims=True)
         _, visits = self._clinician_visitation(mdp)
-        return {"survival": survival_probability(policy, mdp), "coverage": float(visits[seen[:len(visits)]].sum())}
+        return {"survival": mdp.survival_probability(policy), "coverage": float(visits[seen[:len(visits)]].sum())}
+
+    def simulator(self) -> B.PolicySimulator:
+        """The known MDP named by `mdp`: the data side registers it (the ICU-Sepsis datamodule's module does), so
+        the model never imports the data floor."""
+        if self.mdp not in SIMULATORS:
+            raise RuntimeError(f"no simulator {self.mdp!r} is registered; the dtr datamodules register theirs, so "
+                               f"import datamodules before evaluating a model with mdp={self.mdp!r}")
+        return SIMULATORS.get(self.mdp).cls()
 
     @staticmethod
-    def _clinician_visitation(mdp):
+    def _clinician_visitation(mdp: B.PolicySimulator):
         """Expected visits per patient state under the clinicians' policy, normalised to sum 1 (cached)."""
-        from lightning_modules.dtr.mdp import NUM_PATIENT_STATES
-
+        NUM_PATIENT_STATES = mdp.num_patient_states
         if id(mdp) in _VISITATION:
             return _VISITATION[id(mdp)]
 

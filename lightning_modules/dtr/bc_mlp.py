@@ -7,9 +7,9 @@ import optuna
 import torch
 from torch import nn
 
-from lightning_modules.dtr import batch as B
+from contracts.batch import dtr as B
+from contracts.registry import register_model
 from lightning_modules.dtr.base import DTRModule
-from lightning_modules.registry import register_model
 
 
 @register_model("bc_mlp", family="dtr")

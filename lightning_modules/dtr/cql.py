@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightning_modules.dtr import batch as B
+from contracts.batch import dtr as B
+from contracts.registry import register_model
 from lightning_modules.dtr.base import DTRModule
-from lightning_modules.registry import register_model
 
 
 @register_model("cql", family="dtr")

@@ -61,10 +61,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightning_modules.dtr import batch as B
+from contracts.batch import dtr as B
+from contracts.registry import register_model
 from lightning_modules.dtr.base import DTRModule
 from lightning_modules.dtr.metrics import conformal_selection, kl_uncertainty, normalise_kappa, risk_aware_loss
-from lightning_modules.registry import register_model
 
 CURVE_ALPHAS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.75, 0.95)
 CURVE_CS = (0.1, 0.2, 0.3)

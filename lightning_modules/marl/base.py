@@ -1,6 +1,6 @@
 """The marl family base: reinforcement learning inside Lightning.
 
-The datamodule's datasets yield rollouts (see `lightning_modules.marl.batch` for the format and
+The datamodule's datasets yield rollouts (see `contracts.batch.marl` for the format and
 `datamodules.marl.base` for the datasets) collected with this very module; a module
   - acts through `reset_policy_state` / `act` (batched over env copies and agents, parameter-shared agents),
   - learns in `learn(rollout)` with manual optimisation (PPO epochs, or replay-buffer Q-learning updates),
@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torchmetrics import MeanMetric
 
-from lightning_modules.marl import batch as B
+from contracts.batch import marl as B
 
 
 def mlp(sizes: list[int], activation=nn.ReLU, layer_norm_input: bool = False) -> nn.Sequential:
@@ -48,7 +48,7 @@ class MARLModule(pl.LightningModule):
         self.test_return = MeanMetric(nan_strategy="disable")
         self.test_return_team_size = MeanMetric(nan_strategy="disable")
 
-    # ----- acting (the policy protocol of lightning_modules.marl.batch) ------------------------------------------
+    # ----- acting (the policy protocol of contracts.batch.marl) ------------------------------------------
     def reset_policy_state(self, num_envs: int, num_agents: int):
         return None
 

@@ -39,9 +39,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightning_modules.marl import batch as B
+from contracts.batch import marl as B
+from contracts.registry import register_model
 from lightning_modules.marl.qlearning import QLearningModule
-from lightning_modules.registry import register_model
 
 OBJECTIVES = ("loss", "reward")
 LOGVAR_MIN, LOGVAR_MAX = -10.0, 0.0

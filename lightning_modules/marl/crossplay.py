@@ -17,7 +17,7 @@ def partner_slots(num_agents: int) -> torch.Tensor:
 
 
 class MixedTeam:
-    """A policy (the rollout protocol of lightning_modules.marl.batch) made of an ego and a partner policy."""
+    """A policy (the rollout protocol of contracts.batch.marl) made of an ego and a partner policy."""
 
     def __init__(self, ego, partner):
         self.ego, self.partner = ego, partner

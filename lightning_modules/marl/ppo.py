@@ -21,9 +21,9 @@ import torch
 from torch import nn
 from torch.distributions import Categorical
 
-from lightning_modules.marl import batch as B
+from contracts.batch import marl as B
+from contracts.registry import register_model
 from lightning_modules.marl.base import MARLModule, mlp
-from lightning_modules.registry import register_model
 
 
 def gae(rewards: torch.Tensor, values: torch.Tensor, terminated: torch.Tensor, gamma: float, lam: float):

@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightning_modules.marl import batch as B
+from contracts.batch import marl as B
+from contracts.registry import register_model
 from lightning_modules.marl.base import MARLModule, mlp
-from lightning_modules.registry import register_model
 
 
 class AgentNetwork(nn.Module):

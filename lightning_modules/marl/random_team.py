@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import torch
 
+from contracts.registry import register_model
 from lightning_modules.marl.base import MARLModule
-from lightning_modules.registry import register_model
 
 
 @register_model("random", family="marl")

@@ -20,11 +20,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightning_modules.marl import batch as B
+from contracts.batch import marl as B
+from contracts.registry import register_model
 from lightning_modules.marl.base import mlp
 from lightning_modules.marl.cord import LOGVAR_MIN, LOGVAR_MAX, gaussian_kl, sample_role
 from lightning_modules.marl.qlearning import QLearningModule
-from lightning_modules.registry import register_model
 
 
 class RoleDecodedAgent(nn.Module):

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MeanMetric
 
-from lightning_modules.seqrec import batch as B
+from contracts.batch import seqrec as B
 from lightning_modules.seqrec.metrics import ranking_metrics, target_rank
 
 LOSSES = ("ce", "sampled_softmax", "bce")

@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightning_modules.registry import register_model
-from lightning_modules.seqrec import batch as B
+from contracts.batch import seqrec as B
+from contracts.registry import register_model
 from lightning_modules.seqrec.base import SeqRecModule
 from lightning_modules.seqrec.layers import MultiHeadSelfAttention, positions_from_first_item
 

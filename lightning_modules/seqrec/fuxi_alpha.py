@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightning_modules.registry import register_model
+from contracts.registry import register_model
 from lightning_modules.seqrec.hstu import TimeAwareStack, recipe_search_space
 from lightning_modules.seqrec.layers import RelativeBucketedTimeAndPositionBias, SwiGLU, rms_norm
 

@@ -19,9 +19,9 @@ import optuna
 import torch
 from torch import nn
 
-from lightning_modules.registry import register_model
+from contracts.batch.seqrec import PAD
+from contracts.registry import register_model
 from lightning_modules.seqrec.base import SeqRecModule
-from lightning_modules.seqrec.batch import PAD
 from lightning_modules.seqrec.layers import left_to_right_padding
 
 

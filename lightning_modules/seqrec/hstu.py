@@ -29,9 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightning_modules.registry import register_model
+from contracts.registry import register_model
 from lightning_modules.seqrec.base import SeqRecModule
-from lightning_modules.seqrec.batch import PAD
+from contracts.batch.seqrec import PAD
 from lightning_modules.seqrec.layers import (FirstItemPositionInput, RelativeBucketedTimeAndPositionBias,
                                              causal_valid_mask, layer_norm)
 

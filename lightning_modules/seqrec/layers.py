@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightning_modules.seqrec.batch import PAD
+from contracts.batch.seqrec import PAD
 
 
 def causal_padding_mask(input_ids: torch.Tensor) -> torch.Tensor:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import optuna
 import torch
 
-from lightning_modules.registry import register_model
-from lightning_modules.seqrec import batch as B
+from contracts.batch import seqrec as B
+from contracts.registry import register_model
 from lightning_modules.seqrec.base import SeqRecModule
 
 

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lightning_modules.registry import MODELS
-from lightning_modules.tsedit import batch as B
+from contracts.batch import tsedit as B
+from contracts.registry import MODELS
 
 
 def load_editor(path: str | Path, method: str = "cocktail_edit", **method_args):
@@ -200,7 +200,7 @@ if __name__ == "__main__":
 
 def plot_tasks(models: dict, tasks: dict, rows: list[int], path: str | Path, seed: int = 0) -> Path:
     """A grid of edits for a board's figure: one row per task (its most constrained channel), one curve per method.
-    `models` maps a label to a tsedit model (all on the same backbone); `tasks` is an edit batch (see batch.py)."""
+    `models` maps a label to a tsedit model (all on the same backbone); `tasks` is an edit batch (see `contracts.batch.tsedit`)."""
     import matplotlib
 
     matplotlib.use("Agg")

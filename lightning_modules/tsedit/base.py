@@ -33,8 +33,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics import CatMetric, MeanMetric
 
+from contracts.batch import tsedit as B
 from lightning_modules.safe_load import load_cached
-from lightning_modules.tsedit import batch as B
 from lightning_modules.tsedit.layers import ConditionalDenoiser, NoisyStatisticRegressor, cosine_alpha_bar
 from lightning_modules.tsedit.metrics import discriminative_score, edit_metrics, spectral_distance
 
@@ -151,7 +151,7 @@ class TSEditModule(pl.LightningModule):
 
     # ----- editing ------------------------------------------------------------------------------------------
     def edit(self, batch: dict, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Edit every row of an edit batch (see batch.py); returns the edited series [B,C,L].
+        """Edit every row of an edit batch (see `contracts.batch.tsedit`); returns the edited series [B,C,L].
 
         Runs outside Lightning's inference mode (the batch is cloned out of it), because guided methods take
         gradients through the denoiser; everything else runs under no_grad."""

@@ -32,8 +32,8 @@ from __future__ import annotations
 
 import torch
 
-from lightning_modules.registry import register_model
-from lightning_modules.tsedit import batch as B
+from contracts.batch import tsedit as B
+from contracts.registry import register_model
 from lightning_modules.tsedit.base import SCHEDULES, TSEditModule, schedule_weight
 from lightning_modules.tsedit.constraints import segment_stats
 

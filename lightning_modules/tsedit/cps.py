@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import torch
 
-from lightning_modules.registry import register_model
-from lightning_modules.tsedit import batch as B
+from contracts.batch import tsedit as B
+from contracts.registry import register_model
 from lightning_modules.tsedit.base import TSEditModule
 from lightning_modules.tsedit.overwrite import project_batch
 

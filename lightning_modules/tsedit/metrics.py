@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lightning_modules.tsedit import batch as B
+from contracts.batch import tsedit as B
 from lightning_modules.tsedit.constraints import segment_stats
 
 

@@ -5,7 +5,7 @@ to t0 and denoised by plain DDIM; anchors and segment targets are ignored.
 """
 from __future__ import annotations
 
-from lightning_modules.registry import register_model
+from contracts.registry import register_model
 from lightning_modules.tsedit.base import TSEditModule
 
 

@@ -12,8 +12,8 @@ Promise: anchors met exactly at the end (the last step writes v at ab = 1).
 """
 from __future__ import annotations
 
-from lightning_modules.registry import register_model
-from lightning_modules.tsedit import batch as B
+from contracts.batch import tsedit as B
+from contracts.registry import register_model
 from lightning_modules.tsedit.base import TSEditModule
 
 

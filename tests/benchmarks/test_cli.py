@@ -217,8 +217,7 @@ def test_unknown_board_key_is_rejected(tmp_path):
 
 def test_every_committed_board_and_paper_loads():
     from benchmarks.boards import board_names, load_board, load_paper, paper_names
-    from datamodules.registry import DATASETS
-    from lightning_modules.registry import MODELS
+    from contracts.registry import DATASETS, MODELS
 
     import datamodules  # noqa: F401
     import lightning_modules  # noqa: F401

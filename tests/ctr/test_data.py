@@ -8,11 +8,11 @@ import pytest
 import torch
 
 import datamodules  # noqa: F401
+from contracts.batch import ctr as B
 from datamodules.base import DataError
 from datamodules.ctr.adult import Adult
 from datamodules.ctr.base import CTRDataModule
 from datamodules.ctr.criteo import CriteoSample, CriteoX1, CriteoX4, fuxictr_bucket
-from lightning_modules.ctr import batch as B
 
 
 class FrameCTR(CTRDataModule):

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from lightning_modules.ctr import batch as B
+from contracts.batch import ctr as B
 from lightning_modules.ctr.base import CTRModule
 
 

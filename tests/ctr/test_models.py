@@ -4,8 +4,8 @@ import pytest
 import torch
 
 import lightning_modules  # noqa: F401
-from lightning_modules.ctr import batch as B
-from lightning_modules.registry import MODELS
+from contracts.batch import ctr as B
+from contracts.registry import MODELS
 from tests.conftest import fast_trainer
 from tests.ctr.helpers import planted, small_kwargs
 

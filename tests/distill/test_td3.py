@@ -12,12 +12,11 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 import datamodules  # noqa: F401
 import lightning_modules  # noqa: F401
+from contracts.batch import distill as B
+from contracts.registry import DATASETS, MODELS
 from datamodules.distill.wrapped import sample_negatives
-from datamodules.registry import DATASETS
-from lightning_modules.distill import batch as B
 from lightning_modules.distill.base import soft_hidden, summary_loss
 from lightning_modules.distill.td3 import TuckerSummary, adam_state
-from lightning_modules.registry import MODELS
 from tests.conftest import fast_trainer
 
 TINY_LEARNER = {"embed_dim": 8, "num_blocks": 1, "num_heads": 1, "dropout": 0.0, "loss": "ce"}

@@ -5,11 +5,11 @@ import pandas as pd
 import pytest
 import torch
 
+from contracts.batch import dtr as B
 from datamodules.base import DataError
 from datamodules.dtr.icu_sepsis import ICUSepsisDataModule
+from datamodules.dtr.mdp import NUM_PATIENT_STATES
 from datamodules.dtr.mimic import DEMOGRAPHICS, KEYS, MEDICATION, VITALS, MIMICSepsisDataModule
-from lightning_modules.dtr import batch as B
-from lightning_modules.dtr.mdp import NUM_PATIENT_STATES
 
 
 @pytest.fixture(scope="module")

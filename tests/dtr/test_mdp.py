@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from lightning_modules.dtr import batch as B
-from lightning_modules.dtr.mdp import NUM_PATIENT_STATES, SURVIVAL, load_icu_sepsis, rollout, survival_probability
+from contracts.batch import dtr as B
+from datamodules.dtr.mdp import NUM_PATIENT_STATES, SURVIVAL, load_icu_sepsis, rollout, survival_probability
 
 
 @pytest.mark.parametrize("policy_name", ["clinicians", "deterministic"])

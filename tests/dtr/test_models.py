@@ -7,10 +7,10 @@ import lightning.pytorch as pl
 import pytest
 import torch
 
+from contracts.batch import dtr as B
+from contracts.registry import MODELS
 from datamodules.dtr.icu_sepsis import ICUSepsisDataModule
-from lightning_modules.dtr import batch as B
 from lightning_modules.dtr.safer import SAFER, TransformerLayer, causal_mask
-from lightning_modules.registry import MODELS
 from tests.conftest import fast_trainer
 
 TINY = {"d_model": 16, "num_heads": 2, "num_layers": 1, "ffn_dim": 16, "hidden_dim": 16, "embed_dim": 16,

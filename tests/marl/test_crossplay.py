@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from benchmarks.marl_crossplay import crossplay_matrix, summarise
-from lightning_modules.marl.batch import collect_rollout
+from datamodules.marl.rollout import collect_rollout
 from lightning_modules.marl.crossplay import MixedTeam, partner_slots
 
 

@@ -10,10 +10,9 @@ import yaml
 import datamodules  # noqa: F401
 import lightning_modules  # noqa: F401
 from benchmarks.marl_crossplay import run
+from contracts.registry import DATASETS, MODELS
 from datamodules.marl.base import TEST_SEED_BASE
-from datamodules.registry import DATASETS
-from lightning_modules.marl.batch import collect_rollout
-from lightning_modules.registry import MODELS
+from datamodules.marl.rollout import collect_rollout
 from tests.conftest import fast_trainer
 
 # runs test in batches of 2 env copies; the cross-play evaluator plays the same 4 episodes as one batch of 4

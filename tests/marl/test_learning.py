@@ -17,13 +17,12 @@ import lightning.pytorch as pl
 
 import datamodules  # noqa: F401
 import lightning_modules  # noqa: F401
+from contracts.registry import DATASETS, MODELS
 from datamodules.marl.base import TEST_SEED_BASE
-from datamodules.registry import DATASETS
-from lightning_modules.marl.batch import RandomPolicy, collect_rollout
+from datamodules.marl.rollout import RandomPolicy, collect_rollout
 from lightning_modules.marl.cord import CORDModule
 from lightning_modules.marl.ppo import PPOModule
 from lightning_modules.marl.qlearning import QLearningModule
-from lightning_modules.registry import MODELS
 from tests.conftest import fast_trainer
 
 TINY = dict(scenario_args={"N": 1, "max_cycles": 10}, num_envs=32, rollouts_per_epoch=5, eval_episodes=64)
@@ -121,8 +120,8 @@ def test_registry_smoke(name):
 
 
 def test_a_nan_return_makes_the_mean_return_nan_not_a_good_number():
+    from contracts.batch.marl import RETURN
     from lightning_modules.marl.base import MARLModule
-    from lightning_modules.marl.batch import RETURN
 
     module = MARLModule(obs_dim=2, n_actions=2, num_agents=1, episode_limit=5)
     module.validation_step({RETURN: torch.tensor([10.0, 12.0])}, 0)

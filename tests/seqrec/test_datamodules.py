@@ -4,11 +4,11 @@ import gzip
 import numpy as np
 import pytest
 
+from contracts.batch import seqrec as B
 from datamodules.base import DataError
 from datamodules.seqrec.base import SeqRecDataModule, left_padded_windows
 from datamodules.seqrec.movielens import MovieLens100K, MovieLens1M
 from datamodules.seqrec.synthetic import SyntheticSeqRec
-from lightning_modules.seqrec import batch as B
 
 
 class InMemory(SeqRecDataModule):

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 import lightning_modules  # noqa: F401
+from contracts.batch import seqrec as B
+from contracts.registry import MODELS
 from datamodules.seqrec.synthetic import SyntheticSeqRec
-from lightning_modules.registry import MODELS
-from lightning_modules.seqrec import batch as B
 from lightning_modules.seqrec.layers import RelativeBucketedTimeAndPositionBias, RotaryEmbedding, log_time_buckets
 from tests.conftest import fast_trainer
 

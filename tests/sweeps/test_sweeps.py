@@ -275,7 +275,7 @@ def test_all_models_same_budget_and_tuned_params(tmp_path, capsys):
     # except what lies outside the search space (the board's embed_dim 16 is not a choice: the sampler picks it)
     import inspect
 
-    from lightning_modules.registry import MODELS
+    from contracts.registry import MODELS
 
     first = studies["sasrec"].trials[0]
     defaults = inspect.signature(MODELS.get("sasrec").cls.__init__).parameters

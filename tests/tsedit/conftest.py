@@ -35,7 +35,7 @@ def trained_state(synthetic_dm):
 @pytest.fixture
 def make_model(synthetic_dm, trained_state):
     """make_model(name, **args) -> that method on the trained backbone, in eval mode."""
-    from lightning_modules.registry import MODELS
+    from contracts.registry import MODELS
 
     def build(name: str, **args):
         model = MODELS.get(name).cls(**synthetic_dm.model_kwargs(), **{**BACKBONE, **args})

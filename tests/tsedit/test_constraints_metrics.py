@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from lightning_modules.tsedit import batch as B
+from contracts.batch import tsedit as B
 from lightning_modules.tsedit.constraints import project_onto_constraints, segment_stats
 from lightning_modules.tsedit.metrics import discriminative_score, edit_metrics, second_difference, spectral_distance
 

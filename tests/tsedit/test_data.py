@@ -4,11 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from contracts.batch import tsedit as B
 from datamodules.base import DataError
 from datamodules.tsedit.base import make_edit_tasks, sliding_windows
 from datamodules.tsedit.csv_series import ETTh1, ExchangeRate
 from datamodules.tsedit.synthetic import SyntheticTSEdit
-from lightning_modules.tsedit import batch as B
 
 
 def test_edit_tasks_are_reproducible_and_well_formed():

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lightning_modules.tsedit import batch as B
+from contracts.batch import tsedit as B
 from lightning_modules.tsedit.constraints import project_onto_constraints, segment_stats
 from lightning_modules.tsedit.metrics import edit_metrics
 from tests.tsedit.conftest import without_constraints

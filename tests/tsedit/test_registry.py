@@ -6,7 +6,7 @@ import torch
 
 import datamodules  # noqa: F401
 import lightning_modules  # noqa: F401
-from lightning_modules.registry import MODELS
+from contracts.registry import MODELS
 from tests.conftest import fast_trainer
 from tests.tsedit.conftest import BACKBONE
 

@@ -20,6 +20,13 @@ Every tensor is batched (first dim B).
   reward [B], done [B], next_* (vitals/meds/notes/demo/mask) for offline RL: the next decision point of the
                     same patient; done=1 at the last step, where reward is +1 on survival (ICU-Sepsis reward).
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    import numpy as np
+
 VITALS = "vitals"
 MEDS = "meds"
 NOTES = "notes"
@@ -53,3 +60,19 @@ def label_from_icu_sepsis(mdp_action):
 
 
 icu_sepsis_from_label = label_from_icu_sepsis
+
+
+class PolicySimulator(Protocol):
+    """A known MDP in which a dtr model evaluates the policy it recommends exactly. The data side owns it and registers
+    a loader in `contracts.registry.SIMULATORS` under the name its datamodule passes to models as `mdp`.
+
+    States and actions use the simulator's own indexing (ICU-Sepsis: `icu_sepsis_from_label`); the first
+    `num_patient_states` states are the patients' (the rest are terminal)."""
+
+    num_patient_states: int
+    initial: "np.ndarray"  # [S] start distribution
+    transitions: "np.ndarray"  # [S, A, S]
+    expert_policy: "np.ndarray"  # [S, A] the clinicians' policy
+
+    def survival_probability(self, policy: "np.ndarray") -> float:
+        """Exact probability of survival under a stationary policy [S or num_patient_states, A]."""

@@ -5,14 +5,20 @@ The MDP has 716 states (713 patient states, then death=713, survival=714, an abs
 actions indexed fluid_bin*5 + vaso_bin; reward +1 on reaching survival, gamma = 1, so a policy's value is its
 probability of survival. Because the dynamics are known, a recommended policy's survival is computed exactly by
 solving the linear system of absorption probabilities (no counterfactual estimator needed).
+
+The simulator is data: it is registered as `icu-sepsis` in `contracts.registry.SIMULATORS`, where dtr
+models look it up to evaluate the policy they recommend (`contracts.batch.dtr.PolicySimulator`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
+
+from contracts.registry import register_simulator
 
 DEATH, SURVIVAL, ABSORB = 713, 714, 715
 NUM_PATIENT_STATES = 713
@@ -36,8 +42,13 @@ class SepsisMDP:
     state_vectors: np.ndarray  # [716, 47]
     sofa: np.ndarray  # [716]
     admissible: np.ndarray  # [716, 25] bool
+    num_patient_states: ClassVar[int] = NUM_PATIENT_STATES
+
+    def survival_probability(self, policy: np.ndarray) -> float:
+        return survival_probability(policy, self)
 
 
+@register_simulator("icu-sepsis", family="dtr")
 @lru_cache(maxsize=1)
 def load_icu_sepsis() -> SepsisMDP:
     # Read the package's asset files without importing it: its __init__ imports the unmaintained `gym`,

@@ -1,20 +1,5 @@
-"""The marl family's rollout format and the loop that collects it (shared by datamodules and models).
-
-A rollout is `E` complete episodes of `T` steps from `E` env copies (every MPE episode ends by time limit at
-`max_cycles`, so episodes are aligned), as a dict of tensors:
-  OBS        [E, T+1, N, D] float   canonical observations (the last one is the observation after step T)
-  ACTIONS    [E, T, N]      long
-  REWARD     [E, T]         float   team reward (mean over agents of the env's per-agent rewards)
-  AGENT_REWARD [E, T, N]    float
-  TERMINATED [E, T]         float   1 where the env terminated (not on time limit: those bootstrap)
-  RETURN     [E]            float   undiscounted team return of each episode
-  plus whatever a policy records while acting (log-probabilities, roles, ...), stacked along time: [E, T, ...].
-
-A policy is any object with
-  `reset_policy_state(num_envs, num_agents) -> state` and
-  `act(obs [E,N,D] tensor, t, state, explore) -> (actions [E,N] long tensor, extras dict of [E,...] tensors, state)`.
-Both the training datasets and the cross-play evaluator drive policies only through these two calls.
-"""
+"""The loop that plays a policy in a vectorised environment and returns the rollout (`contracts.batch.marl`), and
+the uniformly random policy that every algorithm must beat."""
 from __future__ import annotations
 
 import time
@@ -22,12 +7,12 @@ import time
 import numpy as np
 import torch
 
-OBS, ACTIONS, REWARD, AGENT_REWARD, TERMINATED, RETURN = "obs", "actions", "reward", "agent_reward", "terminated", "return"
-ENV_STEPS, ROLLOUT_SECONDS = "env_steps", "rollout_seconds"
+from contracts.batch.marl import (ACTIONS, AGENT_REWARD, ENV_STEPS, OBS, RETURN, REWARD, ROLLOUT_SECONDS, TERMINATED,
+                                  Policy, VectorEnv)
 
 
 @torch.no_grad()
-def collect_rollout(env, policy, seeds, explore: bool, device: torch.device | str = "cpu") -> dict:
+def collect_rollout(env: VectorEnv, policy: Policy, seeds, explore: bool, device: torch.device | str = "cpu") -> dict:
     """Play one episode in each env copy (reset with `seeds`) with `policy`; return the rollout dict.
 
     The only per-step Python is the env's own stepping; policy calls are batched over envs and agents.

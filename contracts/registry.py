@@ -1,7 +1,8 @@
-"""Explicit name -> class registries, filled by decorators.
+"""Explicit name -> class registries, filled by decorators: `MODELS` (LightningModules, filled by importing
+`lightning_modules`), `DATASETS` (LightningDataModules, filled by importing `datamodules`) and `SIMULATORS` (known
+environments that models evaluate policies in, filled by the data side that owns them).
 
-One small class serves the model registry here and the dataset registry in `datamodules`, so a typo in a
-name fails loudly with the list of valid names, and tests can loop over every entry.
+A typo in a name fails loudly with the list of valid names, and tests can loop over every entry.
 """
 from __future__ import annotations
 
@@ -67,3 +68,10 @@ class Registry(Generic[T]):
 
 MODELS: Registry = Registry("model")
 register_model = MODELS.register
+
+DATASETS: Registry = Registry("dataset")
+register_dataset = DATASETS.register
+
+SIMULATORS: Registry = Registry("simulator")
+register_simulator = SIMULATORS.register
+
