@@ -209,6 +209,7 @@ def default_params(plan: SweepPlan) -> dict:
     whose value lies inside its search distribution; the others are left to the sampler."""
     import inspect
 
+    import lightning_modules  # noqa: F401  (fills the registry)
     from contracts.registry import MODELS
 
     cls = MODELS.get(plan.model).cls
@@ -355,6 +356,7 @@ def run_summary(record: dict, primary: str) -> dict:
 
 class Objective:
     def __init__(self, plan: SweepPlan, study: optuna.Study, storage, worker: int):
+        import lightning_modules  # noqa: F401  (fills the registry)
         from contracts.registry import MODELS
 
         self.plan, self.study, self.storage, self.worker = plan, study, storage, worker
