@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from datamodules.marl.mpe import MPEVectorEnv, ScenarioConfig
+from datamodules.marl.mpe_env import MPEVectorEnv, ScenarioConfig
 
 DT, DAMPING, ACCEL, MAX_SPEED = 0.1, 0.25, 1.5, 1.0
 COLLECTOR_SIZE, DEPOSIT_SIZE, TREASURE_SIZE = 0.05, 0.075, 0.025

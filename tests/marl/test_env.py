@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from datamodules.marl.collect_treasure_numpy import BatchedCollectTreasure
-from datamodules.marl.mpe import MPEVectorEnv, ScenarioConfig
+from datamodules.marl.mpe_env import MPEVectorEnv, ScenarioConfig
 
 CT = ScenarioConfig("collect_treasure", {"num_collectors": 3, "num_deposits": 2, "num_treasures": 3, "max_cycles": 6})
 SPREAD = ScenarioConfig("simple_spread", {"N": 3, "max_cycles": 6})
