@@ -119,8 +119,15 @@ def load_board(name_or_path: str) -> Board:
         raise ConfigError(f"unknown board {name_or_path!r}.{hint} Known boards: {', '.join(board_names())} "
                           f"(see `paperboard list boards`).")
     board = board_from_dict(_read_yaml(path), str(path))
-    if board.name != path.stem and path.parent == BOARDS_DIR:
-        raise ConfigError(f"{path}: name {board.name!r} differs from the file name")
+    builtin = BOARDS_DIR / f"{board.name}.yaml"
+    if path.resolve().parent == BOARDS_DIR.resolve():
+        if board.name != path.stem:
+            raise ConfigError(f"{path}: name {board.name!r} differs from the file name")
+    elif builtin.exists() and board_from_dict(_read_yaml(builtin), str(builtin)) != board:
+        # a custom board file is keyed by its own name: under a built-in board's name its runs would mix with
+        # that board's records and claims
+        raise ConfigError(f"{path}: a custom board file keeps the name {board.name!r} of the built-in board but "
+                          f"differs from it; give it a name of its own (name: my-{board.name})")
     return board
 
 

@@ -8,8 +8,6 @@ constructor's annotations before anything trains).
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 from pathlib import Path
 
@@ -115,144 +113,17 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def _identity(board, spec, records: list[dict]):
-    """Yield the records that are this run up to its epoch cap: the same model, seed, tuned flag, data and trainer
-    arguments other than max_epochs, and model arguments (a record's model_args also hold what the datamodule filled
-    in: num_items...). Callers decide what a different cap means."""
-    from benchmarks.runner import resolve, trainer_kwargs
-
-    def key(model, seed, tuned, data_args, trainer_args, model_args):
-        trainer_args = {k: v for k, v in (trainer_args or {}).items() if k != "max_epochs"}
-        return model, seed, tuned, json.dumps([data_args, trainer_args, model_args], sort_keys=True, default=str)
-
-    _, data_kwargs, _, model_kwargs = resolve(board, spec)
-    ours = key(spec.model, spec.seed, spec.tuning is not None, data_kwargs, trainer_kwargs(board, spec), model_kwargs)
-    for record in records:
-        config = record.get("config") or {}
-        recorded_model = {k: (config.get("model_args") or {}).get(k) for k in model_kwargs}
-        if key(record["model"], record["seed"], bool(record.get("tuned")), config.get("dataset_args"),
-               config.get("trainer"), recorded_model) == ours:
-            yield record
-
-
-def is_finished(board, spec, records: list[dict]) -> bool:
-    """Whether one of the board's finished records is this run: the same identity and epoch cap, or a run that early
-    stopping ended before its own cap and within this one (a larger cap would have trained it the same way)."""
-    from benchmarks.render import epoch_cap, stopped_by_cap
-    from benchmarks.runner import trainer_kwargs
-
-    cap = trainer_kwargs(board, spec).get("max_epochs")
-    for record in _identity(board, spec, records):
-        run_cap = epoch_cap(record)
-        stopped_early = run_cap is not None and record.get("best_epoch") is not None and not stopped_by_cap(record)
-        if run_cap == cap or (stopped_early and (cap is None or record["epochs"] <= cap)):
-            return True
-    return False
-
-
-def skip_finished(board, specs: list, store) -> list:
-    """Drop specs whose run already has an ok record in the store, so re-running a board resumes it."""
-    finished = store.records(board=board.name, status="ok")
-    return [spec for spec in specs if not is_finished(board, spec, finished)]
-
-
-def extend_capped(board, specs: list, store) -> int:
-    """Point each spec at its newest finished run (the end of any earlier --extend chain) when that run stopped at a
-    smaller epoch cap than the spec's with early stopping's patience not yet spent, and its checkpoint still exists:
-    the spec continues that run instead of starting at epoch 0. Returns how many specs will continue a run.
-    A run whose checkpoint lies outside this home's checkpoint folder or is not the file the run recorded (an
-    imported record can name any file) is refused before anything trains."""
-    from benchmarks.render import epoch_cap, stopped_by_cap, superseded_runs
-    from benchmarks.runner import checkpoint_problem, trainer_kwargs
-
-    finished = store.records(board=board.name, status="ok")
-    superseded = superseded_runs(finished)
-    patience = board.early_stopping_patience
-    extended = 0
-    for spec in specs:
-        cap = trainer_kwargs(board, spec)["max_epochs"]
-        runs = [r for r in _identity(board, spec, finished)
-                if r["run_id"] not in superseded and r.get("best_epoch") is not None]
-        if not runs:
-            continue
-        run = max(runs, key=lambda r: (r.get("epochs", 0), r["created_at"]))
-        run_cap = epoch_cap(run) or cap
-        patience_left = patience is None or run["epochs"] - 1 - run["best_epoch"] < patience
-        if stopped_by_cap(run) and run_cap < cap and patience_left and run.get("checkpoint") \
-                and Path(run["checkpoint"]).is_file():
-            problem = checkpoint_problem(run["checkpoint"], run.get("checkpoint_sha256"))
-            if problem:
-                raise ConfigError(f"--extend refuses run {run['run_id'][:8]} ({run['model']} seed {run['seed']}): "
-                                  f"{problem}. Continue only runs trained with this store's home, or drop --extend "
-                                  f"to train it from epoch 0.")
-            spec.resume_from = {"run_id": run["run_id"], "checkpoint": run["checkpoint"], "epochs": run["epochs"],
-                                "max_epochs": run_cap, "train_seconds": run.get("train_seconds") or 0.0,
-                                "train_cpu_seconds": run.get("train_cpu_seconds") or 0.0}
-            extended += 1
-    return extended
-
-
-def prepare_data(board, data_dir, data_args) -> None:
-    """Load (and cache) the board's data once up front: a missing file is one message, not N failed runs."""
-    from benchmarks.runner import resolve, RunSpec
-
-    data_cls, data_kwargs, _, _ = resolve(board, RunSpec(board.name, next(iter(board.models)), 0, data_args=data_args))
-    data_cls(data_dir=data_dir, **data_kwargs).prepare_data()
-
-
-def log_board_to_wandb(board, records) -> None:
-    from benchmarks.runner import wandb_mode
-
-    mode = wandb_mode()
-    if mode == "disabled":
-        return
-    import wandb
-
-    from benchmarks.render import aggregate
-    from benchmarks.runner import paperboard_home
-
-    table = aggregate(board, records)
-    if table.empty:
-        return
-    from benchmarks.store import redacted_argv
-
-    with redacted_argv():  # W&B keeps the command line, which may hold --storage with a password
-        run = wandb.init(project=os.environ.get("WANDB_PROJECT", "paperboard"), group=board.name,
-                         job_type="leaderboard", name=f"board-{board.name}", mode=mode,
-                         dir=str(paperboard_home() / "wandb"), reinit="finish_previous")
-    run.log({"leaderboard": wandb.Table(dataframe=table)})
-    run.finish()
-
-
 def cmd_run(args, overrides) -> int:
     from benchmarks.render import render_markdown
-    from benchmarks.runner import run_board
-    from benchmarks.store import redact
+    from benchmarks.schedule import run_board_specs
 
     board = load_board(args.board)
     specs = build_specs(board, args, overrides)
     store = _store(args.storage)
-    if not args.rerun:
-        todo = skip_finished(board, specs, store)
-        if len(todo) < len(specs):
-            print(f"paperboard: {board.name}: {len(specs) - len(todo)} run(s) already finished in the store are "
-                  f"kept (--rerun trains them again)", flush=True)
-        specs = todo
-    if args.extend:
-        n = extend_capped(board, specs, store)
-        print(f"paperboard: {board.name}: {n} run(s) continue a capped run from its checkpoint (--extend)", flush=True)
-    if specs:
-        store.check_writable()  # a result that cannot be stored must fail before the training, not after it
-    prepare_data(board, args.data_dir, overrides["data"])
-    print(f"paperboard: {board.name}: {len(specs)} run(s) ({len({s.model for s in specs})} models x "
-          f"{len({s.seed for s in specs})} seeds); results -> {redact(store.url)}", flush=True)
-    # another `paperboard run` on this store may finish one of these runs while this one works through the list
-    is_done = None if args.rerun else \
-        lambda spec: is_finished(board, spec, store.records(board=board.name, status="ok"))
-    records = run_board(board, specs, store, quiet=args.quiet, is_done=is_done)
+    records = run_board_specs(board, specs, store, rerun=args.rerun, extend=args.extend, data_dir=args.data_dir,
+                              data_args=overrides["data"], quiet=args.quiet, log=lambda m: print(m, flush=True))
     all_records = store.records(board=board.name)
     print(render_markdown(board, all_records))
-    log_board_to_wandb(board, all_records)
     if board.name.endswith("-scaling"):  # scaling boards also draw their plot (benchmarks/scaling.py)
         from benchmarks.scaling import plot_board
 

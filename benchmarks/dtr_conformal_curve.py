@@ -31,12 +31,9 @@ def load_records(board: str, records_dir: Path | None = None, storage: str | Non
         from benchmarks.store import ResultStore
 
         return ResultStore(storage).records(board=board, status="ok")
-    out = []
-    for path in sorted(Path(records_dir).rglob("*.json")):
-        record = json.loads(path.read_text())
-        if record.get("board") == board and record.get("status") == "ok":
-            out.append(record)
-    return out
+    from benchmarks.store import load_records_dir
+
+    return [r for r in load_records_dir(Path(records_dir), board) if r.get("status") == "ok"]
 
 
 def select_runs(records: list[dict], model: str, config: str | None = None) -> list[dict]:

@@ -125,9 +125,17 @@ def resolve(board: Board, spec: RunSpec):
     return data_entry.cls, data_kwargs, model_entry.cls, model_kwargs
 
 
+def decide_epoch_cap(board: Board, trainer_args: dict | None = None, sweep: bool = False) -> int:
+    """The one rule for a run's epoch cap: the run's own max_epochs (--max-epochs, --trainer.max_epochs), else for a
+    sweep trial the board's sweep budget, else the board's trainer, else DEFAULT_MAX_EPOCHS."""
+    return int((trainer_args or {}).get("max_epochs") or (board.sweep.get("max_epochs") if sweep else None)
+               or board.trainer.get("max_epochs") or DEFAULT_MAX_EPOCHS)
+
+
 def trainer_kwargs(board: Board, spec: RunSpec) -> dict:
     """The run's Trainer arguments: our defaults, then the board's, then the run's overrides."""
-    return {"max_epochs": DEFAULT_MAX_EPOCHS, "devices": 1, **board.trainer, **spec.trainer_args}
+    return {"devices": 1, **board.trainer, **spec.trainer_args,
+            "max_epochs": decide_epoch_cap(board, spec.trainer_args)}
 
 
 def cpu_seconds() -> float:

@@ -38,7 +38,7 @@ def add_sweep_parser(subparsers) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace, overrides: dict) -> int:
-    from benchmarks.cli import prepare_data
+    from benchmarks.schedule import prepare_data
     from benchmarks.values import check_overrides
     from sweeps.storage import check_workers, open_storage, resolve_url
     from sweeps.study import (DEFAULT_HEARTBEAT, counts, create_study, enqueue_default, load_study, make_plan,

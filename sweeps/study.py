@@ -126,7 +126,7 @@ def make_plan(board: Board, model: str, trials: int | None = None, storage: str 
               board_arg: str | None = None, verbose: bool = False) -> SweepPlan:
     """One model's study under the board's sweep budget (the same for every model of the board)."""
     import lightning_modules  # noqa: F401  (fills the registry)
-    from benchmarks.runner import DEFAULT_MAX_EPOCHS, RunSpec, config_hash, resolve
+    from benchmarks.runner import RunSpec, config_hash, decide_epoch_cap, resolve
     from contracts.registry import MODELS
 
     overrides = overrides or {}
@@ -138,8 +138,7 @@ def make_plan(board: Board, model: str, trials: int | None = None, storage: str 
     resolve(board, RunSpec(board=board.name, model=model, seed=seed, model_args=model_over, data_args=data_over,
                            trainer_args=trainer_over))  # unknown model / config keys fail here, before any study
     space = space_names(MODELS.get(model).cls)
-    cap = int(max_epochs or trainer_over.get("max_epochs") or board.sweep.get("max_epochs")
-              or board.trainer.get("max_epochs") or DEFAULT_MAX_EPOCHS)
+    cap = decide_epoch_cap(board, {"max_epochs": max_epochs or trainer_over.get("max_epochs")}, sweep=True)
     trainer_args = {**trainer_over, "max_epochs": cap}
     notes = []
     can_prune = prune and not multi_process({**board.trainer, **trainer_args})

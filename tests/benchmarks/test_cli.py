@@ -134,7 +134,7 @@ def test_extend_continues_a_capped_run_from_its_checkpoint(tmp_path, storage, ca
 
     # a run that early stopping ended before its own cap is finished under any larger cap: no fresh run starts
     from benchmarks.boards import load_board
-    from benchmarks.cli import is_finished
+    from benchmarks.schedule import is_finished
 
     spec = RunSpec(board=board, model="sasrec", seed=0, trainer_args={"max_epochs": 10})
     stopped_early = dict(longest, config=dict(longest["config"], trainer=dict(longest["config"]["trainer"], max_epochs=8)))
@@ -246,3 +246,9 @@ def test_trainer_options_pass_through_to_lightning_ddp(tmp_path, storage, capsys
     (record,) = ResultStore(storage).records(board="tiny-seqrec")
     assert record["status"] == "ok" and record["world_size"] == 2 and record["strategy"] == "DDPStrategy"
     assert record["config"]["trainer"]["devices"] == 2
+
+
+def test_a_custom_board_file_may_not_borrow_a_built_in_name(tmp_path, capsys):
+    path = write_board(tmp_path, name="quickstart")
+    assert main(["run", path, "--quiet"]) == 2
+    assert "keeps the name 'quickstart' of the built-in board" in capsys.readouterr().err

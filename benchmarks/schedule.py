@@ -1,0 +1,141 @@
+"""Which runs of a board to train, and the board-level run around them.
+
+A run's identity is its model, seed, tuned flag, and resolved data, Trainer (up to the epoch cap) and model
+arguments: a run the store already finished is kept (`is_finished`), a run that stopped at a smaller cap with
+early stopping's patience left continues from its checkpoint (`extend_capped`, `paperboard run --extend`).
+`run_board_specs` is what `paperboard run` does between parsing and printing: skip, extend, check the store,
+prepare the data once, train (benchmarks.runner.run_board), and log the board to W&B.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from benchmarks.boards import Board, ConfigError
+from benchmarks.render import aggregate, epoch_cap, stopped_by_cap, superseded_runs
+from benchmarks.runner import (RunSpec, checkpoint_problem, paperboard_home, resolve, run_board, trainer_kwargs,
+                               wandb_mode)
+
+
+def same_runs(board: Board, spec: RunSpec, records: list[dict]):
+    """Yield the records that are this run up to its epoch cap: the same model, seed, tuned flag, data and trainer
+    arguments other than max_epochs, and model arguments (a record's model_args also hold what the datamodule filled
+    in: num_items...). Callers decide what a different cap means."""
+    def key(model, seed, tuned, data_args, trainer_args, model_args):
+        trainer_args = {k: v for k, v in (trainer_args or {}).items() if k != "max_epochs"}
+        return model, seed, tuned, json.dumps([data_args, trainer_args, model_args], sort_keys=True, default=str)
+
+    _, data_kwargs, _, model_kwargs = resolve(board, spec)
+    ours = key(spec.model, spec.seed, spec.tuning is not None, data_kwargs, trainer_kwargs(board, spec), model_kwargs)
+    for record in records:
+        config = record.get("config") or {}
+        recorded_model = {k: (config.get("model_args") or {}).get(k) for k in model_kwargs}
+        if key(record["model"], record["seed"], bool(record.get("tuned")), config.get("dataset_args"),
+               config.get("trainer"), recorded_model) == ours:
+            yield record
+
+
+def is_finished(board: Board, spec: RunSpec, records: list[dict]) -> bool:
+    """Whether one of the board's finished records is this run: the same identity and epoch cap, or a run that early
+    stopping ended before its own cap and within this one (a larger cap would have trained it the same way)."""
+    cap = trainer_kwargs(board, spec).get("max_epochs")
+    for record in same_runs(board, spec, records):
+        run_cap = epoch_cap(record)
+        stopped_early = run_cap is not None and record.get("best_epoch") is not None and not stopped_by_cap(record)
+        if run_cap == cap or (stopped_early and (cap is None or record["epochs"] <= cap)):
+            return True
+    return False
+
+
+def unfinished(board: Board, specs: list[RunSpec], store) -> list[RunSpec]:
+    """Drop specs whose run already has an ok record in the store, so re-running a board resumes it."""
+    finished = store.records(board=board.name, status="ok")
+    return [spec for spec in specs if not is_finished(board, spec, finished)]
+
+
+def extend_capped(board: Board, specs: list[RunSpec], store) -> int:
+    """Point each spec at its newest finished run (the end of any earlier --extend chain) when that run stopped at a
+    smaller epoch cap than the spec's with early stopping's patience not yet spent, and its checkpoint still exists:
+    the spec continues that run instead of starting at epoch 0. Returns how many specs will continue a run.
+    A run whose checkpoint lies outside this home's checkpoint folder or is not the file the run recorded (an
+    imported record can name any file) is refused before anything trains."""
+    finished = store.records(board=board.name, status="ok")
+    superseded = superseded_runs(finished)
+    patience = board.early_stopping_patience
+    extended = 0
+    for spec in specs:
+        cap = trainer_kwargs(board, spec)["max_epochs"]
+        runs = [r for r in same_runs(board, spec, finished)
+                if r["run_id"] not in superseded and r.get("best_epoch") is not None]
+        if not runs:
+            continue
+        run = max(runs, key=lambda r: (r.get("epochs", 0), r["created_at"]))
+        run_cap = epoch_cap(run) or cap
+        patience_left = patience is None or run["epochs"] - 1 - run["best_epoch"] < patience
+        if stopped_by_cap(run) and run_cap < cap and patience_left and run.get("checkpoint") \
+                and Path(run["checkpoint"]).is_file():
+            problem = checkpoint_problem(run["checkpoint"], run.get("checkpoint_sha256"))
+            if problem:
+                raise ConfigError(f"--extend refuses run {run['run_id'][:8]} ({run['model']} seed {run['seed']}): "
+                                  f"{problem}. Continue only runs trained with this store's home, or drop --extend "
+                                  f"to train it from epoch 0.")
+            spec.resume_from = {"run_id": run["run_id"], "checkpoint": run["checkpoint"], "epochs": run["epochs"],
+                                "max_epochs": run_cap, "train_seconds": run.get("train_seconds") or 0.0,
+                                "train_cpu_seconds": run.get("train_cpu_seconds") or 0.0}
+            extended += 1
+    return extended
+
+
+def prepare_data(board: Board, data_dir: str | None, data_args: dict) -> None:
+    """Load (and cache) the board's data once up front: a missing file is one message, not N failed runs."""
+    data_cls, data_kwargs, _, _ = resolve(board, RunSpec(board.name, next(iter(board.models)), 0, data_args=data_args))
+    data_cls(data_dir=data_dir, **data_kwargs).prepare_data()
+
+
+def log_board_to_wandb(board: Board, records: list[dict]) -> None:
+    mode = wandb_mode()
+    if mode == "disabled":
+        return
+    import wandb
+
+    table = aggregate(board, records)
+    if table.empty:
+        return
+    from benchmarks.store import redacted_argv
+
+    with redacted_argv():  # W&B keeps the command line, which may hold --storage with a password
+        run = wandb.init(project=os.environ.get("WANDB_PROJECT", "paperboard"), group=board.name,
+                         job_type="leaderboard", name=f"board-{board.name}", mode=mode,
+                         dir=str(paperboard_home() / "wandb"), reinit="finish_previous")
+    run.log({"leaderboard": wandb.Table(dataframe=table)})
+    run.finish()
+
+
+def run_board_specs(board: Board, specs: list[RunSpec], store, *, rerun: bool = False, extend: bool = False,
+                    data_dir: str | None = None, data_args: dict | None = None, quiet: bool = False,
+                    log=print) -> list[dict]:
+    """Train the specs the store has not finished (all with `rerun`), continuing capped runs with `extend`; returns
+    the records of the runs trained now. Progress and decisions go to `log`."""
+    from benchmarks.store import redact
+
+    if not rerun:
+        todo = unfinished(board, specs, store)
+        if len(todo) < len(specs):
+            log(f"paperboard: {board.name}: {len(specs) - len(todo)} run(s) already finished in the store are "
+                f"kept (--rerun trains them again)")
+        specs = todo
+    if extend:
+        log(f"paperboard: {board.name}: {extend_capped(board, specs, store)} run(s) continue a capped run from its "
+            f"checkpoint (--extend)")
+    if specs:
+        store.check_writable()  # a result that cannot be stored must fail before the training, not after it
+    prepare_data(board, data_dir, data_args or {})
+    log(f"paperboard: {board.name}: {len(specs)} run(s) ({len({s.model for s in specs})} models x "
+        f"{len({s.seed for s in specs})} seeds); results -> {redact(store.url)}")
+    # another `paperboard run` on this store may finish one of these runs while this one works through the list
+    is_done = None if rerun else \
+        lambda spec: is_finished(board, spec, store.records(board=board.name, status="ok"))
+    records = run_board(board, specs, store, quiet=quiet, is_done=is_done, log=log)
+    log_board_to_wandb(board, store.records(board=board.name))
+    return records
