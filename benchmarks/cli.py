@@ -120,8 +120,12 @@ def cmd_run(args, overrides) -> int:
     board = load_board(args.board)
     specs = build_specs(board, args, overrides)
     store = _store(args.storage)
+    for flag, value in (("--jobs", args.jobs), ("--threads", args.threads)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{flag} {value}: give a number >= 1")
     records = run_board_specs(board, specs, store, rerun=args.rerun, extend=args.extend, data_dir=args.data_dir,
-                              data_args=overrides["data"], quiet=args.quiet, log=lambda m: print(m, flush=True))
+                              data_args=overrides["data"], quiet=args.quiet, log=lambda m: print(m, flush=True),
+                              jobs=args.jobs, threads=args.threads)
     all_records = store.records(board=board.name)
     print(render_markdown(board, all_records))
     if board.name.endswith("-scaling"):  # scaling boards also draw their plot (benchmarks/scaling.py)
@@ -246,6 +250,10 @@ def make_parser() -> argparse.ArgumentParser:
                             "ran out from their checkpoints, instead of training them again from epoch 0")
         p.add_argument("--study-storage", help="where --tuned finds the sweeps' studies (default: --storage)")
         p.add_argument("--quiet", action="store_true", help="hide the per-run training output")
+        p.add_argument("--jobs", type=int, default=1,
+                       help="runs at once, each in its own process (default 1); with --jobs N each run gets the "
+                            "cores divided by N as threads unless --threads says otherwise")
+        p.add_argument("--threads", type=int, help="CPU threads per run (torch, OpenMP, MKL)")
 
     p = sub.add_parser("run", help="train and evaluate a board's models over seeds")
     p.add_argument("board")

@@ -17,6 +17,7 @@ import platform
 import resource
 import subprocess
 import sys
+import threading
 import time
 import traceback
 import uuid
@@ -81,7 +82,7 @@ def _versions() -> dict:
 
 def _hardware() -> dict:
     info = {"platform": platform.platform(), "cpu": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count()}
+            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()}
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
         info["gpu_count"] = torch.cuda.device_count()
@@ -414,11 +415,12 @@ def _children_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_in_subprocess(spec: RunSpec, quiet: bool = False) -> dict:
+def run_in_subprocess(spec: RunSpec, quiet: bool = False, threads: int | None = None) -> dict:
     """Run `spec` in `python -m benchmarks.worker`; a worker that dies yields a failed record.
 
     With `quiet` the worker's output goes to a log file under the paperboard home (named in the record).
     The worker dies with this process, even by kill -9 (benchmarks.process), and so does its temp folder's use.
+    `threads` caps the worker's CPU threads (torch, OpenMP, MKL), so that parallel runs share the cores.
     """
     from benchmarks.process import launcher_tempdir
 
@@ -429,12 +431,14 @@ def run_in_subprocess(spec: RunSpec, quiet: bool = False) -> dict:
         cmd = [sys.executable, "-m", "benchmarks.worker", str(spec_path), str(result_path), str(os.getpid())]
         # what a worker that dies without a record still leaves: its CPU (as a finished child) and the load
         started, children_cpu, load_start = time.perf_counter(), _children_cpu_seconds(), load_average()
+        env = None if threads is None else {**os.environ, "OMP_NUM_THREADS": str(threads),
+                                            "MKL_NUM_THREADS": str(threads)}
         if quiet:
             log_path.parent.mkdir(parents=True, exist_ok=True)
             with open(log_path, "wb") as log:
-                proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
         else:
-            proc = subprocess.run(cmd)
+            proc = subprocess.run(cmd, env=env)
         if result_path.exists():
             record = json.loads(result_path.read_text())
         else:
@@ -460,48 +464,71 @@ def run_identity(board: Board, spec: RunSpec) -> str:
     return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def run_board(board: Board, specs: list[RunSpec], store, quiet: bool = False, log=print, is_done=None) -> list[dict]:
-    """Run every spec of a board in order, storing each record as soon as it exists.
+def run_board(board: Board, specs: list[RunSpec], store, quiet: bool = False, log=print, is_done=None,
+              jobs: int = 1, threads: int | None = None) -> list[dict]:
+    """Run every spec of a board, `jobs` at a time (each in its own process with its own record; with several
+    jobs each gets `threads` CPU threads, by default the cores split between them), storing each record as soon
+    as it exists.
 
     Each run is claimed in the store before it trains (`store.claim`, released once its record is stored): a run
     that another live process holds is skipped (that process stores it), and so is one that `is_done(spec)` says
     another process finished meanwhile, so two `paperboard run` on one store never train the same run."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from benchmarks.process import remove_stale_tempdirs
     from benchmarks.store import ClaimHeartbeat
 
     remove_stale_tempdirs("run")  # those of killed runners
-    records = []
+    jobs = max(1, min(jobs, len(specs) or 1))
+    if jobs > 1 and threads is None:
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+    started, finished = time.perf_counter(), [0]
+    lock = threading.Lock()
+
+    def progress() -> str:
+        with lock:
+            finished[0] += 1
+            done, elapsed = finished[0], time.perf_counter() - started
+        eta = elapsed / done * (len(specs) - done)
+        return f"{done}/{len(specs)} runs done, {elapsed:.0f}s elapsed, ETA {eta:.0f}s"
+
+    def one(i: int, spec: RunSpec, heartbeat) -> dict | None:
+        what = f"{spec.model} seed={spec.seed}{' (tuned)' if spec.tuning else ''}"
+        token, holder = store.claim(run_identity(board, spec), board.name, what)
+        if token is None:
+            log(f"[{i}/{len(specs)}] {board.name}: {what}: skipped, another paperboard process "
+                f"({holder['host']}:{holder['pid']}) is training it on this store")
+            return None
+        heartbeat.tokens.append(token)
+        try:
+            if is_done is not None and is_done(spec):
+                log(f"[{i}/{len(specs)}] {board.name}: {what}: skipped, another process finished it meanwhile")
+                return None
+            log(f"[{i}/{len(specs)}] {board.name}: {what} ...")
+            record = _run_and_store(board, spec, store, quiet, threads)
+        finally:
+            heartbeat.tokens.remove(token)
+            store.release(token)
+        if record["status"] == "ok":
+            test = record["metrics"]["test"]
+            log(f"[{i}/{len(specs)}] {what} done in {record.get('wall_seconds', 0):.1f}s: test "
+                f"{board.primary_metric}={test.get(board.primary_metric, float('nan')):.4f} "
+                f"(best epoch {record.get('best_epoch')}); {progress()}")
+        else:
+            log(f"[{i}/{len(specs)}] {what} FAILED: {record.get('error')}; {progress()}")
+        return record
+
     with ClaimHeartbeat(store) as heartbeat:
-        for i, spec in enumerate(specs, 1):
-            what = f"{spec.model} seed={spec.seed}{' (tuned)' if spec.tuning else ''}"
-            token, holder = store.claim(run_identity(board, spec), board.name, what)
-            if token is None:
-                log(f"[{i}/{len(specs)}] {board.name}: {what}: skipped, another paperboard process "
-                    f"({holder['host']}:{holder['pid']}) is training it on this store")
-                continue
-            heartbeat.tokens.append(token)
-            try:
-                if is_done is not None and is_done(spec):
-                    log(f"[{i}/{len(specs)}] {board.name}: {what}: skipped, another process finished it meanwhile")
-                    continue
-                log(f"[{i}/{len(specs)}] {board.name}: {what} ...")
-                record = _run_and_store(board, spec, store, quiet)
-            finally:
-                heartbeat.tokens.remove(token)
-                store.release(token)
-            records.append(record)
-            if record["status"] == "ok":
-                test = record["metrics"]["test"]
-                log(f"[{i}/{len(specs)}] done in {record.get('wall_seconds', 0):.1f}s: test "
-                    f"{board.primary_metric}={test.get(board.primary_metric, float('nan')):.4f} "
-                    f"(best epoch {record.get('best_epoch')})")
-            else:
-                log(f"[{i}/{len(specs)}] FAILED: {record.get('error')}")
-    return records
+        if jobs == 1:
+            records = [one(i, spec, heartbeat) for i, spec in enumerate(specs, 1)]
+        else:
+            with ThreadPoolExecutor(max_workers=jobs) as pool:
+                records = list(pool.map(lambda args: one(*args, heartbeat), enumerate(specs, 1)))
+    return [r for r in records if r is not None]
 
 
-def _run_and_store(board: Board, spec: RunSpec, store, quiet: bool) -> dict:
-    record = run_in_subprocess(spec, quiet=quiet)
+def _run_and_store(board: Board, spec: RunSpec, store, quiet: bool, threads: int | None = None) -> dict:
+    record = run_in_subprocess(spec, quiet=quiet, threads=threads)
     record["board"] = board.name  # spec.board may be a file path
     if record.get("checkpoint") and Path(record["checkpoint"]).is_file():  # --extend checks it before loading
         from lightning_modules.safe_load import file_sha256

@@ -114,7 +114,7 @@ def log_board_to_wandb(board: Board, records: list[dict]) -> None:
 
 def run_board_specs(board: Board, specs: list[RunSpec], store, *, rerun: bool = False, extend: bool = False,
                     data_dir: str | None = None, data_args: dict | None = None, quiet: bool = False,
-                    log=print) -> list[dict]:
+                    log=print, jobs: int = 1, threads: int | None = None) -> list[dict]:
     """Train the specs the store has not finished (all with `rerun`), continuing capped runs with `extend`; returns
     the records of the runs trained now. Progress and decisions go to `log`."""
     from benchmarks.store import redact
@@ -136,6 +136,6 @@ def run_board_specs(board: Board, specs: list[RunSpec], store, *, rerun: bool = 
     # another `paperboard run` on this store may finish one of these runs while this one works through the list
     is_done = None if rerun else \
         lambda spec: is_finished(board, spec, store.records(board=board.name, status="ok"))
-    records = run_board(board, specs, store, quiet=quiet, is_done=is_done, log=log)
+    records = run_board(board, specs, store, quiet=quiet, is_done=is_done, log=log, jobs=jobs, threads=threads)
     log_board_to_wandb(board, store.records(board=board.name))
     return records

@@ -252,3 +252,23 @@ def test_a_custom_board_file_may_not_borrow_a_built_in_name(tmp_path, capsys):
     path = write_board(tmp_path, name="quickstart")
     assert main(["run", path, "--quiet"]) == 2
     assert "keeps the name 'quickstart' of the built-in board" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(300)
+def test_parallel_runs_give_the_sequential_metrics(tmp_path, capsys):
+    from benchmarks.store import ResultStore
+
+    board = write_board(tmp_path, models={"sasrec": {"embed_dim": 8, "loss": "ce"}, "pop": {}}, seeds=[0],
+                        trainer={"max_epochs": 1, "enable_progress_bar": False})
+    one, two = f"sqlite:///{tmp_path / 'one.db'}", f"sqlite:///{tmp_path / 'two.db'}"
+    assert main(["run", board, "--storage", one, "--quiet"]) == 0
+    assert main(["run", board, "--storage", two, "--quiet", "--jobs", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "2/2 runs done" in out and "ETA" in out
+
+    def metrics(url):
+        return {(r["model"], r["seed"]): r["metrics"]["test"] for r in ResultStore(url).records(board="tiny-seqrec")}
+
+    assert metrics(one) == metrics(two) and len(metrics(one)) == 2
+    threads = {r["hardware"]["torch_threads"] for r in ResultStore(two).records(board="tiny-seqrec")}
+    assert threads == {max(1, (__import__("os").cpu_count() or 1) // 2)}
