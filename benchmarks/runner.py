@@ -30,6 +30,7 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
 from benchmarks.boards import Board, ConfigError, load_board
+from contracts.run import RunPruned
 
 DEFAULT_MAX_EPOCHS = 200
 
@@ -276,10 +277,6 @@ def execute(spec: RunSpec, callbacks: list | None = None) -> dict:
         run_callbacks = [checkpoint, timer, DivergenceGuard(monitor), *(callbacks or [])]
         if board.early_stopping_patience:
             run_callbacks.append(EarlyStopping(monitor=monitor, mode=board.mode, patience=board.early_stopping_patience))
-        if spec.sweep and spec.sweep.get("pruner"):  # report val/<primary> each epoch to the study's pruner
-            from sweeps.pruning import pruning_callback
-
-            run_callbacks.append(pruning_callback(spec.sweep, monitor))
         logger = _wandb_logger(board, spec, config, paperboard_home() / "wandb")
         trainer = pl.Trainer(callbacks=run_callbacks, logger=logger if logger is not None else False,
                              default_root_dir=str(checkpoint_dir), num_sanity_val_steps=0,
@@ -328,7 +325,7 @@ def execute(spec: RunSpec, callbacks: list | None = None) -> dict:
     except Exception as err:  # a failed run is a record, never the end of the board
         if isinstance(err, Diverged):
             record.update(status="failed", failure_reason="diverged", diverged_epoch=err.epoch, error=str(err))
-        elif type(err).__name__ == "TrialPruned":  # a sweep trial stopped by its pruner (sweeps/pruning.py)
+        elif isinstance(err, RunPruned):  # stopped on purpose by a caller's callback (a sweep's pruner)
             record.update(status="pruned", error=str(err))
         else:
             record.update(status="failed", failure_reason="error", error=f"{type(err).__name__}: {err}",

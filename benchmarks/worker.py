@@ -11,14 +11,15 @@ from pathlib import Path
 from benchmarks.process import die_with_parent
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str], make_callbacks=None) -> int:
+    """`make_callbacks(spec) -> list` gives the caller's Lightning callbacks for the run (a sweep trial's pruner)."""
     if len(argv) > 2:
         die_with_parent(int(argv[2]))  # first, before the slow imports
     from benchmarks.runner import RunSpec, execute
     from contracts.atomic import atomic_write_bytes
 
     spec = RunSpec(**json.loads(Path(argv[0]).read_text()))
-    record = execute(spec)
+    record = execute(spec, callbacks=make_callbacks(spec) if make_callbacks else None)
     if record.pop("is_global_zero", True):
         atomic_write_bytes(Path(argv[1]), json.dumps(record, default=str).encode())
     return 0 if record["status"] == "ok" else 1

@@ -1,10 +1,11 @@
 """Pruning: a MedianPruner over the board's primary validation metric, reported once per epoch.
 
-The parent (study loop) owns the trial; the trial's training runs in a fresh subprocess, which re-opens the
-study from the same storage and attaches optuna-integration's `PyTorchLightningPruningCallback`
-(`lightning.pytorch` flavour) to the Trainer, so each epoch's `val/<primary_metric>` is reported to the
-study and the pruner can stop the trial. The callback raises `optuna.TrialPruned`; the runner records the
-run as status "pruned" and the parent tells the study PRUNED.
+The parent (study loop) owns the trial; the trial's training runs in a fresh subprocess (sweeps/trial.py), which
+passes `TrialPruning` to the runner (`execute(spec, callbacks=[...])`; the runner never imports sweeps). When
+training starts, it re-opens the study from the same storage and drives optuna-integration's
+`PyTorchLightningPruningCallback` (`lightning.pytorch` flavour), so each epoch's `val/<primary_metric>` is reported
+to the study and the pruner can stop the trial. Its `optuna.TrialPruned` is raised on as `contracts.run.RunPruned`;
+the runner records the run as status "pruned" and the parent tells the study PRUNED.
 
 Trials that train on several processes (`--trainer.devices 2`, `num_nodes`, a ddp strategy) run without
 pruning: the callback's DDP path needs RDBStorage and a private Lightning attribute, and has a history of not
@@ -12,7 +13,10 @@ pruning (optuna#1417, optuna-integration#223); we have no multi-device machine t
 """
 from __future__ import annotations
 
+import lightning.pytorch as pl
 import optuna
+
+from contracts.run import RunPruned
 
 PRUNER_STARTUP_TRIALS = 5  # trials that finish unpruned before the pruner judges anyone
 
@@ -55,14 +59,32 @@ def multi_process(trainer_args: dict) -> bool:
     return bool(many_devices or int(trainer_args.get("num_nodes", 1)) > 1 or "ddp" in strategy or "fsdp" in strategy)
 
 
-def pruning_callback(sweep: dict, monitor: str):
-    """In a trial's subprocess: the Lightning pruning callback bound to the parent's trial (by id)."""
-    from optuna_integration.pytorch_lightning import PyTorchLightningPruningCallback
+class TrialPruning(pl.Callback):
+    """In a trial's subprocess: reports `monitor` after each validation to the parent's trial (by id) and stops the
+    run as pruned when the pruner says so. The study is opened when training starts, inside the run, so a storage
+    error there is recorded like any other run error."""
 
-    from sweeps.storage import open_storage
+    def __init__(self, sweep: dict, monitor: str):
+        self.sweep, self.monitor = sweep, monitor
+        self.reporter = None
 
-    storage = open_storage(sweep["storage"])
-    study = optuna.load_study(study_name=sweep["study"], storage=storage, pruner=make_pruner(sweep["pruner"]),
-                              sampler=optuna.samplers.RandomSampler())  # the parent samples; this process only reports
-    trial = optuna.trial.Trial(study, sweep["trial_id"])
-    return PyTorchLightningPruningCallback(trial, monitor=monitor)
+    def on_fit_start(self, trainer, pl_module) -> None:
+        from optuna_integration.pytorch_lightning import PyTorchLightningPruningCallback
+
+        from sweeps.storage import open_storage
+
+        storage = open_storage(self.sweep["storage"])
+        study = optuna.load_study(study_name=self.sweep["study"], storage=storage,
+                                  pruner=make_pruner(self.sweep["pruner"]),
+                                  sampler=optuna.samplers.RandomSampler())  # the parent samples; this one only reports
+        trial = optuna.trial.Trial(study, self.sweep["trial_id"])
+        self.reporter = PyTorchLightningPruningCallback(trial, monitor=self.monitor)
+        self.reporter.on_fit_start(trainer, pl_module)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if self.reporter is None:
+            return
+        try:
+            self.reporter.on_validation_end(trainer, pl_module)
+        except optuna.TrialPruned as err:
+            raise RunPruned(str(err)) from err

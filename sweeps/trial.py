@@ -51,11 +51,21 @@ def launch(spec, log_path: Path | None, threads: int | None = None) -> tuple[dic
         return record, code
 
 
+def trial_callbacks(spec) -> list:
+    """The trial's pruner, reporting the board's primary validation metric, when its study prunes."""
+    if not (spec.sweep and spec.sweep.get("pruner")):
+        return []
+    from benchmarks.boards import load_board
+    from sweeps.pruning import TrialPruning
+
+    return [TrialPruning(spec.sweep, f"val/{load_board(spec.board).primary_metric}")]
+
+
 def main(argv: list[str]) -> int:
     die_with_parent(int(argv[2]))
     from benchmarks.worker import main as worker_main
 
-    return worker_main(argv[:2])
+    return worker_main(argv[:2], make_callbacks=trial_callbacks)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,6 @@
+"""What a run's callbacks may raise to stop the run with a status other than failed."""
+
+
+class RunPruned(Exception):
+    """Raised by a callback that the caller of `benchmarks.runner.execute` passed in (a sweep's pruner) to stop the
+    run early on purpose: the runner records it with status "pruned" and the message, never as a failed run."""
