@@ -28,8 +28,9 @@ from torch import nn
 
 from contracts.batch import seqrec as B
 from contracts.registry import register_model
+from lightning_modules.base_arguments import base_arguments
 from lightning_modules.seqrec.base import SeqRecModule
-from lightning_modules.seqrec.layers import MultiHeadSelfAttention, positions_from_first_item
+from lightning_modules.seqrec.layers import BlockStack, MultiHeadSelfAttention, positions_from_first_item
 
 
 class BidirectionalBlock(nn.Module):
@@ -70,8 +71,7 @@ class BERT4Rec(SeqRecModule):
         filter_seen: bool = True,
         eval_ks: tuple[int, ...] = (10, 20),
     ):
-        super().__init__(num_items, max_len, embed_dim, loss, num_negatives, temperature, l2_norm, lr,
-                         weight_decay, betas, filter_seen, eval_ks)
+        super().__init__(**base_arguments(SeqRecModule, locals()))
         self.save_hyperparameters()
         if not 0.0 < mask_prob < 1.0:
             raise ValueError(f"mask_prob must be in (0, 1), got {mask_prob}")
@@ -86,7 +86,7 @@ class BERT4Rec(SeqRecModule):
         nn.init.trunc_normal_(self.position_embedding.weight, std=0.02)
         self.embed_norm = nn.LayerNorm(embed_dim, eps=1e-12)
         self.embed_dropout = nn.Dropout(dropout)
-        self.blocks = nn.ModuleList(BidirectionalBlock(embed_dim, num_heads, dropout) for _ in range(num_blocks))
+        self.blocks = BlockStack(BidirectionalBlock(embed_dim, num_heads, dropout) for _ in range(num_blocks))
         self.output_transform = nn.Linear(embed_dim, embed_dim)  # Eq. 7: W_P, b_P
         self.output_norm = nn.LayerNorm(embed_dim, eps=1e-12)
 
@@ -101,8 +101,7 @@ class BERT4Rec(SeqRecModule):
         length = input_ids.shape[1]
         eye = torch.eye(length, dtype=torch.bool, device=input_ids.device)
         mask = (present.unsqueeze(1) | eye).unsqueeze(1)  # [B, 1, L, L]: padding keys hidden, no causal mask
-        for block in self.blocks:
-            x = block(x, mask) * present.unsqueeze(-1)
+        x = self.blocks(x, present.unsqueeze(-1), mask)
         return self.output_norm(F.gelu(self.output_transform(x)))
 
     # ----- the Cloze objective -----------------------------------------------------------------------------------

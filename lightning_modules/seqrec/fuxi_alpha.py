@@ -29,6 +29,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from contracts.registry import register_model
+from lightning_modules.base_arguments import base_arguments
+from lightning_modules.seqrec.base import SeqRecModule
 from lightning_modules.seqrec.hstu import TimeAwareStack, recipe_search_space
 from lightning_modules.seqrec.layers import RelativeBucketedTimeAndPositionBias, SwiGLU, rms_norm
 
@@ -143,8 +145,7 @@ class FuXiAlpha(TimeAwareStack):
         filter_seen: bool = True,
         eval_ks: tuple[int, ...] = (10, 50, 200),
     ):
-        super().__init__(num_items, max_len, embed_dim, loss, num_negatives, temperature, l2_norm, lr,
-                         weight_decay, betas, filter_seen, eval_ks)
+        super().__init__(**base_arguments(SeqRecModule, locals()))
         self.save_hyperparameters()
         self.build_stack(attention_length, dropout, num_blocks, lambda length: FuXiBlock(
             embed_dim, num_heads, qk_dim, v_dim, dropout, length, ffn_multiply, ffn_single_stage, semantic_channel,

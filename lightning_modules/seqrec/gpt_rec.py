@@ -15,24 +15,17 @@ from torch import nn
 
 from contracts.batch.seqrec import PAD
 from contracts.registry import register_model
+from lightning_modules.base_arguments import base_arguments
 from lightning_modules.seqrec.base import SeqRecModule
-from lightning_modules.seqrec.layers import FirstItemPositionInput, MultiHeadSelfAttention, causal_padding_mask
+from lightning_modules.seqrec.layers import (BlockStack, FirstItemPositionInput, MultiHeadSelfAttention, PreNormBlock,
+                                             causal_padding_mask)
 
 
-class GPTBlock(nn.Module):
-    def __init__(self, dim: int, num_heads: int, dropout: float, mlp_ratio: int = 4):
-        super().__init__()
-        self.attention_norm = nn.LayerNorm(dim)
-        self.attention = MultiHeadSelfAttention(dim, num_heads, dropout)
-        self.mlp_norm = nn.LayerNorm(dim)
-        self.mlp = nn.Sequential(nn.Linear(dim, mlp_ratio * dim), nn.GELU(approximate="tanh"),
-                                 nn.Linear(mlp_ratio * dim, dim))
-        self.dropout = nn.Dropout(dropout)
-
-    def forward(self, x, mask):
-        h = self.attention_norm(x)
-        x = x + self.dropout(self.attention(h, h, mask))
-        return x + self.dropout(self.mlp(self.mlp_norm(x)))
+def gpt_block(dim: int, num_heads: int, dropout: float, mlp_ratio: int = 4) -> PreNormBlock:
+    """GPT-2's layer: LayerNorm, biased attention, a tanh-GELU MLP of width mlp_ratio * d."""
+    attention = MultiHeadSelfAttention(dim, num_heads, dropout)
+    mlp = nn.Sequential(nn.Linear(dim, mlp_ratio * dim), nn.GELU(approximate="tanh"), nn.Linear(mlp_ratio * dim, dim))
+    return PreNormBlock(attention, mlp, lambda: nn.LayerNorm(dim), dropout, ffn_name="mlp")
 
 
 @register_model("gpt_rec", family="seqrec")
@@ -56,24 +49,19 @@ class GPTRec(SeqRecModule):
         filter_seen: bool = True,
         eval_ks: tuple[int, ...] = (10, 50, 200),
     ):
-        super().__init__(num_items, max_len, embed_dim, loss, num_negatives, temperature, l2_norm, lr,
-                         weight_decay, betas, filter_seen, eval_ks)
+        super().__init__(**base_arguments(SeqRecModule, locals()))
         self.save_hyperparameters()
         nn.init.normal_(self.item_embedding.weight, std=0.02)  # GPT-2 init
         with torch.no_grad():
             self.item_embedding.weight[PAD].zero_()
         self.input = FirstItemPositionInput(self.item_embedding, max_len, dropout, scale_by_sqrt_dim=False)
         nn.init.normal_(self.input.position_embedding.weight, std=0.01)
-        self.blocks = nn.ModuleList(GPTBlock(embed_dim, num_heads, dropout, mlp_ratio) for _ in range(num_blocks))
+        self.blocks = BlockStack(gpt_block(embed_dim, num_heads, dropout, mlp_ratio) for _ in range(num_blocks))
         self.final_norm = nn.LayerNorm(embed_dim)
 
     def forward(self, input_ids, timestamps=None, next_timestamps=None) -> torch.Tensor:
-        mask = causal_padding_mask(input_ids)
         keep = (input_ids != PAD).unsqueeze(-1)
-        x = self.input(input_ids)
-        for block in self.blocks:
-            x = block(x, mask) * keep
-        return self.final_norm(x)
+        return self.final_norm(self.blocks(self.input(input_ids), keep, causal_padding_mask(input_ids)))
 
     @staticmethod
     def search_space(trial: optuna.Trial) -> dict:

@@ -21,6 +21,7 @@ from torch import nn
 
 from contracts.batch.seqrec import PAD
 from contracts.registry import register_model
+from lightning_modules.base_arguments import base_arguments
 from lightning_modules.seqrec.base import SeqRecModule
 from lightning_modules.seqrec.layers import left_to_right_padding
 
@@ -46,8 +47,7 @@ class GRU4Rec(SeqRecModule):
         filter_seen: bool = True,
         eval_ks: tuple[int, ...] = (10, 20),
     ):
-        super().__init__(num_items, max_len, embed_dim, loss, num_negatives, temperature, l2_norm, lr,
-                         weight_decay, betas, filter_seen, eval_ks)
+        super().__init__(**base_arguments(SeqRecModule, locals()))
         self.save_hyperparameters()
         self.input_embedding = (
             self.item_embedding if constrained_embedding else nn.Embedding(num_items + 1, embed_dim, padding_idx=PAD)

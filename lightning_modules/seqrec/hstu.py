@@ -30,9 +30,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from contracts.registry import register_model
+from lightning_modules.base_arguments import base_arguments
 from lightning_modules.seqrec.base import SeqRecModule
 from contracts.batch.seqrec import PAD
-from lightning_modules.seqrec.layers import (FirstItemPositionInput, RelativeBucketedTimeAndPositionBias,
+from lightning_modules.seqrec.layers import (BlockStack, FirstItemPositionInput, RelativeBucketedTimeAndPositionBias,
                                              causal_valid_mask, layer_norm)
 
 OFFICIAL_OUTPUT_SLOTS = 11  # gr_output_length (10) + 1: the official padded length is max_len + 11
@@ -102,15 +103,11 @@ class TimeAwareStack(SeqRecModule):
         with torch.no_grad():
             self.item_embedding.weight[PAD].zero_()
         self.input = FirstItemPositionInput(self.item_embedding, self.attention_length, dropout)
-        self.blocks = nn.ModuleList(make_block(self.attention_length) for _ in range(num_blocks))
+        self.blocks = BlockStack(make_block(self.attention_length) for _ in range(num_blocks))
 
     def forward(self, input_ids, timestamps=None, next_timestamps=None) -> torch.Tensor:
-        mask = causal_valid_mask(input_ids)
         keep = (input_ids != PAD).unsqueeze(-1)
-        x = self.input(input_ids)
-        for block in self.blocks:
-            x = block(x, mask, timestamps, next_timestamps) * keep
-        return x
+        return self.blocks(self.input(input_ids), keep, causal_valid_mask(input_ids), timestamps, next_timestamps)
 
 
 def recipe_search_space(trial: optuna.Trial, heads: list[int]) -> dict:
@@ -155,8 +152,7 @@ class HSTU(TimeAwareStack):
         filter_seen: bool = True,
         eval_ks: tuple[int, ...] = (10, 50, 200),
     ):
-        super().__init__(num_items, max_len, embed_dim, loss, num_negatives, temperature, l2_norm, lr,
-                         weight_decay, betas, filter_seen, eval_ks)
+        super().__init__(**base_arguments(SeqRecModule, locals()))
         self.save_hyperparameters()
         self.build_stack(attention_length, dropout, num_blocks, lambda length: HSTUBlock(
             embed_dim, num_heads, qk_dim, v_dim, dropout, length, attention_activation, u_gating, position_bias,

@@ -1,7 +1,9 @@
-"""Layers shared by several sequential recommenders: masks, embedding input, softmax self-attention."""
+"""Layers shared by several sequential recommenders: masks, embedding input, softmax self-attention, the pre-norm
+Transformer layer and the block stack."""
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -63,6 +65,41 @@ class MultiHeadSelfAttention(nn.Module):
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
         b, h, l, dh = y.shape
         return self.out(y.transpose(1, 2).reshape(b, l, h * dh))
+
+
+class PreNormBlock(nn.Module):
+    """A pre-norm Transformer layer: x + Dropout(Attn(Norm(x))), then x + Dropout(FFN(Norm(x))) (SASRec Sec. III-D,
+    GPT-2, Llama). A paper brings its attention, its FFN and its norm; the residual wiring is this one.
+
+    `keys_from_input=True` normalises only the queries, keys and values coming from the un-normalised x (the
+    official SASRec code). `ffn_name` is the FFN's name in the checkpoint keys (GPT-2 calls it "mlp")."""
+
+    def __init__(self, attention: nn.Module, ffn: nn.Module, norm: Callable[[], nn.Module], dropout: float,
+                 keys_from_input: bool = False, ffn_name: str = "ffn"):
+        super().__init__()
+        self.attention_norm = norm()
+        self.attention = attention
+        self.ffn_name = ffn_name
+        self.add_module(f"{ffn_name}_norm", norm())
+        self.add_module(ffn_name, ffn)
+        self.dropout = nn.Dropout(dropout)
+        self.keys_from_input = keys_from_input
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, rotary=None) -> torch.Tensor:
+        h = self.attention_norm(x)
+        keys = x if self.keys_from_input else h
+        x = x + self.dropout(self.attention(h, keys, mask, rotary=rotary))
+        ffn_norm, ffn = self._modules[f"{self.ffn_name}_norm"], self._modules[self.ffn_name]
+        return x + self.dropout(ffn(ffn_norm(x)))
+
+
+class BlockStack(nn.ModuleList):
+    """Blocks applied in turn; padded positions are zeroed after each block, so padding never feeds the next one."""
+
+    def forward(self, x: torch.Tensor, keep: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        for block in self:
+            x = block(x, *args, **kwargs) * keep
+        return x
 
 
 def left_to_right_padding(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

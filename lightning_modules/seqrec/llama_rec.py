@@ -17,25 +17,16 @@ from torch import nn
 
 from contracts.batch.seqrec import PAD
 from contracts.registry import register_model
+from lightning_modules.base_arguments import base_arguments
 from lightning_modules.seqrec.base import SeqRecModule
-from lightning_modules.seqrec.layers import MultiHeadSelfAttention, RotaryEmbedding, SwiGLU, causal_padding_mask
+from lightning_modules.seqrec.layers import (BlockStack, MultiHeadSelfAttention, PreNormBlock, RotaryEmbedding, SwiGLU,
+                                             causal_padding_mask)
 
 
-class LlamaBlock(nn.Module):
-    """x + Attn(RMSNorm(x)) with RoPE, then x + SwiGLU(RMSNorm(x))."""
-
-    def __init__(self, dim: int, num_heads: int, ffn_dim: int, dropout: float, eps: float = 1e-6):
-        super().__init__()
-        self.attention_norm = nn.RMSNorm(dim, eps=eps)
-        self.attention = MultiHeadSelfAttention(dim, num_heads, dropout, bias=False)
-        self.ffn_norm = nn.RMSNorm(dim, eps=eps)
-        self.ffn = SwiGLU(dim, ffn_dim)
-        self.dropout = nn.Dropout(dropout)
-
-    def forward(self, x, mask, rotary):
-        h = self.attention_norm(x)
-        x = x + self.dropout(self.attention(h, h, mask, rotary=rotary))
-        return x + self.dropout(self.ffn(self.ffn_norm(x)))
+def llama_block(dim: int, num_heads: int, ffn_dim: int, dropout: float, eps: float = 1e-6) -> PreNormBlock:
+    """x + Attn(RMSNorm(x)) with RoPE (passed at call time), then x + SwiGLU(RMSNorm(x)); no biases."""
+    return PreNormBlock(MultiHeadSelfAttention(dim, num_heads, dropout, bias=False), SwiGLU(dim, ffn_dim),
+                        lambda: nn.RMSNorm(dim, eps=eps), dropout)
 
 
 @register_model("llama_rec", family="seqrec")
@@ -60,8 +51,7 @@ class LlamaRec(SeqRecModule):
         filter_seen: bool = True,
         eval_ks: tuple[int, ...] = (10, 50, 200),
     ):
-        super().__init__(num_items, max_len, embed_dim, loss, num_negatives, temperature, l2_norm, lr,
-                         weight_decay, betas, filter_seen, eval_ks)
+        super().__init__(**base_arguments(SeqRecModule, locals()))
         self.save_hyperparameters()
         if embed_dim % num_heads:
             raise ValueError(f"embed_dim {embed_dim} is not divisible by num_heads {num_heads}")
@@ -71,16 +61,13 @@ class LlamaRec(SeqRecModule):
             self.item_embedding.weight[PAD].zero_()
         self.embed_dropout = nn.Dropout(dropout)
         self.rotary = RotaryEmbedding(embed_dim // num_heads, rope_base)
-        self.blocks = nn.ModuleList(LlamaBlock(embed_dim, num_heads, ffn_dim, dropout) for _ in range(num_blocks))
+        self.blocks = BlockStack(llama_block(embed_dim, num_heads, ffn_dim, dropout) for _ in range(num_blocks))
         self.final_norm = nn.RMSNorm(embed_dim, eps=1e-6)
 
     def forward(self, input_ids, timestamps=None, next_timestamps=None) -> torch.Tensor:
-        mask = causal_padding_mask(input_ids)
         keep = (input_ids != PAD).unsqueeze(-1)
         x = self.embed_dropout(self.item_embedding(input_ids)) * keep
-        for block in self.blocks:
-            x = block(x, mask, self.rotary) * keep
-        return self.final_norm(x)
+        return self.final_norm(self.blocks(x, keep, causal_padding_mask(input_ids), rotary=self.rotary))
 
     @staticmethod
     def search_space(trial: optuna.Trial) -> dict:

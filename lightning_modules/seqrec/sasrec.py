@@ -18,8 +18,10 @@ from torch import nn
 
 from contracts.batch.seqrec import PAD
 from contracts.registry import register_model
+from lightning_modules.base_arguments import base_arguments
 from lightning_modules.seqrec.base import SeqRecModule
-from lightning_modules.seqrec.layers import ItemPositionInput, MultiHeadSelfAttention, causal_padding_mask
+from lightning_modules.seqrec.layers import (BlockStack, ItemPositionInput, MultiHeadSelfAttention, PreNormBlock,
+                                             causal_padding_mask)
 
 
 class PointWiseFeedForward(nn.Module):
@@ -33,21 +35,10 @@ class PointWiseFeedForward(nn.Module):
         return self.net(x)
 
 
-class SelfAttentionBlock(nn.Module):
-    def __init__(self, dim: int, num_heads: int, dropout: float, query_only_layernorm: bool):
-        super().__init__()
-        self.attention_norm = nn.LayerNorm(dim, eps=1e-8)
-        self.attention = MultiHeadSelfAttention(dim, num_heads, dropout)
-        self.ffn_norm = nn.LayerNorm(dim, eps=1e-8)
-        self.ffn = PointWiseFeedForward(dim, dropout)
-        self.dropout = nn.Dropout(dropout)
-        self.query_only_layernorm = query_only_layernorm
-
-    def forward(self, x, mask):
-        h = self.attention_norm(x)
-        keys = x if self.query_only_layernorm else h
-        x = x + self.dropout(self.attention(h, keys, mask))
-        return x + self.dropout(self.ffn(self.ffn_norm(x)))
+def self_attention_block(dim: int, num_heads: int, dropout: float, query_only_layernorm: bool) -> PreNormBlock:
+    """Eq. 3-5 in the pre-norm wiring of Sec. III-D, LayerNorm eps 1e-8 as in the official code."""
+    return PreNormBlock(MultiHeadSelfAttention(dim, num_heads, dropout), PointWiseFeedForward(dim, dropout),
+                        lambda: nn.LayerNorm(dim, eps=1e-8), dropout, keys_from_input=query_only_layernorm)
 
 
 @register_model("sasrec", family="seqrec")
@@ -71,22 +62,17 @@ class SASRec(SeqRecModule):
         filter_seen: bool = True,
         eval_ks: tuple[int, ...] = (10, 20),
     ):
-        super().__init__(num_items, max_len, embed_dim, loss, num_negatives, temperature, l2_norm, lr,
-                         weight_decay, betas, filter_seen, eval_ks)
+        super().__init__(**base_arguments(SeqRecModule, locals()))
         self.save_hyperparameters()
         self.input = ItemPositionInput(self.item_embedding, max_len, dropout)
-        self.blocks = nn.ModuleList(
-            SelfAttentionBlock(embed_dim, num_heads, dropout, query_only_layernorm) for _ in range(num_blocks)
+        self.blocks = BlockStack(
+            self_attention_block(embed_dim, num_heads, dropout, query_only_layernorm) for _ in range(num_blocks)
         )
         self.final_norm = nn.LayerNorm(embed_dim, eps=1e-8)
 
     def forward(self, input_ids, timestamps=None, next_timestamps=None) -> torch.Tensor:
-        mask = causal_padding_mask(input_ids)
         keep = (input_ids != PAD).unsqueeze(-1)
-        x = self.input(input_ids)
-        for block in self.blocks:
-            x = block(x, mask) * keep
-        return self.final_norm(x)
+        return self.final_norm(self.blocks(self.input(input_ids), keep, causal_padding_mask(input_ids)))
 
     @staticmethod
     def search_space(trial: optuna.Trial) -> dict:
