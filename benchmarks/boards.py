@@ -88,8 +88,8 @@ def strict_fields(cls, data: dict, where: str) -> dict:
 
 
 def _read_yaml(path: Path) -> dict:
-    with open(path) as f:
-        return yaml.safe_load(f) or {}
+    with open(path) as f:  # libyaml's safe loader where installed: same result, ~5x faster (listing reads every board)
+        return yaml.load(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
 
 
 def board_from_dict(data: dict, where: str) -> Board:

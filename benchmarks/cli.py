@@ -48,10 +48,9 @@ def _store(url):
 
 
 def cmd_list(args) -> int:
-    import datamodules  # noqa: F401
-    import lightning_modules  # noqa: F401
-    from contracts.registry import DATASETS, MODELS
+    from contracts.registry import load_index  # the generated index: listing imports no family and no torch
 
+    index = load_index()
     what = args.what
     if what in ("boards", "all"):
         print("boards:")
@@ -60,13 +59,12 @@ def cmd_list(args) -> int:
             print(f"  {name:28s} {b.family:9s} dataset={b.dataset:18s} models={','.join(b.models)}")
     if what in ("models", "all"):
         print("models:")
-        for e in MODELS.entries():
-            doc = (e.cls.__module__ and sys.modules[e.cls.__module__].__doc__ or "").strip().splitlines()
-            print(f"  {e.name:16s} {e.family:9s} {e.cls.__name__:22s} {doc[0][:80] if doc else ''}")
+        for e in index["models"]:
+            print(f"  {e['name']:17s} {e['family']:8s} {e['import_path']:50s} {e['doc'][:80]}")
     if what in ("datasets", "all"):
         print("datasets:")
-        for e in DATASETS.entries():
-            print(f"  {e.name:18s} {e.family:9s} {e.cls.__name__:22s} folder={getattr(e.cls, 'folder', '')}")
+        for e in index["datasets"]:
+            print(f"  {e['name']:20s} {e['family']:8s} {e['import_path']:55s} folder={e['folder']}")
     if what in ("papers", "all"):
         print("papers:")
         for name in paper_names():

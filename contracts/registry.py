@@ -2,15 +2,21 @@
 `lightning_modules`), `DATASETS` (LightningDataModules, filled by importing `datamodules`) and `SIMULATORS` (known
 environments that models evaluate policies in, filled by the data side that owns them).
 
-A typo in a name fails loudly with the list of valid names, and tests can loop over every entry.
+A typo in a name fails loudly with the list of valid names, and tests can loop over every entry. The command line
+lists models and datasets from `registry_index.json` beside this file, so that listing imports no family (and no
+torch); `python -m benchmarks.registry_index` regenerates it, and tests/test_registry_index.py keeps it in sync.
 """
 from __future__ import annotations
 
 import difflib
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Generic, TypeVar
 
 T = TypeVar("T")
+
+INDEX_PATH = Path(__file__).with_name("registry_index.json")
 
 
 class UnknownNameError(KeyError):
@@ -75,3 +81,8 @@ register_dataset = DATASETS.register
 SIMULATORS: Registry = Registry("simulator")
 register_simulator = SIMULATORS.register
 
+
+def load_index() -> dict[str, list[dict]]:
+    """The generated index: {"models": [...], "datasets": [...]}, one dict per entry (name, family, import_path, doc,
+    and folder for datasets), sorted by name."""
+    return json.loads(INDEX_PATH.read_text())
