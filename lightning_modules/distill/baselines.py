@@ -22,6 +22,7 @@ from torch import nn
 
 from contracts.batch import distill as B
 from contracts.registry import register_model
+from lightning_modules.base_arguments import base_arguments
 from lightning_modules.distill.base import DistillModule
 from lightning_modules.distill.td3 import TD3
 
@@ -57,12 +58,8 @@ class Farzi(TD3):
                  reference_max_epochs: int = 200, reference_patience: int = 10, reference_batch_size: int = 128,
                  eval_ks: tuple[int, ...] = (10, 20), inner_optimizer: str = "adam"):
         self._latent_dim = latent_dim
-        super().__init__(num_items, max_len, synthetic_users, synthetic_len, 1, 1, temperature, inner_steps, window,
-                         inner_batch, net_lr, net_weight_decay, seq_lr, seq_weight_decay, grad_clip, feature_weight,
-                         learner, learner_args, learner_init, persistent_learner, pretrain_epochs, trajectory_epochs,
-                         teacher_features_train_mode, targets, target_args, target_steps, prefix_augmentation_for,
-                         min_prefix, reference_max_epochs, reference_patience, reference_batch_size, eval_ks,
-                         inner_optimizer)
+        # TD3's Tucker ranks do not apply: Farzi's summary is the latent x decoder product (make_summary).
+        super().__init__(**base_arguments(TD3, locals(), user_rank=1, time_rank=1))
         self.save_hyperparameters()
 
     def make_summary(self) -> nn.Module:
@@ -94,9 +91,7 @@ class RealSubset(DistillModule):
                  min_prefix: int = 5, reference_max_epochs: int = 200, reference_patience: int = 10,
                  reference_batch_size: int = 128, eval_ks: tuple[int, ...] = (10, 20),
                  inner_optimizer: str = "adam"):
-        super().__init__(num_items, max_len, targets, target_args, target_steps, inner_batch, net_lr,
-                         net_weight_decay, prefix_augmentation_for, min_prefix, reference_max_epochs,
-                         reference_patience, reference_batch_size, eval_ks, inner_optimizer)
+        super().__init__(**base_arguments(DistillModule, locals()))
         self.save_hyperparameters()
         if synthetic_len > max_len + 1:
             raise ValueError(f"synthetic_len {synthetic_len} exceeds the data's rows (max_len + 1 = {max_len + 1})")

@@ -1,8 +1,8 @@
 """TD3: Tucker Decomposition based Dataset Distillation for sequential recommendation
 (Zhang, Yin, Wang, Li, Ye, Lou, Du, Chen; WWW 2025; arXiv 2502.02854), ported from the authors' code
 (`Maitouer/TD3` @ cd3c624: `src/distilled_data.py`, `src/model.py`, `src/trainer.py`), which this file follows
-where the paper's prose and the code differ (paper equation numbers could not be checked: no full text was
-reachable, see /work/shared/papers/seqrec.md section 4 and its addendum).
+where the paper's prose and the code differ (the paper's equation numbers are not cited: its full text was not
+available).
 
 The summary (`TuckerSummary`): mu synthetic users x zeta positions x |I| items, never stored densely,
     S = G x_1 U x_2 T x_3 V,   P[a, b, :] = softmax_items(S[a, b, :] / temperature)
@@ -43,8 +43,9 @@ Differences from the official code, each with its flag:
   learner (a new trajectory checkpoint, or a new random initialisation with `learner_init="random"`). The
   window's summary minibatches continue the cyclic order after the c plain steps; the code restarts both loops
   at minibatch 0 (the same when mu / inner_batch divides c, as for the ml-100k setting half the time).
-- Evaluation targets are trained from scratch (the issue's "fresh target"); the code's evaluation keeps the
-  pretrained item/position embeddings (its `from_pretrained` call is a no-op), which our board does not copy.
+- Evaluation targets are trained from scratch (a fresh target measures the summary alone); the code's
+  evaluation keeps the pretrained item/position embeddings (its `from_pretrained` call is a no-op), which our
+  board does not copy.
 
 Planted-data acceptance (tests/distill/test_td3.py, runs in CI): at a test-sized budget (128 outer steps, K=20) the
 SASRec trained on a 6 x 13 TD3 summary reaches NDCG@10 0.57-0.58 (seeds 0, 1; 0.60 with 256 outer steps), against
@@ -66,6 +67,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from contracts.batch import distill as B
 from contracts.registry import MODELS, register_model
+from lightning_modules.base_arguments import base_arguments
 from lightning_modules.distill.base import DistillModule, item_logits, summary_loss
 
 LEARNER_DEFAULTS = {"embed_dim": 32, "num_blocks": 1, "num_heads": 1, "dropout": 0.2, "loss": "ce"}
@@ -158,9 +160,7 @@ class TD3(DistillModule):
         eval_ks: tuple[int, ...] = (10, 20),
         inner_optimizer: str = "adam",
     ):
-        super().__init__(num_items, max_len, targets, target_args, target_steps, inner_batch, net_lr,
-                         net_weight_decay, prefix_augmentation_for, min_prefix, reference_max_epochs,
-                         reference_patience, reference_batch_size, eval_ks, inner_optimizer)
+        super().__init__(**base_arguments(DistillModule, locals()))
         self.save_hyperparameters()
         if not 0 < window <= inner_steps:
             raise ValueError(f"window must be in 1..inner_steps ({inner_steps}), got {window}")
