@@ -175,6 +175,12 @@ def row_stats(board: Board, records: list[dict], row: str, metric: str) -> RowSt
 
     runs = latest_per_seed([r for r in records if r.get("board") == board.name and r.get("model") == row
                             and r.get("status") == "ok" and not r.get("tuned")])
+    # one configuration per row: a row re-run under other settings (a larger epoch cap, say) is the group with the
+    # most seeds, the newest among equals, never a mix of both
+    groups: dict[tuple, list[dict]] = {}
+    for r in runs:
+        groups.setdefault((r.get("config_hash"), r.get("data_hash")), []).append(r)
+    runs = max(groups.values(), key=lambda g: (len(g), max(r["created_at"] for r in g)), default=[])
     runs = sorted(runs, key=lambda r: r["seed"])
     values = [record_value(r, metric) for r in runs]
     keep = [i for i, v in enumerate(values) if not math.isnan(v)]

@@ -160,3 +160,11 @@ def test_committed_claims_page_is_rendered_from_the_committed_records(tmp_path):
     committed = RUNS.parent / "CLAIMS.md"
     assert out.read_text() == committed.read_text(), \
         "benchmarks/results/CLAIMS.md is stale: paperboard claims --records benchmarks/results/runs"
+
+
+def test_a_row_rerun_under_other_settings_is_not_mixed_with_its_first_configuration():
+    old = records("gru4rec", [0.50, 0.50, 0.50])
+    new = [{**r, "run_id": r["run_id"] + "-new", "config_hash": "gru4rec-longer", "created_at": "2026-02-01"}
+           for r in records("gru4rec", [0.20, 0.21, 0.19])]
+    verdict = evaluate(beats(), records("sasrec", [0.30, 0.31, 0.29]) + old + new + POP)
+    assert any(e.startswith("gru4rec 0.2000") and "(n=3)" in e for e in verdict.evidence), verdict.evidence  # the newest
