@@ -21,9 +21,10 @@ def _first_line(text: str | None) -> str:
 
 
 def describe(entry) -> dict:
-    """One index row: the class's own docstring's first line, else its module's."""
+    """One index row: a variant's description, else the class's own docstring's first line, else its module's."""
     cls = entry.cls
-    doc = _first_line(cls.__dict__.get("__doc__")) or _first_line(sys.modules[cls.__module__].__doc__)
+    doc = (_first_line(entry.doc) or _first_line(cls.__dict__.get("__doc__"))
+           or _first_line(sys.modules[cls.__module__].__doc__))
     return {"name": entry.name, "family": entry.family, "import_path": f"{cls.__module__}.{cls.__qualname__}",
             "doc": doc}
 

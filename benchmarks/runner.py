@@ -104,7 +104,8 @@ def git_sha() -> str | None:
 
 
 def resolve(board: Board, spec: RunSpec):
-    """Build the datamodule and model classes' keyword arguments, checking every key."""
+    """The datamodule class and the model's constructor (a registered variant's arguments applied), each with its
+    keyword arguments, every key checked."""
     import datamodules  # noqa: F401  (fills the registry)
     import lightning_modules  # noqa: F401
     from contracts.registry import DATASETS, MODELS
@@ -124,7 +125,9 @@ def resolve(board: Board, spec: RunSpec):
     if unknown:
         raise ConfigError(f"unknown config key(s) {', '.join('trainer.' + k for k in sorted(unknown))}; "
                           f"these pass to lightning.pytorch.Trainer, which does not take them")
-    return data_entry.cls, data_kwargs, model_entry.cls, model_kwargs
+    # A registered variant's fixed arguments apply at construction and stay out of model_kwargs (the run's recorded
+    # identity), so its records keep naming the variant and its board arguments only.
+    return data_entry.cls, data_kwargs, model_entry.build, model_kwargs
 
 
 def decide_epoch_cap(board: Board, trainer_args: dict | None = None, sweep: bool = False) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Generic, TypeVar
 
@@ -28,9 +28,18 @@ class UnknownNameError(KeyError):
 
 @dataclass(frozen=True)
 class Entry(Generic[T]):
+    """A registered name: a class, and for a variant the arguments it fixes (a variant is its base class built with
+    those arguments, the same thing as a board row `model@variant` with arguments, under a name of its own)."""
+
     name: str
     family: str
     cls: T
+    arguments: dict = field(default_factory=dict, hash=False)
+    doc: str = ""
+
+    def build(self, **kwargs):
+        """An instance: the class with the variant's arguments, which explicit keyword arguments override."""
+        return self.cls(**{**self.arguments, **kwargs})
 
 
 class Registry(Generic[T]):
@@ -48,6 +57,16 @@ class Registry(Generic[T]):
             return cls
 
         return decorator
+
+    def register_variant(self, name: str, base: T, doc: str, **arguments) -> Entry[T]:
+        """Register `name` as `base` with `arguments` fixed (an ablation); instances are `base`'s own class."""
+        if name in self._entries:
+            raise ValueError(f"{self.kind} {name!r} is registered twice")
+        base_entry = self.get(base.registry_name)  # type: ignore[attr-defined]
+        if base_entry.cls is not base:
+            raise ValueError(f"{self.kind} variant {name!r}: its base must be a registered class")
+        self._entries[name] = Entry(name, base_entry.family, base, dict(arguments), doc)
+        return self._entries[name]
 
     def get(self, name: str) -> Entry[T]:
         if name not in self._entries:
@@ -74,6 +93,7 @@ class Registry(Generic[T]):
 
 MODELS: Registry = Registry("model")
 register_model = MODELS.register
+register_model_variant = MODELS.register_variant
 
 DATASETS: Registry = Registry("dataset")
 register_dataset = DATASETS.register

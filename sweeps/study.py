@@ -211,12 +211,15 @@ def default_params(plan: SweepPlan) -> dict:
     import lightning_modules  # noqa: F401  (fills the registry)
     from contracts.registry import MODELS
 
-    cls = MODELS.get(plan.model).cls
+    entry = MODELS.get(plan.model)
+    cls = entry.cls
     signature = inspect.signature(cls.__init__).parameters
     configured = plan.protocol["model_args"]  # the board's arguments and the fixed --model.X overrides
+    # a registered variant's fixed arguments stand in for the constructor's defaults
+    defaults = {**{k: p.default for k, p in signature.items()}, **entry.arguments}
     out = {}
     for name, dist in probe_space(cls).items():
-        value = configured.get(name, signature[name].default if name in signature else inspect.Parameter.empty)
+        value = configured.get(name, defaults.get(name, inspect.Parameter.empty))
         if value is inspect.Parameter.empty:
             continue
         try:

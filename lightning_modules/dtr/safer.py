@@ -52,7 +52,6 @@ Ablations as flags: use_notes=False (SAFER-N), finetune=False (SAFER-F), train_o
 from __future__ import annotations
 
 import copy
-import inspect
 import math
 
 import numpy as np
@@ -62,7 +61,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from contracts.batch import dtr as B
-from contracts.registry import register_model
+from contracts.registry import register_model, register_model_variant
 from lightning_modules.dtr.base import DTRModule
 from lightning_modules.dtr.metrics import conformal_selection, kl_uncertainty, normalise_kappa, risk_aware_loss
 
@@ -447,16 +446,7 @@ class SAFER(DTRModule):
         return m
 
 
-def _variant(name: str, doc: str, **overrides):
-    """A registered ablation: SAFER with some defaults changed (the board can still override every key)."""
-
-    def __init__(self, **kwargs):
-        SAFER.__init__(self, **{**overrides, **kwargs})
-
-    __init__.__signature__ = inspect.signature(SAFER.__init__)  # the runner checks config keys against it
-    return type(name, (SAFER,), {"__init__": __init__, "__doc__": doc})
-
-
-SAFER_N = register_model("safer_n", family="dtr")(_variant("SAFER_N", "SAFER-N: no clinical notes (paper Table 2).", use_notes=False))
-SAFER_F = register_model("safer_f", family="dtr")(_variant("SAFER_F", "SAFER-F: no risk-aware fine-tuning (Table 2).", finetune=False))
-SAFER_U = register_model("safer_u", family="dtr")(_variant("SAFER_U", "SAFER-U: survivors only (Table 2).", train_on="survivors"))
+# The ablations of Table 2: SAFER with one argument fixed (a board can still override every key).
+register_model_variant("safer_n", SAFER, "SAFER-N: no clinical notes (paper Table 2).", use_notes=False)
+register_model_variant("safer_f", SAFER, "SAFER-F: no risk-aware fine-tuning (Table 2).", finetune=False)
+register_model_variant("safer_u", SAFER, "SAFER-U: survivors only (Table 2).", train_on="survivors")

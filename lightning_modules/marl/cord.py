@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from contracts.batch import marl as B
-from contracts.registry import register_model
+from contracts.registry import register_model, register_model_variant
 from lightning_modules.marl.qlearning import QLearningModule
 
 OBJECTIVES = ("loss", "reward")
@@ -231,37 +231,12 @@ class CORD(CORDModule):
     """CORD with its defaults: hierarchy on, k = 4, COID's loss-form weights."""
 
 
-@register_model("cord_no_rc", family="marl")
-class CORDWithoutInfluence(CORDModule):
-    """Ablation: CORD without the causal-influence term (influence_weight = 0)."""
-
-    def __init__(self, obs_dim: int, n_actions: int, num_agents: int, episode_limit: int, influence_weight: float = 0.0,
-                 **kwargs):
-        super().__init__(obs_dim, n_actions, num_agents, episode_limit, influence_weight=influence_weight, **kwargs)
-
-
-@register_model("cord_no_rd", family="marl")
-class CORDWithoutHeterogeneity(CORDModule):
-    """Ablation: CORD without the role-heterogeneity term (heterogeneity_weight = 0)."""
-
-    def __init__(self, obs_dim: int, n_actions: int, num_agents: int, episode_limit: int,
-                 heterogeneity_weight: float = 0.0, **kwargs):
-        super().__init__(obs_dim, n_actions, num_agents, episode_limit, heterogeneity_weight=heterogeneity_weight, **kwargs)
-
-
-@register_model("cord_flat", family="marl")
-class CORDWithoutHierarchy(CORDModule):
-    """Ablation: no hierarchy: roles from each agent's own observation at every step (no global state)."""
-
-    def __init__(self, obs_dim: int, n_actions: int, num_agents: int, episode_limit: int, hierarchy: bool = False,
-                 **kwargs):
-        super().__init__(obs_dim, n_actions, num_agents, episode_limit, hierarchy=hierarchy, **kwargs)
-
-
-@register_model("cord_reward", family="marl")
-class CORDRewardForm(CORDModule):
-    """CORD with the paper's intrinsic-reward form: r = r_env + alpha r_c + beta r_d (objective="reward")."""
-
-    def __init__(self, obs_dim: int, n_actions: int, num_agents: int, episode_limit: int, objective: str = "reward",
-                 **kwargs):
-        super().__init__(obs_dim, n_actions, num_agents, episode_limit, objective=objective, **kwargs)
+register_model_variant("cord_no_rc", CORD, "Ablation: CORD without the causal-influence term (influence_weight = 0).",
+                       influence_weight=0.0)
+register_model_variant("cord_no_rd", CORD,
+                       "Ablation: CORD without the role-heterogeneity term (heterogeneity_weight = 0).",
+                       heterogeneity_weight=0.0)
+register_model_variant("cord_flat", CORD, "Ablation: no hierarchy: roles from each agent's own observation at every "
+                       "step (no global state).", hierarchy=False)
+register_model_variant("cord_reward", CORD, "CORD with the paper's intrinsic-reward form: r = r_env + alpha r_c + "
+                       "beta r_d (objective=\"reward\").", objective="reward")

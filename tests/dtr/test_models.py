@@ -27,10 +27,10 @@ def tiny():
 
 
 def build(name, dm, **extra):
-    cls = MODELS.get(name).cls
-    params = inspect.signature(cls.__init__).parameters
+    entry = MODELS.get(name)
+    params = inspect.signature(entry.cls.__init__).parameters
     kwargs = {k: v for k, v in {**TINY, **extra}.items() if k in params}
-    return cls(**dm.model_kwargs(), **kwargs)
+    return entry.build(**dm.model_kwargs(), **kwargs)
 
 
 @pytest.mark.parametrize("name", MODELS.names(family="dtr"))

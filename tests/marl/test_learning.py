@@ -50,7 +50,7 @@ def _train_and_compare(name: str, epochs: int = 3):
     env = type(dm.make_env("test"))(dm.config, 64)
     seeds = TEST_SEED_BASE + np.arange(64)
     random_return = collect_rollout(env, RandomPolicy(), seeds, explore=False)["return"].mean().item()
-    model = MODELS.get(name).cls(**dm.model_kwargs(), **settings(name))
+    model = MODELS.get(name).build(**dm.model_kwargs(), **settings(name))
     fast_trainer(max_epochs=epochs, limit_val_batches=0).fit(model, datamodule=dm)
     trained_return = collect_rollout(env, model, seeds, explore=False)["return"].mean().item()
     return random_return, trained_return, model
@@ -108,7 +108,7 @@ def test_registry_smoke(name):
     kwargs = {"batch_size": 4, "train_iters": 1} if issubclass(cls, QLearningModule) else {}
     if issubclass(cls, CORDModule):
         kwargs.update(hidden_dim=16, attention_dim=16)
-    model = cls(**dm.model_kwargs(), **kwargs)
+    model = MODELS.get(name).build(**dm.model_kwargs(), **kwargs)
     trainer = fast_trainer(max_epochs=1)
     trainer.fit(model, datamodule=dm)
     assert "val/return" in trainer.callback_metrics

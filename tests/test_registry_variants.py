@@ -1,0 +1,29 @@
+"""A registered variant is its base model built with fixed arguments: the one way to declare an ablation by name."""
+import pytest
+
+import lightning_modules  # noqa: F401
+from contracts.registry import MODELS
+
+VARIANTS = [e.name for e in MODELS.entries() if e.arguments]
+DIMS = {"dtr": dict(vitals_dim=5, meds_dim=3, notes_dim=8, demo_dim=2),
+        "marl": dict(obs_dim=6, n_actions=5, num_agents=3, episode_limit=10)}
+
+
+def test_the_paper_ablations_are_variants():
+    assert {"safer_n", "safer_f", "safer_u", "cord_no_rc", "cord_no_rd", "cord_flat", "cord_reward"} <= set(VARIANTS)
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_a_variant_builds_its_base_with_its_arguments(name):
+    entry = MODELS.get(name)
+    model = entry.build(**DIMS[entry.family])
+    assert type(model) is entry.cls and entry.cls.registry_name != name
+    assert {k: model.hparams[k] for k in entry.arguments} == entry.arguments
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_explicit_arguments_override_the_variants(name):
+    entry = MODELS.get(name)
+    key, value = next(iter(entry.arguments.items()))
+    default = MODELS.get(entry.cls.registry_name).build(**DIMS[entry.family]).hparams[key]
+    assert entry.build(**DIMS[entry.family], **{key: default}).hparams[key] == default != value
