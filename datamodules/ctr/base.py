@@ -23,8 +23,6 @@ from typing import Iterator
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 import torch
 
 from contracts.atomic import save_cache
@@ -45,6 +43,9 @@ def hash_values(values: pd.Series) -> np.ndarray:
     if pd.api.types.is_numeric_dtype(values.dtype):
         as_int = values.fillna(-(2 ** 62)).to_numpy().astype(np.int64)
         return pd.util.hash_array(as_int, hash_key=HASH_KEY, categorize=False)
+    import pyarrow as pa  # the family's extra: imported where used, so that the other families import without it
+    import pyarrow.compute as pc
+
     array = pa.array(values, from_pandas=True)
     if not pa.types.is_string(array.type) and not pa.types.is_large_string(array.type):
         array = pc.cast(array, pa.string())

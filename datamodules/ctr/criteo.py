@@ -23,8 +23,6 @@ from typing import Iterator
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.csv as pacsv
 
 from contracts.atomic import atomic_write_bytes
 from contracts.registry import register_dataset
@@ -60,6 +58,9 @@ def fuxictr_bucket(values: pd.Series) -> np.ndarray:
 def read_csv_chunks(path: Path, chunk_rows: int, dense_cols, sparse_cols) -> Iterator[pd.DataFrame]:
     """Arrow's streaming CSV reader (C++, multi-threaded) in blocks of about `chunk_rows` rows; categorical columns
     as strings ("" kept as a value), numeric as float32 (empty -> NA), label column named `label`."""
+    import pyarrow as pa  # the family's extra: imported where used, so that the other families import without it
+    import pyarrow.csv as pacsv
+
     with open(path, "rb") as f:
         sample = f.read(1 << 16)
     bytes_per_row = max(1, len(sample) // max(1, sample.count(b"\n")))

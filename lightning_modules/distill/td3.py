@@ -58,7 +58,6 @@ import random
 import time
 
 import optuna
-import tensorly as tl
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -89,6 +88,8 @@ class TuckerSummary(nn.Module):
 
     def logits(self, users: torch.Tensor, item_factor: torch.Tensor) -> torch.Tensor:
         """[b, zeta, |I|] = G x_1 U[users] x_2 T x_3 V (tensorly, PyTorch backend)."""
+        import tensorly as tl  # the family's extra: imported where used, so that the other families import without it
+
         with tl.backend_context("pytorch"):
             return tl.tucker_to_tensor((self.core, [self.user_factor[users], self.time_factor, item_factor]))
 
