@@ -31,8 +31,8 @@ from torch import nn
 from contracts.registry import register_model
 from lightning_modules.base_arguments import base_arguments
 from lightning_modules.seqrec.base import SeqRecModule
-from lightning_modules.seqrec.hstu import TimeAwareStack, recipe_search_space
-from lightning_modules.seqrec.layers import RelativeBucketedTimeAndPositionBias, SwiGLU, rms_norm
+from lightning_modules.seqrec.layers import (RelativeBucketedTimeAndPositionBias, SwiGLU, TimeAwareStack,
+                                             recipe_search_space, rms_norm)
 
 
 class AdaptiveMultiChannelAttention(nn.Module):

@@ -5,11 +5,13 @@ from __future__ import annotations
 import math
 from typing import Callable
 
+import optuna
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from contracts.batch.seqrec import PAD
+from lightning_modules.seqrec.base import SeqRecModule
 
 
 def causal_padding_mask(input_ids: torch.Tensor) -> torch.Tensor:
@@ -242,3 +244,37 @@ class SwiGLU(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.w2(F.silu(self.w1(x)) * self.w3(x))
+
+
+OFFICIAL_OUTPUT_SLOTS = 11  # gr_output_length (10) + 1: the official padded length is max_len + 11
+
+
+class TimeAwareStack(SeqRecModule):
+    """What HSTU and FuXi-alpha (built on the HSTU code) share: the official input module (E * sqrt(d) + positions
+    from the first item, N(0, 0.02) item table), a stack of blocks that read timestamps, padded rows zeroed."""
+
+    def build_stack(self, attention_length: int | None, dropout: float, num_blocks: int, make_block) -> None:
+        self.attention_length = attention_length or self.max_len + OFFICIAL_OUTPUT_SLOTS
+        if self.attention_length < self.max_len:
+            raise ValueError(f"attention_length {self.attention_length} < max_len {self.max_len}")
+        nn.init.trunc_normal_(self.item_embedding.weight, std=0.02)  # official LocalEmbeddingModule init
+        with torch.no_grad():
+            self.item_embedding.weight[PAD].zero_()
+        self.input = FirstItemPositionInput(self.item_embedding, self.attention_length, dropout)
+        self.blocks = BlockStack(make_block(self.attention_length) for _ in range(num_blocks))
+
+    def forward(self, input_ids, timestamps=None, next_timestamps=None) -> torch.Tensor:
+        keep = (input_ids != PAD).unsqueeze(-1)
+        return self.blocks(self.input(input_ids), keep, causal_valid_mask(input_ids), timestamps, next_timestamps)
+
+
+def recipe_search_space(trial: optuna.Trial, heads: list[int]) -> dict:
+    """The HSTU recipe's knobs, searched the same way for HSTU and FuXi-alpha."""
+    return {
+        "lr": trial.suggest_float("lr", 3e-4, 3e-3, log=True),
+        "dropout": trial.suggest_float("dropout", 0.1, 0.5),
+        "num_negatives": trial.suggest_categorical("num_negatives", [64, 128, 256]),
+        "temperature": trial.suggest_float("temperature", 0.02, 0.2, log=True),
+        "num_blocks": trial.suggest_categorical("num_blocks", [2, 4, 8]),
+        "num_heads": trial.suggest_categorical("num_heads", heads),
+    }
