@@ -13,7 +13,8 @@ The verdict comes from run records only, by one rule (documented on the claims p
 per row, the finished records of the board (the newest per seed, as on the board). A 95% Welch t-interval of
 the difference of means over seeds (a one-sample t-interval for `matches` and `property`) decides:
 the interval entirely on the claim's side of the margin or threshold is **reproduced**, entirely on the other
-side **not reproduced**, and straddling it **inconclusive**. A check is inconclusive by rule when a row has
+side **not reproduced**, and straddling it **inconclusive**. A check is inconclusive by rule when its rows were
+trained on different preprocessed data (their data hashes differ), when a row has
 fewer than two seeds or fewer seeds than its board asks, when a row has not learned (it does not beat the
 board's `trivial_model`), or when a row was stopped by its epoch cap while still improving. A claim whose rows
 have no records says so (inconclusive: not run); a claim on a metric the board does not record is not testable
@@ -35,7 +36,8 @@ RULE = (f"Verdicts are computed from run records only. Per row: the board's fini
         f"`beats` and `ordering` use a {CONFIDENCE:.0%} Welch t-interval of the difference of means over seeds; "
         f"`matches` and `property` a {CONFIDENCE:.0%} t-interval of our mean. Interval entirely on the claim's side "
         f"of its margin, tolerance or threshold: reproduced; entirely on the other side: not reproduced; "
-        f"straddling it: inconclusive. Inconclusive by rule: a row with fewer than 2 seeds or fewer seeds than "
+        f"straddling it: inconclusive. Inconclusive by rule: rows trained on different preprocessed data (data "
+        f"hashes), a row with fewer than 2 seeds or fewer seeds than "
         f"its board asks, a row that does not beat the board's trivial model, a row stopped by its epoch cap "
         f"while still improving. `ordering` is reproduced when the last row beats the first and no step of the "
         f"sequence is a significant reversal; one significant reversal makes it not reproduced.")
@@ -67,6 +69,7 @@ class RowStats:
     values: list[float]
     seeds: list[int]
     still_improving: bool = False
+    data_hashes: frozenset = frozenset()
 
     @property
     def n(self) -> int:
@@ -185,7 +188,8 @@ def row_stats(board: Board, records: list[dict], row: str, metric: str) -> RowSt
     values = [record_value(r, metric) for r in runs]
     keep = [i for i, v in enumerate(values) if not math.isnan(v)]
     return RowStats(row=row, values=[values[i] for i in keep], seeds=[runs[i]["seed"] for i in keep],
-                    still_improving=any(still_improving(board, r) for r in runs))
+                    still_improving=any(still_improving(board, r) for r in runs),
+                    data_hashes=frozenset(runs[i].get("data_hash") for i in keep if runs[i].get("data_hash")))
 
 
 def _metric_recorded(board: Board, records: list[dict], metric: str) -> bool:
@@ -201,6 +205,10 @@ def _readiness(board: Board, rows: list[RowStats], trivial: RowStats | None, sig
     for s in rows:
         if s.n == 0:
             return f"not run: {s.row} has no finished runs on {board.name}"
+    hashes = frozenset().union(*(s.data_hashes for s in rows))
+    if len(hashes) > 1:
+        return (f"not comparable: the rows were trained on different preprocessed data (data hashes "
+                f"{', '.join(sorted(hashes))})")
     for s in rows:
         if s.n < 2 or s.n < asked:
             return f"too few seeds: {s.row} has {s.n} (the board asks {asked}; a verdict needs at least 2)"

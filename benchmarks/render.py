@@ -91,6 +91,7 @@ def aggregate(board: Board, records: list[dict]) -> pd.DataFrame:
         row["run_ids"] = ",".join(sorted(r["run_id"][:8] for r in runs))
         # The smallest epoch cap that some seed actually ran into (early-stopped runs never hit theirs).
         row["hit_cap"] = min((epoch_cap(r) for r in runs if stopped_by_cap(r)), default=None)
+        row["improving"] = sum(still_improving(board, r) for r in runs)
         rows.append(row)
     frame = pd.DataFrame(rows)
     if frame.empty:
@@ -183,6 +184,11 @@ def render_markdown(board: Board, records: list[dict]) -> str:
             lines += [f"Note: stopped by a smaller epoch cap than the board's, not by early stopping: "
                       f"{', '.join(capped)}; a best epoch near the cap means the model was still improving "
                       f"(`--extend` continues such runs).", ""]
+        improving = [f"{r.model} (`{r.config}`, {int(r.improving)} of {r.seeds} seeds)" for _, r in table.iterrows()
+                     if r.improving]
+        if improving:
+            lines += [f"Note: still improving when their epoch cap stopped them (early stopping's patience not "
+                      f"spent): {', '.join(improving)}; claims on these rows are inconclusive by rule.", ""]
     comparison = published_comparison(board, table)
     if not comparison.empty:
         lines += ["## Published numbers beside ours", ""]

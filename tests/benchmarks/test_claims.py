@@ -168,3 +168,9 @@ def test_a_row_rerun_under_other_settings_is_not_mixed_with_its_first_configurat
            for r in records("gru4rec", [0.20, 0.21, 0.19])]
     verdict = evaluate(beats(), records("sasrec", [0.30, 0.31, 0.29]) + old + new + POP)
     assert any(e.startswith("gru4rec 0.2000") and "(n=3)" in e for e in verdict.evidence), verdict.evidence  # the newest
+
+
+def test_rows_on_different_preprocessed_data_are_not_compared():
+    other = [{**r, "data_hash": "other"} for r in records("gru4rec", [0.20, 0.21, 0.19])]
+    verdict = evaluate(beats(), records("sasrec", [0.30, 0.31, 0.29]) + other + POP)
+    assert verdict.verdict == "inconclusive" and "not comparable" in verdict.why
