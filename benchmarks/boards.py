@@ -69,6 +69,29 @@ class Paper:
     claims: list = field(default_factory=list)  # benchmarks.claims.Claim, checked against run records
 
 
+CLAIM_KINDS = ("beats", "matches", "ordering", "property", "not_testable")
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: str
+    kind: str
+    text: str
+    source: str
+    board: str = ""
+    method: str = ""  # the paper's row (beats, matches, property)
+    baselines: list[str] = field(default_factory=list)  # beats: every one must be beaten
+    rows: list[str] = field(default_factory=list)  # ordering: expected from worst to best
+    metric: str = ""
+    direction: str = ""  # default: the board's
+    margin: float = 0.0  # beats / ordering: minimum difference in the metric's direction
+    value: float | None = None  # matches: the published number (default: the board's); property: the threshold
+    tolerance: float | None = None  # matches: default the board's tolerance for the metric
+    op: str = ""  # property: "<=" or ">="
+    reason: str = ""  # not_testable: why
+    caveat: str = ""  # what the board keeps and loses relative to the paper's setting
+
+
 def strict_fields(cls, data: dict, where: str) -> dict:
     """Check `data` against the dataclass `cls`: unknown keys and missing required keys are errors."""
     if not isinstance(data, dict):
@@ -141,11 +164,36 @@ def load_paper(name: str) -> Paper:
         close = difflib.get_close_matches(name, paper_names(), n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
         raise ConfigError(f"unknown paper {name!r}.{hint} Known papers: {', '.join(paper_names())}.")
-    from benchmarks.claims import claim_from_dict
-
     data = dict(strict_fields(Paper, _read_yaml(path), str(path)))
     data["claims"] = [claim_from_dict(c, str(path)) for c in data.get("claims") or []]
     ids = [c.id for c in data["claims"]]
     if len(set(ids)) != len(ids):
         raise ConfigError(f"{path}: claim ids must be unique; repeated: {sorted({i for i in ids if ids.count(i) > 1})}")
     return Paper(**data)
+
+
+def claim_from_dict(data: dict, where: str) -> Claim:
+    claim = Claim(**strict_fields(Claim, data, where))
+    where = f"{where} claim {claim.id!r}"
+    if claim.kind not in CLAIM_KINDS:
+        raise ConfigError(f"{where}: kind {claim.kind!r} is not one of {', '.join(CLAIM_KINDS)}")
+    if claim.kind == "not_testable":
+        if not claim.reason:
+            raise ConfigError(f"{where}: a not_testable claim needs a reason")
+        return claim
+    needs = {"beats": ("board", "method", "baselines", "metric"), "matches": ("board", "method", "metric"),
+             "ordering": ("board", "rows", "metric"), "property": ("board", "method", "metric", "op", "value")}
+    missing = [k for k in needs[claim.kind] if not getattr(claim, k) and getattr(claim, k) != 0]
+    if missing:
+        raise ConfigError(f"{where}: a {claim.kind} claim needs {', '.join(missing)}")
+    if claim.kind == "property" and claim.op not in ("<=", ">="):
+        raise ConfigError(f"{where}: op must be '<=' or '>='")
+    if claim.direction not in ("", "maximize", "minimize"):
+        raise ConfigError(f"{where}: direction must be maximize or minimize")
+    board = load_board(claim.board)
+    named = [claim.method, *claim.baselines, *claim.rows]
+    unknown = [r for r in named if r and r not in board.models]
+    if unknown:
+        raise ConfigError(f"{where}: row(s) {', '.join(unknown)} are not models of board {board.name} "
+                          f"(its models: {', '.join(board.models)})")
+    return claim

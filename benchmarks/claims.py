@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from benchmarks.boards import Board, ConfigError, load_board, strict_fields
+from benchmarks.boards import Board, Claim, ConfigError, load_board
+from benchmarks.records import latest_per_seed, md_table, still_improving
 
-KINDS = ("beats", "matches", "ordering", "property", "not_testable")
 VERDICTS = ("reproduced", "not reproduced", "inconclusive", "not testable here")
 CONFIDENCE = 0.95
 RULE = (f"Verdicts are computed from run records only. Per row: the board's finished runs, newest per seed. "
@@ -41,26 +41,6 @@ RULE = (f"Verdicts are computed from run records only. Per row: the board's fini
         f"its board asks, a row that does not beat the board's trivial model, a row stopped by its epoch cap "
         f"while still improving. `ordering` is reproduced when the last row beats the first and no step of the "
         f"sequence is a significant reversal; one significant reversal makes it not reproduced.")
-
-
-@dataclass(frozen=True)
-class Claim:
-    id: str
-    kind: str
-    text: str
-    source: str
-    board: str = ""
-    method: str = ""  # the paper's row (beats, matches, property)
-    baselines: list[str] = field(default_factory=list)  # beats: every one must be beaten
-    rows: list[str] = field(default_factory=list)  # ordering: expected from worst to best
-    metric: str = ""
-    direction: str = ""  # default: the board's
-    margin: float = 0.0  # beats / ordering: minimum difference in the metric's direction
-    value: float | None = None  # matches: the published number (default: the board's); property: the threshold
-    tolerance: float | None = None  # matches: default the board's tolerance for the metric
-    op: str = ""  # property: "<=" or ">="
-    reason: str = ""  # not_testable: why
-    caveat: str = ""  # what the board keeps and loses relative to the paper's setting
 
 
 @dataclass
@@ -97,33 +77,6 @@ class Verdict:
     why: str  # one line: the rule that decided
     evidence: list[str] = field(default_factory=list)  # rows' means, differences and intervals
     published: list[str] = field(default_factory=list)
-
-
-def claim_from_dict(data: dict, where: str) -> Claim:
-    claim = Claim(**strict_fields(Claim, data, where))
-    where = f"{where} claim {claim.id!r}"
-    if claim.kind not in KINDS:
-        raise ConfigError(f"{where}: kind {claim.kind!r} is not one of {', '.join(KINDS)}")
-    if claim.kind == "not_testable":
-        if not claim.reason:
-            raise ConfigError(f"{where}: a not_testable claim needs a reason")
-        return claim
-    needs = {"beats": ("board", "method", "baselines", "metric"), "matches": ("board", "method", "metric"),
-             "ordering": ("board", "rows", "metric"), "property": ("board", "method", "metric", "op", "value")}
-    missing = [k for k in needs[claim.kind] if not getattr(claim, k) and getattr(claim, k) != 0]
-    if missing:
-        raise ConfigError(f"{where}: a {claim.kind} claim needs {', '.join(missing)}")
-    if claim.kind == "property" and claim.op not in ("<=", ">="):
-        raise ConfigError(f"{where}: op must be '<=' or '>='")
-    if claim.direction not in ("", "maximize", "minimize"):
-        raise ConfigError(f"{where}: direction must be maximize or minimize")
-    board = load_board(claim.board)
-    named = [claim.method, *claim.baselines, *claim.rows]
-    unknown = [r for r in named if r and r not in board.models]
-    if unknown:
-        raise ConfigError(f"{where}: row(s) {', '.join(unknown)} are not models of board {board.name} "
-                          f"(its models: {', '.join(board.models)})")
-    return claim
 
 
 # ----- statistics ----------------------------------------------------------------------------------------------
@@ -174,8 +127,6 @@ def record_value(record: dict, metric: str) -> float:
 
 
 def row_stats(board: Board, records: list[dict], row: str, metric: str) -> RowStats:
-    from benchmarks.render import latest_per_seed, still_improving
-
     runs = latest_per_seed([r for r in records if r.get("board") == board.name and r.get("model") == row
                             and r.get("status") == "ok" and not r.get("tuned")])
     # one configuration per row: a row re-run under other settings (a larger epoch cap, say) is the group with the
@@ -419,8 +370,6 @@ def render_claims_markdown(papers: list, records: list[dict]) -> str:
             totals[k] += counts[k]
         rows.append([f"[{paper.name}](#{paper.name})", str(len(verdicts)), *(str(counts[k]) for k in VERDICTS)])
     rows.append(["**all**", str(sum(len(v) for _, v in results)), *(f"**{totals[k]}**" for k in VERDICTS)])
-    from benchmarks.render import md_table
-
     lines += [md_table(header, rows), ""]
     for paper, verdicts in results:
         lines += [f"## {paper.name}", "", f"{paper.title} ({paper.venue}, {paper.link})", ""]

@@ -38,7 +38,7 @@ def load_records(board: str, records_dir: Path | None = None, storage: str | Non
 
 def select_runs(records: list[dict], model: str, config: str | None = None) -> list[dict]:
     """The newest record per seed of one configuration of `model` that has curve metrics."""
-    from benchmarks.render import latest_per_seed
+    from benchmarks.records import latest_per_seed
 
     runs = [r for r in records if r["model"] == model and not r.get("tuned")
             and any(PATTERN.fullmatch(k) for k in r["metrics"].get("test", {}))]

@@ -27,7 +27,7 @@ import torch
 
 
 def load_runs(board, records_dir: Path) -> list[tuple[dict, Path]]:
-    from benchmarks.render import latest_per_seed
+    from benchmarks.records import latest_per_seed
 
     runs = []
     for path in sorted(records_dir.rglob("*.json")):

@@ -92,7 +92,7 @@ def scaling_points(board, records: list[dict], data_dir: str | None = None, metr
     """One point per finished run (the newest per model label and seed): backbone, blocks, params, FLOPs, metric."""
     import datamodules  # noqa: F401
     import lightning_modules  # noqa: F401
-    from benchmarks.render import latest_per_seed
+    from benchmarks.records import latest_per_seed
     from contracts.batch import seqrec as B
     from contracts.registry import DATASETS, MODELS
 

@@ -13,7 +13,8 @@ import os
 from pathlib import Path
 
 from benchmarks.boards import Board, ConfigError
-from benchmarks.render import aggregate, epoch_cap, stopped_by_cap, superseded_runs
+from benchmarks.records import epoch_cap, stopped_by_cap, superseded_runs
+from benchmarks.render import aggregate
 from benchmarks.runner import (RunSpec, checkpoint_problem, paperboard_home, resolve, run_board, trainer_kwargs,
                                wandb_mode)
 

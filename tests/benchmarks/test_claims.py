@@ -139,7 +139,7 @@ def test_not_testable_claims_carry_their_reason():
 
 def test_claims_name_rows_of_their_board():
     from benchmarks.boards import ConfigError
-    from benchmarks.claims import claim_from_dict
+    from benchmarks.boards import claim_from_dict
 
     with pytest.raises(ConfigError, match="not models of board quickstart"):
         claim_from_dict({"id": "x", "kind": "beats", "text": "t", "source": "s", "board": BOARD,

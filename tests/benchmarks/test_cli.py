@@ -143,7 +143,7 @@ def test_extend_continues_a_capped_run_from_its_checkpoint(tmp_path, storage, ca
 
 
 def test_a_continued_run_and_its_shorter_sibling_continuations_leave_the_board():
-    from benchmarks.render import latest_per_seed
+    from benchmarks.records import latest_per_seed
 
     def record(run_id, epochs, created_at, parent=None):
         return {"run_id": run_id, "model": "sasrec", "config_hash": run_id, "data_hash": "d", "seed": 0,
