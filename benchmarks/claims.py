@@ -10,7 +10,7 @@ A claim is one of four kinds (plus `not_testable`, a claim we cannot check on th
 - `property`: `metric` of `method` satisfies `op` (`<=` or `>=`) against `value` (realised FDR <= alpha, say).
 
 The verdict comes from run records only, by one rule (documented on the claims page, `RULE`):
-per row, the finished records of the board (the newest per seed, as on the board). A 95% Welch t-interval of
+per row, the finished records of the board, per seed the one given the largest epoch cap (the newest among equals). A 95% Welch t-interval of
 the difference of means over seeds (a one-sample t-interval for `matches` and `property`) decides:
 the interval entirely on the claim's side of the margin or threshold is **reproduced**, entirely on the other
 side **not reproduced**, and straddling it **inconclusive**. A check is inconclusive by rule when its rows were
@@ -28,11 +28,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from benchmarks.boards import Board, Claim, ConfigError, load_board
-from benchmarks.records import latest_per_seed, md_table, still_improving
+from benchmarks.records import longest_budget_per_seed, md_table, settings_key, still_improving
 
 VERDICTS = ("reproduced", "not reproduced", "inconclusive", "not testable here")
 CONFIDENCE = 0.95
-RULE = (f"Verdicts are computed from run records only. Per row: the board's finished runs, newest per seed. "
+RULE = (f"Verdicts are computed from run records only. Per row: the board's finished runs, per seed the one "
+        f"given the largest epoch cap (newest among equals). "
         f"`beats` and `ordering` use a {CONFIDENCE:.0%} Welch t-interval of the difference of means over seeds; "
         f"`matches` and `property` a {CONFIDENCE:.0%} t-interval of our mean. Interval entirely on the claim's side "
         f"of its margin, tolerance or threshold: reproduced; entirely on the other side: not reproduced; "
@@ -127,13 +128,13 @@ def record_value(record: dict, metric: str) -> float:
 
 
 def row_stats(board: Board, records: list[dict], row: str, metric: str) -> RowStats:
-    runs = latest_per_seed([r for r in records if r.get("board") == board.name and r.get("model") == row
-                            and r.get("status") == "ok" and not r.get("tuned")])
-    # one configuration per row: a row re-run under other settings (a larger epoch cap, say) is the group with the
-    # most seeds, the newest among equals, never a mix of both
-    groups: dict[tuple, list[dict]] = {}
+    runs = longest_budget_per_seed([r for r in records if r.get("board") == board.name and r.get("model") == row
+                                    and r.get("status") == "ok" and not r.get("tuned")])
+    # one configuration per row (epoch caps aside, see longest_budget_per_seed): a row re-run under other settings
+    # is the group with the most seeds, the newest among equals, never a mix of both
+    groups: dict[str, list[dict]] = {}
     for r in runs:
-        groups.setdefault((r.get("config_hash"), r.get("data_hash")), []).append(r)
+        groups.setdefault(settings_key(r), []).append(r)
     runs = max(groups.values(), key=lambda g: (len(g), max(r["created_at"] for r in g)), default=[])
     runs = sorted(runs, key=lambda r: r["seed"])
     values = [record_value(r, metric) for r in runs]

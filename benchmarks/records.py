@@ -2,6 +2,8 @@
 still improving or ran under load; and the Markdown table every page uses. Shared by boards, claims and plots."""
 from __future__ import annotations
 
+import json
+
 from benchmarks.boards import Board
 
 
@@ -55,6 +57,27 @@ def latest_per_seed(records: list[dict]) -> list[dict]:
     for r in sorted((r for r in records if r["run_id"] not in superseded), key=lambda r: r["created_at"]):
         latest[(r["model"], bool(r.get("tuned")), r["config_hash"], r.get("data_hash"), r["seed"])] = r
     return list(latest.values())
+
+
+def settings_key(record: dict) -> str:
+    """A run's settings up to its epoch cap (data, model and Trainer arguments other than max_epochs, the data
+    hash, tuned or not): runs with one key differ only in how long they were allowed to train."""
+    config = record.get("config") or {}
+    trainer = {k: v for k, v in (config.get("trainer") or {}).items() if k != "max_epochs"}
+    return json.dumps([config.get("dataset_args"), config.get("model_args"), trainer, record.get("data_hash"),
+                       bool(record.get("tuned"))], sort_keys=True, default=str)
+
+
+def longest_budget_per_seed(records: list[dict]) -> list[dict]:
+    """Of one row's runs with the same settings, per seed the one given the largest epoch cap (the newest among
+    equals): a run that early stopping ended is the same under any larger cap, so a board re-run with a larger cap
+    for the rows its old cap stopped is one row, not two."""
+    best: dict[tuple, dict] = {}
+    for r in latest_per_seed(records):
+        key = (r["model"], settings_key(r), r["seed"])
+        if key not in best or (epoch_cap(r) or 0, r["created_at"]) > (epoch_cap(best[key]) or 0, best[key]["created_at"]):
+            best[key] = r
+    return list(best.values())
 
 
 def md_table(header: list[str], rows: list[list[str]]) -> str:

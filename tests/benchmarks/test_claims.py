@@ -174,3 +174,11 @@ def test_rows_on_different_preprocessed_data_are_not_compared():
     other = [{**r, "data_hash": "other"} for r in records("gru4rec", [0.20, 0.21, 0.19])]
     verdict = evaluate(beats(), records("sasrec", [0.30, 0.31, 0.29]) + other + POP)
     assert verdict.verdict == "inconclusive" and "not comparable" in verdict.why
+
+
+def test_a_row_rerun_with_a_larger_cap_counts_at_its_longest_budget():
+    capped = records("gru4rec", [0.10, 0.11, 0.09], epochs=50, best_epoch=48)  # cap 50, still improving
+    longer = [{**r, "run_id": r["run_id"] + "-long", "created_at": "2026-02-01", "epochs": 60, "best_epoch": 40,
+               "config": {"trainer": {"max_epochs": 100}}} for r in records("gru4rec", [0.20, 0.21, 0.19])]
+    verdict = evaluate(beats(), records("sasrec", [0.30, 0.31, 0.29]) + capped + longer + POP)
+    assert verdict.verdict == "reproduced" and any(e.startswith("gru4rec 0.2000") for e in verdict.evidence)
