@@ -54,7 +54,6 @@ from __future__ import annotations
 import copy
 import math
 
-import numpy as np
 import optuna
 import torch
 import torch.nn.functional as F
@@ -64,6 +63,7 @@ from contracts.batch import dtr as B
 from contracts.registry import register_model, register_model_variant
 from lightning_modules.dtr.base import DTRModule
 from lightning_modules.dtr.metrics import conformal_selection, kl_uncertainty, normalise_kappa, risk_aware_loss
+from lightning_modules.layers import MultiHeadAttention
 
 CURVE_ALPHAS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.75, 0.95)
 CURVE_CS = (0.1, 0.2, 0.3)
@@ -91,20 +91,6 @@ def causal_mask(mask: torch.Tensor) -> torch.Tensor:
     lower = torch.ones(L, L, dtype=torch.bool, device=mask.device).tril()
     eye = torch.eye(L, dtype=torch.bool, device=mask.device)
     return (lower & (mask[:, None, :] | eye)).unsqueeze(1)
-
-
-class MultiHeadAttention(nn.Module):
-    def __init__(self, dim: int, num_heads: int, dropout: float):
-        super().__init__()
-        self.num_heads, self.dropout = num_heads, dropout
-        self.q, self.k, self.v, self.o = (nn.Linear(dim, dim) for _ in range(4))
-
-    def forward(self, query, key_value, allowed):
-        Bsz, L, D = query.shape
-        split = lambda x: x.view(Bsz, -1, self.num_heads, D // self.num_heads).transpose(1, 2)  # noqa: E731
-        out = F.scaled_dot_product_attention(split(self.q(query)), split(self.k(key_value)), split(self.v(key_value)),
-                                             attn_mask=allowed, dropout_p=self.dropout if self.training else 0.0)
-        return self.o(out.transpose(1, 2).reshape(Bsz, L, D))
 
 
 class FeedForward(nn.Sequential):

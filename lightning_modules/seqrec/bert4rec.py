@@ -29,14 +29,15 @@ from torch import nn
 from contracts.batch import seqrec as B
 from contracts.registry import register_model
 from lightning_modules.base_arguments import base_arguments
+from lightning_modules.layers import MultiHeadAttention
 from lightning_modules.seqrec.base import SeqRecModule
-from lightning_modules.seqrec.layers import BlockStack, MultiHeadSelfAttention, positions_from_first_item
+from lightning_modules.seqrec.layers import BlockStack, positions_from_first_item
 
 
 class BidirectionalBlock(nn.Module):
     def __init__(self, dim: int, num_heads: int, dropout: float):
         super().__init__()
-        self.attention = MultiHeadSelfAttention(dim, num_heads, dropout)
+        self.attention = MultiHeadAttention(dim, num_heads, dropout)
         self.attention_norm = nn.LayerNorm(dim, eps=1e-12)
         self.ffn = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
         self.ffn_norm = nn.LayerNorm(dim, eps=1e-12)

@@ -16,14 +16,14 @@ from torch import nn
 from contracts.batch.seqrec import PAD
 from contracts.registry import register_model
 from lightning_modules.base_arguments import base_arguments
+from lightning_modules.layers import MultiHeadAttention
 from lightning_modules.seqrec.base import SeqRecModule
-from lightning_modules.seqrec.layers import (BlockStack, FirstItemPositionInput, MultiHeadSelfAttention, PreNormBlock,
-                                             causal_padding_mask)
+from lightning_modules.seqrec.layers import BlockStack, FirstItemPositionInput, PreNormBlock, causal_padding_mask
 
 
 def gpt_block(dim: int, num_heads: int, dropout: float, mlp_ratio: int = 4) -> PreNormBlock:
     """GPT-2's layer: LayerNorm, biased attention, a tanh-GELU MLP of width mlp_ratio * d."""
-    attention = MultiHeadSelfAttention(dim, num_heads, dropout)
+    attention = MultiHeadAttention(dim, num_heads, dropout)
     mlp = nn.Sequential(nn.Linear(dim, mlp_ratio * dim), nn.GELU(approximate="tanh"), nn.Linear(mlp_ratio * dim, dim))
     return PreNormBlock(attention, mlp, lambda: nn.LayerNorm(dim), dropout, ffn_name="mlp")
 

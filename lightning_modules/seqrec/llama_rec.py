@@ -18,14 +18,14 @@ from torch import nn
 from contracts.batch.seqrec import PAD
 from contracts.registry import register_model
 from lightning_modules.base_arguments import base_arguments
+from lightning_modules.layers import MultiHeadAttention
 from lightning_modules.seqrec.base import SeqRecModule
-from lightning_modules.seqrec.layers import (BlockStack, MultiHeadSelfAttention, PreNormBlock, RotaryEmbedding, SwiGLU,
-                                             causal_padding_mask)
+from lightning_modules.seqrec.layers import BlockStack, PreNormBlock, RotaryEmbedding, SwiGLU, causal_padding_mask
 
 
 def llama_block(dim: int, num_heads: int, ffn_dim: int, dropout: float, eps: float = 1e-6) -> PreNormBlock:
     """x + Attn(RMSNorm(x)) with RoPE (passed at call time), then x + SwiGLU(RMSNorm(x)); no biases."""
-    return PreNormBlock(MultiHeadSelfAttention(dim, num_heads, dropout, bias=False), SwiGLU(dim, ffn_dim),
+    return PreNormBlock(MultiHeadAttention(dim, num_heads, dropout, bias=False), SwiGLU(dim, ffn_dim),
                         lambda: nn.RMSNorm(dim, eps=eps), dropout)
 
 

@@ -19,9 +19,9 @@ from torch import nn
 from contracts.batch.seqrec import PAD
 from contracts.registry import register_model
 from lightning_modules.base_arguments import base_arguments
+from lightning_modules.layers import MultiHeadAttention
 from lightning_modules.seqrec.base import SeqRecModule
-from lightning_modules.seqrec.layers import (BlockStack, ItemPositionInput, MultiHeadSelfAttention, PreNormBlock,
-                                             causal_padding_mask)
+from lightning_modules.seqrec.layers import BlockStack, ItemPositionInput, PreNormBlock, causal_padding_mask
 
 
 class PointWiseFeedForward(nn.Module):
@@ -37,7 +37,7 @@ class PointWiseFeedForward(nn.Module):
 
 def self_attention_block(dim: int, num_heads: int, dropout: float, query_only_layernorm: bool) -> PreNormBlock:
     """Eq. 3-5 in the pre-norm wiring of Sec. III-D, LayerNorm eps 1e-8 as in the official code."""
-    return PreNormBlock(MultiHeadSelfAttention(dim, num_heads, dropout), PointWiseFeedForward(dim, dropout),
+    return PreNormBlock(MultiHeadAttention(dim, num_heads, dropout), PointWiseFeedForward(dim, dropout),
                         lambda: nn.LayerNorm(dim, eps=1e-8), dropout, keys_from_input=query_only_layernorm)
 
 
