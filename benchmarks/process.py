@@ -14,7 +14,9 @@ import re
 import shutil
 import signal
 import tempfile
+import threading
 from pathlib import Path
+from typing import Callable
 
 PR_SET_PDEATHSIG = 1
 _TEMPDIR = re.compile(r"paperboard-(?P<kind>[a-z]+)-(?P<pid>\d+)-")
@@ -60,3 +62,29 @@ def launcher_tempdir(kind: str):
     """A private temp folder named after this launcher (so a later launcher can tell when it is stale)."""
     with tempfile.TemporaryDirectory(prefix=f"paperboard-{kind}-{os.getpid()}-") as tmp:
         yield Path(tmp)
+
+
+class Heartbeat:
+    """A daemon thread that calls `beat()` every `interval` seconds while its `with` block runs (first at once when
+    `immediately`), and stops early when `beat` returns False: a run's claim in the store, a sweep trial's stamp in
+    a journal file."""
+
+    def __init__(self, beat: Callable[[], bool | None], interval: float, immediately: bool = False):
+        self.beat, self.interval, self.immediately = beat, interval, immediately
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        if self.immediately and self.beat() is False:
+            return
+        while not self._stop.wait(self.interval):
+            if self.beat() is False:
+                return
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()

@@ -12,13 +12,13 @@ import os
 import re
 import socket
 import sys
-import threading
 import time
 import uuid
 from pathlib import Path
 
 import sqlalchemy as sa
 
+from benchmarks.process import Heartbeat
 from contracts.atomic import atomic_write_bytes
 
 DEFAULT_HOME = "~/.cache/paperboard"
@@ -240,29 +240,18 @@ def _claim_is_stale(holder) -> bool:
     return False
 
 
-class ClaimHeartbeat:
-    """A thread that refreshes this process's claims every `interval` seconds while it trains."""
+class ClaimHeartbeat(Heartbeat):
+    """Refreshes this process's claims (`tokens`) every `interval` seconds while it trains."""
 
     def __init__(self, store: "ResultStore", interval: float = 15.0):
-        self.store, self.interval = store, interval
-        self.tokens: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.store, self.tokens = store, []
+        super().__init__(self._beat, interval)
 
-    def _run(self):
-        while not self._stop.wait(self.interval):
-            try:
-                self.store.beat(list(self.tokens))
-            except sa.exc.SQLAlchemyError:  # a busy or briefly unreachable store: beat again next time
-                pass
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
+    def _beat(self) -> None:
+        try:
+            self.store.beat(list(self.tokens))
+        except sa.exc.SQLAlchemyError:  # a busy or briefly unreachable store: beat again next time
+            pass
 
 
 def read_record(path: Path) -> dict:

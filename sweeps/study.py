@@ -27,7 +27,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import threading
 import time
 import warnings
 from collections import Counter
@@ -39,6 +38,7 @@ import optuna
 from optuna.trial import TrialState
 
 from benchmarks.boards import Board, ConfigError
+from benchmarks.process import Heartbeat
 from benchmarks.store import redact
 from sweeps import storage as storages
 from sweeps.pruning import make_pruner, multi_process, pruner_config
@@ -308,30 +308,17 @@ def reap_stale(study: optuna.Study, storage, plan: SweepPlan) -> None:
         requeue(study, t.number, t.params, t.user_attrs, "lost its worker (heartbeat stale)")
 
 
-class JournalHeartbeat:
-    """A thread that stamps the trial every `interval` seconds (JournalStorage has no heartbeat of its own)."""
+def journal_heartbeat(storage, trial_id: int, interval: int) -> Heartbeat:
+    """Stamps the trial every `interval` seconds (JournalStorage has no heartbeat of its own); stops once the trial
+    was failed by another worker or the file went away."""
+    def beat() -> bool:
+        try:
+            storage.set_trial_system_attr(trial_id, HEARTBEAT_ATTR, time.time())
+        except Exception:
+            return False
+        return True
 
-    def __init__(self, storage, trial_id: int, interval: int):
-        self.storage, self.trial_id, self.interval = storage, trial_id, interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        while True:
-            try:
-                self.storage.set_trial_system_attr(self.trial_id, HEARTBEAT_ATTR, time.time())
-            except Exception:  # the trial was failed by another worker, or the file went away: stop beating
-                return
-            if self._stop.wait(self.interval):
-                return
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
+    return Heartbeat(beat, interval, immediately=True)
 
 
 # ----- one trial ------------------------------------------------------------------------------------------------
@@ -395,7 +382,7 @@ class Objective:
         plan.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = plan.log_dir / f"trial-{trial.number:04d}.log"
         journal = isinstance(self.storage, optuna.storages.JournalStorage)
-        beat = JournalHeartbeat(self.storage, trial._trial_id, plan.heartbeat) if journal else None
+        beat = journal_heartbeat(self.storage, trial._trial_id, plan.heartbeat) if journal else None
         try:
             if beat:
                 beat.__enter__()
