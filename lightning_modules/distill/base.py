@@ -193,6 +193,8 @@ class DistillModule(pl.LightningModule):
         self.reference_batch_size = reference_batch_size
         self.eval_ks = tuple(int(k) for k in eval_ks)
         self.metric_names = list(ranking_metrics(torch.ones(1), self.eval_ks))
+        # references stop early on NDCG@10, or on the first cut-off the board asks when it does not ask 10
+        self.selection_metric = "ndcg@10" if 10 in self.eval_ks else f"ndcg@{self.eval_ks[0]}"
         keys = [self._key(stage, group, proto, t, m) for stage in ("val", "test") for group in ("", "ref/")
                 for proto in PROTOCOLS for t in self.targets for m in self.metric_names]
         self.eval_metrics = nn.ModuleDict({k: MeanMetric() for k in keys})
@@ -322,7 +324,7 @@ class DistillModule(pl.LightningModule):
             seconds += time.perf_counter() - start
             if epoch in snapshot_epochs:
                 snapshots[epoch] = copy.deepcopy(model.state_dict())
-            score = self.evaluate_split(model, val)["fr"]["ndcg@10"]
+            score = self.evaluate_split(model, val)["fr"][self.selection_metric]
             if score > best:
                 best, best_state, best_epoch, waited = score, copy.deepcopy(model.state_dict()), epoch, 0
             else:

@@ -265,3 +265,17 @@ def test_a_nan_scoring_model_ranks_last_under_both_protocols():
     ranks = DistillModule.ranks(NaNScores(), batch)
     assert ranks["fr"].tolist() == [20, 20]  # all 20 items
     assert ranks["s100"].tolist() == [5, 5]  # the target and its 4 negatives
+
+
+def test_references_select_on_a_cut_off_the_board_asks():
+    import lightning.pytorch as pl
+
+    pl.seed_everything(0, verbose=False)
+    dm = DATASETS.get("distill-synthetic").cls(num_users=60, num_items=40, max_len=8, num_negatives=10, batch_size=30)
+    dm.setup()
+    model = MODELS.get("full_data").cls(**dm.model_kwargs(), targets=("sasrec",), eval_ks=(5,),
+                                        target_args={"sasrec": {"embed_dim": 8, "num_blocks": 1, "num_heads": 1,
+                                                                "dropout": 0.0, "loss": "ce"}},
+                                        reference_max_epochs=1)
+    assert model.selection_metric == "ndcg@5"
+    fast_trainer(max_epochs=1).fit(model, datamodule=dm)  # would raise KeyError on ndcg@10 without the cut-off
