@@ -1,11 +1,11 @@
 """Edit your own series with a trained tsedit backbone: a Python API and `python -m lightning_modules.tsedit.api`.
 
     from lightning_modules.tsedit.api import load_editor, edit_csv
-    model = load_editor("~/.cache/paperboard/tsedit/backbones/<key>.pt", method="cocktail_edit")
+    model = load_editor("~/.cache/paperboard/cache/<dataset>/tsedit-backbones/<key>.pt", method="cocktail_edit")
     edited = edit_csv(model, "my.csv", anchors=[(40, "OT", 25.0, 1.0)], segments=[(60, 84, "OT", "mean", 18.0)],
                       out_png="edit.png")
 
-A backbone file is written by every board run (`$PAPERBOARD_HOME/tsedit/backbones/`, one per board data, seed and
+A backbone file is written by every board run (`<cache>/<dataset>/tsedit-backbones/`, the cache being `$PAPERBOARD_CACHE` or `~/.cache/paperboard/cache`, one per board data, seed and
 budget; its `hparams` say which) and Lightning checkpoints of board runs load too. Values are in the CSV's own
 units: the API z-scores them with the training statistics stored in the model and maps the edit back.
 Anchors are (time index, channel name or index, value, confidence in (0, 1]); segments are (start, end exclusive,
@@ -172,7 +172,7 @@ def edit_csv(model, csv_path: str | Path, anchors=(), segments=(), out_png: str 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lightning_modules.tsedit.api",
                                      description="Edit a CSV series with a trained tsedit backbone.")
-    parser.add_argument("backbone", help="backbone .pt (from $PAPERBOARD_HOME/tsedit/backbones) or run .ckpt")
+    parser.add_argument("backbone", help="backbone .pt (from <cache>/<dataset>/tsedit-backbones) or run .ckpt")
     parser.add_argument("csv")
     parser.add_argument("--method", default="cocktail_edit")
     parser.add_argument("--anchors", default="[]", help='JSON list of [time, channel, value, confidence]')

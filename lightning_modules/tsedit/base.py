@@ -12,7 +12,7 @@ differ in their control and nothing else.
 
 How methods become board rows: each editing method is a registered model (a subclass). With
 `share_backbone=True` (default) the first method run on a board for a seed trains the backbone and stores its
-weights under $PAPERBOARD_HOME/tsedit/backbones/<key>.pt; every later method with the same key (backbone
+weights in the datamodule's cache folder (`<cache>/<dataset>/tsedit-backbones/<key>.pt`); every later method with the same key (backbone
 hyper-parameters, data hash, seed, training budget) loads them in `on_fit_start` and skips training. So each
 row of the rendered board is one method, all rows of a seed edit with the same frozen backbone, and the
 backbone's training time is logged on every row as `backbone_train_s`.
@@ -212,12 +212,12 @@ class TSEditModule(pl.LightningModule):
                   "accumulate_grad_batches": trainer.accumulate_grad_batches,
                   "gradient_clip_val": trainer.gradient_clip_val}
         key = {"backbone": self.backbone_config, "budget": budget,
-               "seed": os.environ.get("PL_GLOBAL_SEED"), "world_size": trainer.world_size}
+               "seed": torch.initial_seed(), "world_size": trainer.world_size}
         return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def backbone_path(self) -> Path:
-        home = Path(os.environ.get("PAPERBOARD_HOME", "~/.cache/paperboard")).expanduser()
-        return home / "tsedit" / "backbones" / f"{self.backbone_key()}.pt"
+        """Beside the datamodule's other caches: the data side owns where caches live, the model only its key."""
+        return Path(self.trainer.datamodule.cache_dir) / "tsedit-backbones" / f"{self.backbone_key()}.pt"
 
     def on_fit_start(self):
         self._step_seconds = 0.0

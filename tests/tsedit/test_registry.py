@@ -32,18 +32,18 @@ def test_smoke(name, synthetic_dm):
 
 
 def test_methods_share_one_backbone(synthetic_dm, monkeypatch, tmp_path):
-    monkeypatch.setenv("PAPERBOARD_HOME", str(tmp_path))
-    monkeypatch.setenv("PL_GLOBAL_SEED", "5")
+    monkeypatch.setenv("PAPERBOARD_CACHE", str(tmp_path))
+    torch.manual_seed(5)
     first = MODELS.get("cocktail_edit").cls(**synthetic_dm.model_kwargs(), **BACKBONE)
     fast_trainer(max_steps=3, limit_val_batches=0).fit(first, datamodule=synthetic_dm)
-    assert len(list((tmp_path / "tsedit" / "backbones").glob("*.pt"))) == 1
+    assert len(list(tmp_path.glob("*/tsedit-backbones/*.pt"))) == 1
     second = MODELS.get("dps").cls(**synthetic_dm.model_kwargs(), **BACKBONE, zeta=0.5)
     trainer = fast_trainer(max_steps=3, limit_val_batches=0)
     trainer.fit(second, datamodule=synthetic_dm)
     assert trainer.global_step == 0  # loaded, not trained
     assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values()))
     assert second.backbone_train_s == pytest.approx(first.backbone_train_s)
-    monkeypatch.setenv("PL_GLOBAL_SEED", "6")  # another seed trains its own backbone
+    torch.manual_seed(6)  # another seed trains its own backbone
     third = MODELS.get("dps").cls(**synthetic_dm.model_kwargs(), **BACKBONE)
     trainer = fast_trainer(max_steps=3, limit_val_batches=0)
     trainer.fit(third, datamodule=synthetic_dm)
