@@ -4,7 +4,8 @@
   mu x zeta x d_f times a decoder d_f x |I|, softmax over items, optimised by the same bi-level loop with the
   real-data loss only (no feature alignment) and the inner learner from a new random initialisation every
   outer step (`learner_init="random"`, `persistent_learner=False`), as Farzi does; the TD3 code's commented-out alternative (d_f = 32) is the same parameterisation. It differs
-  from TD3 only in the summary's structure and the outer objective: TD3's "w/o Tucker" point of comparison.
+  from TD3 only in the summary's structure and the outer objective (the bi-level loop is the family's, in
+  distill/bilevel.py): TD3's "w/o Tucker" point of comparison.
   Difference from Farzi's code: Farzi back-propagates through the whole inner Adam run with its
   memory-efficient reverse-mode Adam; here the same RaT-BPTT window as TD3 (`inner_steps`, `window`).
 - `random_subset`: mu real users drawn uniformly (seeded), each kept as their last zeta training items.
@@ -24,7 +25,7 @@ from contracts.batch import distill as B
 from contracts.registry import register_model
 from lightning_modules.base_arguments import base_arguments
 from lightning_modules.distill.base import DistillModule
-from lightning_modules.distill.td3 import TD3
+from lightning_modules.distill.bilevel import BilevelDistillation
 
 
 class LatentSummary(nn.Module):
@@ -44,7 +45,7 @@ class LatentSummary(nn.Module):
 
 
 @register_model("farzi", family="distill")
-class Farzi(TD3):
+class Farzi(BilevelDistillation):
     def __init__(self, num_items: int, max_len: int, synthetic_users: int = 30, synthetic_len: int = 50,
                  latent_dim: int = 32, temperature: float = 1.0, inner_steps: int = 200, window: int = 40,
                  inner_batch: int = 15, net_lr: float = 0.005, net_weight_decay: float = 5e-5, seq_lr: float = 0.03,
@@ -57,10 +58,8 @@ class Farzi(TD3):
                  prefix_augmentation_for: tuple[str, ...] = ("sasrec",), min_prefix: int = 5,
                  reference_max_epochs: int = 200, reference_patience: int = 10, reference_batch_size: int = 128,
                  eval_ks: tuple[int, ...] = (10, 20), inner_optimizer: str = "adam"):
-        self._latent_dim = latent_dim
-        # TD3's Tucker ranks do not apply: Farzi's summary is the latent x decoder product (make_summary).
-        super().__init__(**base_arguments(TD3, locals(), user_rank=1, time_rank=1))
-        self.save_hyperparameters()
+        self._latent_dim = latent_dim  # make_summary runs inside the loop's __init__
+        super().__init__(**base_arguments(BilevelDistillation, locals()))
 
     def make_summary(self) -> nn.Module:
         return LatentSummary(self.hparams.synthetic_users, self.hparams.synthetic_len, self._latent_dim,
@@ -68,9 +67,6 @@ class Farzi(TD3):
 
     def needs_item_factor(self) -> bool:
         return False  # the decoder is Farzi's own item side
-
-    def summary_floats(self) -> int:
-        return self.summary.floats()
 
     @staticmethod
     def search_space(trial: optuna.Trial) -> dict:

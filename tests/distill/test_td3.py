@@ -16,7 +16,8 @@ from contracts.batch import distill as B
 from contracts.registry import DATASETS, MODELS
 from datamodules.distill.wrapped import sample_negatives
 from lightning_modules.distill.base import soft_hidden, summary_loss
-from lightning_modules.distill.td3 import TuckerSummary, adam_state
+from lightning_modules.distill.bilevel import adam_state
+from lightning_modules.distill.td3 import TuckerSummary
 from tests.conftest import fast_trainer
 
 TINY_LEARNER = {"embed_dim": 8, "num_blocks": 1, "num_heads": 1, "dropout": 0.0, "loss": "ce"}
