@@ -275,7 +275,7 @@ def _matches(claim, board, records, sign, trivial) -> Verdict:
 
 def _ordering(claim, board, records, sign, trivial) -> Verdict:
     stats = [row_stats(board, records, r, claim.metric) for r in claim.rows]
-    evidence = [" < ".join(s.describe() for s in stats)]
+    evidence = [" -> ".join(s.describe() for s in stats)]
     blocked = _readiness(board, stats, trivial, sign)
     if blocked:
         return Verdict(claim, "inconclusive", blocked, evidence)
