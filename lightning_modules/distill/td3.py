@@ -89,8 +89,6 @@ class TuckerSummary(nn.Module):
 
 @register_model("td3", family="distill")
 class TD3(BilevelDistillation):
-    """TD3: the bi-level loop over a Tucker summary built on the pretrained learner's item table."""
-
     def __init__(
         self,
         num_items: int,
