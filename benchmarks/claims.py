@@ -9,16 +9,15 @@ A claim is one of four kinds (plus `not_testable`, a claim we cannot check on th
 - `ordering`: `metric` improves along `rows` (a trend, such as quality growing with the number of blocks);
 - `property`: `metric` of `method` satisfies `op` (`<=` or `>=`) against `value` (realised FDR <= alpha, say).
 
-The verdict comes from run records only, by one rule (documented on the claims page, `RULE`):
-per row, the finished records of the board, per seed the one given the largest epoch cap (the newest among equals). A 95% Welch t-interval of
-the difference of means over seeds (a one-sample t-interval for `matches` and `property`) decides:
-the interval entirely on the claim's side of the margin or threshold is **reproduced**, entirely on the other
-side **not reproduced**, and straddling it **inconclusive**. A check is inconclusive by rule when its rows were
-trained on different preprocessed data (their data hashes differ), when a row has
-fewer than two seeds or fewer seeds than its board asks, when a row has not learned (it does not beat the
-board's `trivial_model`), or when a row was stopped by its epoch cap while still improving. A claim whose rows
-have no records says so (inconclusive: not run); a claim on a metric the board does not record is not testable
-here until the board measures it.
+The verdict comes from run records only, by one rule (`RULE`, printed on the claims page): per row, the board's
+finished runs, per seed the one given the largest epoch cap (the newest among equals). A 95% Welch t-interval of
+the difference of means over seeds (a one-sample t-interval for `matches` and `property`) decides: the interval
+entirely on the claim's side of the margin or threshold is **reproduced**, entirely on the other side **not
+reproduced**, and straddling it **inconclusive**. A check is inconclusive by rule when its rows were trained on
+different preprocessed data (their data hashes differ), when a row has fewer than two seeds or fewer seeds than
+its board asks, when a row has not learned (it does not beat the board's `trivial_model`), or when a row was
+stopped by its epoch cap while still improving. A claim whose rows have no records says so (inconclusive: not
+run); a claim on a metric the board does not record is not testable here until the board measures it.
 """
 from __future__ import annotations
 
@@ -32,16 +31,15 @@ from benchmarks.records import longest_budget_per_seed, md_table, settings_key, 
 
 VERDICTS = ("reproduced", "not reproduced", "inconclusive", "not testable here")
 CONFIDENCE = 0.95
-RULE = (f"Verdicts are computed from run records only. Per row: the board's finished runs, per seed the one "
-        f"given the largest epoch cap (newest among equals). "
-        f"`beats` and `ordering` use a {CONFIDENCE:.0%} Welch t-interval of the difference of means over seeds; "
-        f"`matches` and `property` a {CONFIDENCE:.0%} t-interval of our mean. Interval entirely on the claim's side "
-        f"of its margin, tolerance or threshold: reproduced; entirely on the other side: not reproduced; "
-        f"straddling it: inconclusive. Inconclusive by rule: rows trained on different preprocessed data (data "
-        f"hashes), a row with fewer than 2 seeds or fewer seeds than "
-        f"its board asks, a row that does not beat the board's trivial model, a row stopped by its epoch cap "
-        f"while still improving. `ordering` is reproduced when the last row beats the first and no step of the "
-        f"sequence is a significant reversal; one significant reversal makes it not reproduced.")
+RULE = (f"Verdicts are computed from run records only. Per row: the board's finished runs, per seed the one given "
+        f"the largest epoch cap (newest among equals). `beats` and `ordering` use a {CONFIDENCE:.0%} Welch t-interval "
+        f"of the difference of means over seeds; `matches` and `property` a {CONFIDENCE:.0%} t-interval of our mean. "
+        f"Interval entirely on the claim's side of its margin, tolerance or threshold: reproduced; entirely on the "
+        f"other side: not reproduced; straddling it: inconclusive. Inconclusive by rule: rows trained on different "
+        f"preprocessed data (data hashes), a row with fewer than 2 seeds or fewer seeds than its board asks, a row "
+        f"that does not beat the board's trivial model, a row stopped by its epoch cap while still improving. "
+        f"`ordering` is reproduced when the last row beats the first and no step of the sequence is a significant "
+        f"reversal; one significant reversal makes it not reproduced.")
 
 
 @dataclass
