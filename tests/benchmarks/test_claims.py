@@ -182,3 +182,20 @@ def test_a_row_rerun_with_a_larger_cap_counts_at_its_longest_budget():
                "config": {"trainer": {"max_epochs": 100}}} for r in records("gru4rec", [0.20, 0.21, 0.19])]
     verdict = evaluate(beats(), records("sasrec", [0.30, 0.31, 0.29]) + capped + longer + POP)
     assert verdict.verdict == "reproduced" and any(e.startswith("gru4rec 0.2000") for e in verdict.evidence)
+
+
+def test_a_board_page_marks_short_rows_loaded_wall_times_and_ends_with_its_verdicts():
+    from benchmarks.boards import load_board
+    from benchmarks.render import render_markdown
+
+    board = load_board("seqrec-ml100k")  # asks 3 seeds; sasrec's claims are checked on it
+    loaded = {"load_avg": {"start": [9.0, 9.0, 9.0], "end": [1.0, 1.0, 1.0]}, "hardware": {"cpu_count": 2},
+              "train_epoch_cpu_seconds": 1.5, "params": 10}
+    recs = (records("sasrec", [0.30], board=board.name, **loaded)
+            + records("gru4rec", [0.20, 0.21, 0.19], board=board.name, params=10)
+            + records("pop", [0.05, 0.05, 0.05], board=board.name, params=1))
+    page = render_markdown(board, recs)
+    assert "| 1 of 3 |" in page and "fewer seeds than the board's 3: sasrec (1 of 3)" in page
+    assert "(loaded)" in page and "| 1.500 |" in page  # CPU seconds per epoch beside the flagged wall time
+    verdicts = page[page.index("## Claims checked on this board"):]
+    assert "`beats-gru4rec-ml100k`" in verdicts and "too few seeds: sasrec has 1" in verdicts
