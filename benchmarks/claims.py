@@ -349,10 +349,6 @@ def format_verdict(v: Verdict) -> str:
     return "\n".join(lines)
 
 
-def verdict_cell(v: Verdict) -> str:
-    return f"**{v.verdict}**"
-
-
 def render_claims_markdown(papers: list, records: list[dict]) -> str:
     """The suite's headline page: every paper's claims with their verdicts, from the records."""
     results = [(p, paper_verdicts(p, records)) for p in papers]
@@ -377,6 +373,6 @@ def render_claims_markdown(papers: list, records: list[dict]) -> str:
             continue
         lines += [md_table(["claim", "source", "board", "verdict", "evidence", "why"],
                            [[f"`{v.claim.id}`: {v.claim.text}" + (f" _Caveat: {v.claim.caveat}_" if v.claim.caveat else ""),
-                             v.claim.source, f"`{v.claim.board}`" if v.claim.board else "-", verdict_cell(v),
+                             v.claim.source, f"`{v.claim.board}`" if v.claim.board else "-", f"**{v.verdict}**",
                              "; ".join(v.published + v.evidence) or "-", v.why] for v in verdicts]), ""]
     return "\n".join(lines)

@@ -67,6 +67,7 @@ CASES = [
     ("zero seeds", ["run", "{board}", "--seeds", "0"], 2, "--seeds '0': give a count >= 1"),
     ("negative seeds", ["run", "{board}", "--seeds", "-2"], 2, "--seeds '-2': give a count >= 1"),
     ("zero epoch cap", ["run", "{board}", "--max-epochs", "0"], 2, "--max-epochs 0: give an epoch cap >= 1"),
+    ("zero parallel runs", ["run", "{board}", "--jobs", "0"], 2, "--jobs 0: give a number >= 1"),
     ("negative epoch cap", ["run", "{board}", "--max-epochs", "-3"], 2, "--max-epochs -3: give an epoch cap >= 1"),
     ("trainer epoch cap -1", ["run", "{board}", "--trainer.max_epochs", "-1"], 2,
      "--trainer.max_epochs -1: a board run takes an integer >= 1"),
