@@ -225,19 +225,63 @@ def wandb_mode() -> str:
     return os.environ.get("WANDB_MODE") or ("online" if os.environ.get("WANDB_API_KEY") else "offline")
 
 
-def _wandb_logger(board: Board, spec: RunSpec, config: dict, save_dir: Path):
+def wandb_dir() -> Path:
+    """Where W&B writes its run folders: WANDB_DIR when set (W&B's own variable), else the paperboard home."""
+    return Path(os.environ.get("WANDB_DIR") or paperboard_home() / "wandb").expanduser()
+
+
+def _wandb_logger(board: Board, spec: RunSpec, config: dict):
+    """One W&B run for this training run. W&B's own variables win over our defaults: WANDB_DIR, WANDB_PROJECT,
+    WANDB_ENTITY, WANDB_RUN_GROUP, WANDB_NAME, WANDB_TAGS, WANDB_JOB_TYPE, WANDB_MODE (an argument given to
+    wandb.init would override its variable, so an argument is passed only where the variable is unset)."""
     mode = wandb_mode()
     if mode == "disabled":
         return None
     from lightning.pytorch.loggers import WandbLogger
 
+    save_dir = wandb_dir()
     save_dir.mkdir(parents=True, exist_ok=True)
     name, job_type, tags = f"{spec.model}-seed{spec.seed}", "train", []
     if spec.sweep:  # one W&B run per sweep trial, all of a study's trials in one group
         name, job_type, tags = f"{spec.model}-trial{spec.sweep['trial_number']}", "sweep-trial", ["sweep"]
-    return WandbLogger(project=os.environ.get("WANDB_PROJECT", "paperboard"), group=_wandb_group(board, spec),
-                       name=name, tags=[board.name, spec.model, f"seed{spec.seed}", *board.papers, *tags],
-                       config=config, save_dir=str(save_dir), mode=mode, id=spec.run_id, job_type=job_type)
+    ours = {"group": ("WANDB_RUN_GROUP", _wandb_group(board, spec)), "name": ("WANDB_NAME", name),
+            "job_type": ("WANDB_JOB_TYPE", job_type),
+            "tags": ("WANDB_TAGS", [board.name, spec.model, f"seed{spec.seed}", *board.papers, *tags])}
+    chosen = {key: value for key, (variable, value) in ours.items() if not os.environ.get(variable)}
+    return WandbLogger(project=os.environ.get("WANDB_PROJECT", "paperboard"), config=config, save_dir=str(save_dir),
+                       mode=mode, id=spec.run_id, **chosen)
+
+
+class EpochProgress(pl.Callback):
+    """One line per epoch on stdout (the run's log under --quiet): epoch x/cap, the monitored value, the best so
+    far and at which epoch, seconds per epoch and an ETA to the cap (an upper bound: early stopping may end the run
+    sooner). Rank 0 only."""
+
+    def __init__(self, monitor: str, mode: str, label: str, log=None):
+        self.monitor, self.mode, self.label = monitor, mode, label
+        self.emit = log or (lambda line: print(line, flush=True))
+        self.best: float | None = None
+        self.best_epoch: int | None = None
+
+    def on_train_start(self, trainer, module):
+        self._start, self._first_epoch = time.perf_counter(), trainer.current_epoch
+
+    def on_train_epoch_end(self, trainer, module):
+        if not trainer.is_global_zero:
+            return
+        epoch, cap = trainer.current_epoch, trainer.max_epochs
+        value = trainer.callback_metrics.get(self.monitor)
+        value = float(value) if value is not None else None
+        if value is not None and math.isfinite(value) and (
+                self.best is None or (value > self.best if self.mode == "max" else value < self.best)):
+            self.best, self.best_epoch = value, epoch
+        done = epoch + 1 - self._first_epoch
+        per_epoch = (time.perf_counter() - self._start) / max(done, 1)
+        shown = "-" if value is None else f"{value:.4f}"
+        best = "-" if self.best is None else f"{self.best:.4f} (epoch {self.best_epoch})"
+        left = max(0, (cap or 0) - epoch - 1) if cap and cap > 0 else 0
+        self.emit(f"[progress] {self.label}: epoch {epoch + 1}/{cap if cap and cap > 0 else '?'} "
+                 f"{self.monitor}={shown} best={best} {per_epoch:.1f}s/epoch ETA<={left * per_epoch:.0f}s")
 
 
 def _wandb_group(board: Board, spec: RunSpec) -> str:
@@ -258,6 +302,7 @@ def execute(spec: RunSpec, callbacks: list | None = None) -> dict:
         "tuned": spec.tuning is not None, "tuning": spec.tuning, "primary_metric": board.primary_metric,
         "config_hash": "unresolved", "status": "running",
     }
+    sha = None
     try:
         data_cls, data_kwargs, model_cls, model_kwargs = resolve(board, spec)
         pl.seed_everything(spec.seed, workers=True, verbose=False)
@@ -271,6 +316,11 @@ def execute(spec: RunSpec, callbacks: list | None = None) -> dict:
                   "model_args": {k: v for k, v in model_kwargs.items()}, "trainer": trainer_args,
                   "early_stopping_patience": board.early_stopping_patience}
         record.update(config_hash=config_hash(config), config=config)
+        sha = git_sha()
+        # W&B's config is the run's identity: the resolved config plus what makes runs comparable
+        wandb_config = {**config, "seed": spec.seed, "config_hash": record["config_hash"], "run_id": spec.run_id,
+                        "data_hash": getattr(datamodule, "data_hash", None), "git_sha": sha, "papers": board.papers,
+                        "tuned": spec.tuning is not None}
         checkpoint_dir = Path(spec.checkpoint_dir or paperboard_home() / "checkpoints" / board.name / spec.model / spec.run_id)
         monitor = f"val/{board.primary_metric}"
         checkpoint = ModelCheckpoint(dirpath=checkpoint_dir, filename="best", monitor=monitor, mode=board.mode,
@@ -280,7 +330,9 @@ def execute(spec: RunSpec, callbacks: list | None = None) -> dict:
         run_callbacks = [checkpoint, timer, DivergenceGuard(monitor), *(callbacks or [])]
         if board.early_stopping_patience:
             run_callbacks.append(EarlyStopping(monitor=monitor, mode=board.mode, patience=board.early_stopping_patience))
-        logger = _wandb_logger(board, spec, config, paperboard_home() / "wandb")
+        label = f"{board.name} {spec.model} seed={spec.seed}" + (f" trial {spec.sweep['trial_number']}" if spec.sweep else "")
+        run_callbacks.append(EpochProgress(monitor, board.mode, label))
+        logger = _wandb_logger(board, spec, wandb_config)
         trainer = pl.Trainer(callbacks=run_callbacks, logger=logger if logger is not None else False,
                              default_root_dir=str(checkpoint_dir), num_sanity_val_steps=0,
                              enable_model_summary=False, **trainer_args)
@@ -290,10 +342,16 @@ def execute(spec: RunSpec, callbacks: list | None = None) -> dict:
         train_seconds = time.perf_counter() - fit_start + (spec.resume_from or {}).get("train_seconds", 0.0)
         train_cpu = cpu_seconds() - fit_cpu_start + ((spec.resume_from or {}).get("train_cpu_seconds") or 0.0)
         best = checkpoint.best_model_path or None
-        val = trainer.validate(model, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
+        # The best checkpoint is scored by a Trainer of its own, without the caller's callbacks (a sweep's pruner
+        # would take the best score again as one more epoch's value) and without the logger (W&B would get a
+        # spurious last epoch); the scores reach W&B as its run's summary below.
+        evaluator = pl.Trainer(callbacks=[], logger=False, enable_checkpointing=False, enable_model_summary=False,
+                               default_root_dir=str(checkpoint_dir),
+                               **{k: v for k, v in trainer_args.items() if k not in ("callbacks", "logger")})
+        val = evaluator.validate(model, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
         eval_start = time.perf_counter()
         # a sweep trial is selected on validation only: its test split stays unseen
-        test = {} if spec.sweep else trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
+        test = {} if spec.sweep else evaluator.test(model, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
         eval_seconds = time.perf_counter() - eval_start
         best_epoch = _best_epoch(best)
         for stage, values in (("val", val), ("test", test)):  # the selected checkpoint itself may score NaN
@@ -323,7 +381,9 @@ def execute(spec: RunSpec, callbacks: list | None = None) -> dict:
         if logger is not None and trainer.is_global_zero:
             record["wandb"] = {"run_id": logger.experiment.id, "project": logger.experiment.project,
                                "group": _wandb_group(board, spec), "mode": wandb_mode()}
-            logger.experiment.summary.update({f"test/{k}": v for k, v in record["metrics"]["test"].items()})
+            logger.experiment.summary.update({**{f"test/{k}": v for k, v in record["metrics"]["test"].items()},
+                                              **{f"best/val/{k}": v for k, v in record["metrics"]["val"].items()},
+                                              "best_epoch": best_epoch})
         record["is_global_zero"] = trainer.is_global_zero
     except Exception as err:  # a failed run is a record, never the end of the board
         if isinstance(err, Diverged):
@@ -340,7 +400,7 @@ def execute(spec: RunSpec, callbacks: list | None = None) -> dict:
                   cpu_seconds=round(cpu_seconds() - cpu_started, 3),
                   load_avg={"start": load_start, "end": load_average()},
                   peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-                  versions=_versions(), hardware=_hardware(), git_sha=git_sha())
+                  versions=_versions(), hardware=_hardware(), git_sha=sha or git_sha())
     return record
 
 

@@ -1,13 +1,20 @@
-"""The results store: one relational table of run records behind a SQLAlchemy URL.
+"""The results store: run records behind a SQLAlchemy URL, queryable with SQL.
 
-SQLite file by default (one machine); PostgreSQL when machines share a board. Each record is also exportable
-as one JSON file (`<dir>/<board>/<model>/<seed>-<config_hash>-<run_id>.json`, BARS-style) and importable into
-any store, which is how the committed boards travel between machines.
+SQLite file by default (one machine); PostgreSQL when machines share a board. `paperboard_runs` holds one row per
+run with its whole record (JSONB on PostgreSQL, JSON text on SQLite; `created_at` a timestamp on PostgreSQL);
+`paperboard_metrics` holds the same metrics long (run_id, board, model, seed, split, metric, value), indexed by
+(board, model, metric), so that `SELECT model, avg(value) ... GROUP BY model` needs no JSON at all. The schema
+is versioned with Alembic (benchmarks/migrations, version table `paperboard_alembic_version`, apart from
+Optuna's own): opening an older store upgrades it in place, keeping every record.
+
+Each record is also exportable as one JSON file (`<dir>/<board>/<model>/<seed>-<config_hash>-<run_id>.json`,
+BARS-style) and importable into any store, which is how the committed boards travel between machines.
 """
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import re
 import socket
@@ -17,11 +24,70 @@ import uuid
 from pathlib import Path
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP
 
 from benchmarks.process import Heartbeat
 from contracts.atomic import atomic_write_bytes
 
 DEFAULT_HOME = "~/.cache/paperboard"
+
+def finite_json(value):
+    """`value` with every NaN or infinite float as None: JSON has no NaN (PostgreSQL's JSONB refuses it)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_json(v) for v in value]
+    return value
+
+
+class RecordJSON(sa.types.TypeDecorator):
+    """A run record: JSONB on PostgreSQL (non-finite numbers stored as null), JSON text elsewhere (exactly as
+    json.dumps writes it, so SQLite keeps a NaN the record holds)."""
+
+    impl = sa.Text
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect):
+        return dialect.type_descriptor(JSONB() if dialect.name == "postgresql" else sa.Text())
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        return finite_json(value) if dialect.name == "postgresql" else json.dumps(value, sort_keys=True)
+
+    def process_result_value(self, value, dialect):
+        if value is None or dialect.name == "postgresql":
+            return value
+        return json.loads(value)
+
+
+class Timestamp(sa.types.TypeDecorator):
+    """An ISO-8601 time: `timestamp with time zone` on PostgreSQL, ISO text elsewhere (which sorts as time); read
+    back as the ISO string the record holds, to the second."""
+
+    impl = sa.String(40)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect):
+        return dialect.type_descriptor(TIMESTAMP(timezone=True) if dialect.name == "postgresql" else sa.String(40))
+
+    def process_bind_param(self, value, dialect):
+        if value is None or dialect.name != "postgresql":
+            return value
+        from datetime import datetime, timezone
+
+        moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+        return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+    def process_result_value(self, value, dialect):
+        if value is None or isinstance(value, str):
+            return value
+        from datetime import timezone
+
+        return value.astimezone(timezone.utc).isoformat(timespec="seconds")
+
 
 metadata = sa.MetaData()
 runs_table = sa.Table(
@@ -35,8 +101,21 @@ runs_table = sa.Table(
     sa.Column("data_hash", sa.String(32)),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("tuned", sa.Boolean, nullable=False, default=False),
-    sa.Column("created_at", sa.String(40), nullable=False),
-    sa.Column("record", sa.Text, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("record", RecordJSON, nullable=False),
+)
+# The metrics of every run, long: one row per (run, split, metric); a non-finite value is NULL.
+metrics_table = sa.Table(
+    "paperboard_metrics",
+    metadata,
+    sa.Column("run_id", sa.String(64), sa.ForeignKey("paperboard_runs.run_id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("split", sa.String(16), primary_key=True),
+    sa.Column("metric", sa.String(128), primary_key=True),
+    sa.Column("value", sa.Float),
+    sa.Column("board", sa.String(128), nullable=False),
+    sa.Column("model", sa.String(128), nullable=False),
+    sa.Column("seed", sa.Integer, nullable=False),
+    sa.Index("ix_paperboard_metrics_board_model_metric", "board", "model", "metric"),
 )
 # One row per run being trained: a run's identity is claimed here (a unique key, so two processes on one store
 # never train the same run) and released when its record is stored; the holder beats a heartbeat, so the claim
@@ -106,8 +185,9 @@ class ResultStore:
                                f"(mkdir -p {path.parent}) or give --storage another file")
         try:
             self.engine = sa.create_engine(with_driver(self.url), future=True)
-            with self.engine.begin() as conn:
-                metadata.create_all(conn)
+            from benchmarks.migrations import upgrade
+
+            upgrade(self.engine)
         except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as err:
             raise StorageError(redact(f"bad storage URL {self.url!r}: {err}. Use e.g. sqlite:///results.db or "
                                       f"postgresql://user:pass@host/db")) from err
@@ -142,13 +222,17 @@ class ResultStore:
             "run_id": record["run_id"], "board": record["board"], "model": record["model"],
             "seed": int(record["seed"]), "config_hash": record["config_hash"], "data_hash": record.get("data_hash"),
             "status": record["status"], "tuned": bool(record.get("tuned", False)),
-            "created_at": record["created_at"], "record": json.dumps(record, sort_keys=True),
+            "created_at": record["created_at"], "record": record,
         }
         exists = conn.execute(sa.select(runs_table.c.run_id).where(runs_table.c.run_id == row["run_id"])).first()
         if exists:
             conn.execute(runs_table.update().where(runs_table.c.run_id == row["run_id"]).values(**row))
+            conn.execute(metrics_table.delete().where(metrics_table.c.run_id == row["run_id"]))
         else:
             conn.execute(runs_table.insert().values(**row))
+        rows = metric_rows(record)
+        if rows:
+            conn.execute(metrics_table.insert(), rows)
 
     # ----- claims: one process trains a run at a time -----------------------------------------------------------
     def claim(self, identity: str, board: str, what: str) -> tuple[str | None, dict | None]:
@@ -197,7 +281,7 @@ class ResultStore:
         if model:
             query = query.where(runs_table.c.model == model)
         with self.engine.connect() as conn:
-            return [json.loads(r[0]) for r in conn.execute(query)]
+            return [r[0] for r in conn.execute(query)]
 
     def export(self, out_dir: Path, board: str | None = None) -> list[Path]:
         """Write every record of `board` (all boards if None) as one JSON file each; returns the paths."""
@@ -225,6 +309,18 @@ class ResultStore:
             for record in chosen:
                 self._upsert(conn, record)
         return len(chosen)
+
+
+def metric_rows(record: dict) -> list[dict]:
+    """The long-table rows of a record: one per numeric metric of each split (val, test, ...)."""
+    rows = []
+    for split, values in (record.get("metrics") or {}).items():
+        for metric, value in (values or {}).items() if isinstance(values, dict) else ():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                rows.append({"run_id": record["run_id"], "board": record["board"], "model": record["model"],
+                             "seed": int(record["seed"]), "split": split, "metric": metric,
+                             "value": float(value) if math.isfinite(value) else None})
+    return rows
 
 
 def _claim_is_stale(holder) -> bool:
