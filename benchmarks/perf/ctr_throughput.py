@@ -6,6 +6,12 @@ I1-I13, C1-C26), read in chunks, hashed, split 7:2:1, indexed and encoded exactl
     python -m benchmarks.perf.ctr_throughput --data-dir ../shared/data            # models on ctr-adult + pipeline
     python -m benchmarks.perf.ctr_throughput --board ctr-synthetic --models xcrossnet,dcnv2 --skip-pipeline
     python -m benchmarks.perf.ctr_throughput --skip-models --pipeline-rows 1000000 --chunk-rows 250000
+    python -m benchmarks.perf.ctr_throughput --compare deepctr --data-dir ../shared/data --skip-pipeline
+
+`--compare deepctr` measures each model beside DeepCTR-Torch's model of the same network (benchmarks.perf.
+ctr_reference: its own venv, never a project dependency) on the Adult split, at the same batch size (1024) and
+threads: training rows/s of each library's own loop (our Lightning Trainer, its `fit`) and of the bare training
+step, and the validation AUC both reach after the same epochs (Adam 1e-3, no learning-rate decay).
 
 Each model and the pipeline run in a fresh subprocess, so each peak RSS is its own. Numbers depend on the machine
 (and on its load): quote them with its description, which the report includes.
@@ -83,6 +89,122 @@ def measure_model(model_name: str, board_name: str, data_dir: str | None, epochs
             "threads": torch.get_num_threads()}
 
 
+def measure_lightning(model_name: str, data_dir: str | None, epochs: int, threads: int, batch_size: int,
+                      seed: int = 0) -> dict:
+    """Our side of `--compare`: the model in a Lightning Trainer (no validation, logging or checkpoints during the
+    timed epochs), seconds per epoch (wall and CPU, median after the first), then the validation AUC; and the
+    bare step (forward, loss + L2, backward, Adam) over one epoch."""
+    import statistics
+
+    import lightning.pytorch as pl
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+    from sklearn.metrics import roc_auc_score
+
+    import lightning_modules  # noqa: F401
+    from benchmarks.perf.ctr_reference import OURS_ONLY, REFERENCE
+    from contracts.batch import ctr as B
+    from contracts.registry import MODELS
+    from datamodules.ctr.adult import Adult
+
+    torch.set_num_threads(threads)
+    dm = Adult(data_dir=data_dir, batch_size=batch_size)
+    dm.prepare_data()
+    dm.setup()
+
+    def build():
+        pl.seed_everything(seed, verbose=False)
+        # the reference's protocol: Adam 1e-3 for every model, no decay on plateau (there is no validation)
+        same = REFERENCE[model_name][2] if model_name in REFERENCE else OURS_ONLY[model_name]
+        return MODELS.get(model_name).build(**{**dm.model_kwargs(), **same, "lr": 1e-3,
+                                     "lr_decay_on_plateau": False})
+
+    class EpochClock(pl.Callback):
+        def __init__(self):
+            self.wall, self.cpu = [], []
+
+        def on_train_epoch_start(self, trainer, module):
+            self._w, self._c = time.perf_counter(), time.process_time()
+
+        def on_train_epoch_end(self, trainer, module):
+            self.wall.append(time.perf_counter() - self._w), self.cpu.append(time.process_time() - self._c)
+
+    model, clock = build(), EpochClock()
+    trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+                         num_sanity_val_steps=0, callbacks=[clock])
+    trainer.fit(model, train_dataloaders=dm.train_dataloader())
+    model.eval()
+    with torch.no_grad():
+        scores = torch.cat([model(b[B.DENSE], b[B.SPARSE]) for b in dm.val_dataloader()])
+    auc = float(roc_auc_score(dm.val_set.tensors[B.LABEL].numpy(), scores.numpy()))
+
+    model = build()
+    model.train()
+    optimiser = model.configure_optimizers()
+    optimiser = optimiser["optimizer"] if isinstance(optimiser, dict) else optimiser
+    w, c = time.perf_counter(), time.process_time()
+    for batch in dm.train_dataloader():
+        logits = model(batch[B.DENSE], batch[B.SPARSE])
+        loss = F.binary_cross_entropy_with_logits(logits, batch[B.LABEL]) + model.regularization()
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+    plain_wall, plain_cpu = time.perf_counter() - w, time.process_time() - c
+    rows = len(dm.train_set)
+    steady = slice(1, None) if epochs > 1 else slice(None)
+    return {"impl": "paperboard", "model": model_name, "rows": rows, "epochs": epochs,
+            "s_per_epoch": statistics.median(clock.wall[steady]), "cpu_s_per_epoch": statistics.median(clock.cpu[steady]),
+            "fit_rows_per_s": rows / statistics.median(clock.wall[steady]), "plain_rows_per_s": rows / plain_wall,
+            "plain_cpu_s": plain_cpu, "val_auc": auc, "params": sum(p.numel() for p in model.parameters()),
+            "threads": torch.get_num_threads()}
+
+
+def compare(models: list[str], data_dir: str | None, epochs: int, threads: int, batch_size: int) -> list[str]:
+    """Each model and its DeepCTR-Torch twin, one after the other, each in a fresh process; markdown lines."""
+    from benchmarks.perf.ctr_reference import REFERENCE, VERSION, ensure_venv
+
+    try:
+        reference_python = str(ensure_venv())
+    except RuntimeError as err:
+        reference_python, why = None, str(err)
+    common = ["--epochs", str(epochs), "--threads", str(threads), "--batch-size", str(batch_size)]
+    if data_dir:
+        common += ["--data-dir", data_dir]
+    lines = [f"## Side by side with DeepCTR-Torch {VERSION} on `ctr-adult`'s split (batch {batch_size}, "
+             f"{threads} thread(s), {epochs} epochs each, Adam 1e-3)", "",
+             "Own loop: our Lightning Trainer vs DeepCTR-Torch's `fit` (median epoch after the first). Bare step: "
+             "forward, loss + L2, backward, Adam over one epoch of batches, no loader or trainer. Val AUC after the "
+             "same epochs from the same seed (0).", "",
+             "| model | ours rows/s (Trainer) | DeepCTR rows/s (fit) | speed-up | ours CPU s/epoch | DeepCTR CPU s/epoch "
+             "| ours bare-step rows/s | DeepCTR bare-step rows/s | bare speed-up | ours val AUC | DeepCTR val AUC | "
+             "params ours / DeepCTR |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name in models:
+        ours = run_child(["--child-lightning", name, *common])
+        print(json.dumps(ours), flush=True)
+        if name not in REFERENCE:
+            ref = {"error": "DeepCTR-Torch has no such model"}
+        elif reference_python is None:
+            ref = {"error": why}
+        else:
+            ref = run_child(["--model", name, *common], python=reference_python, module="benchmarks.perf.ctr_reference")
+        print(json.dumps(ref), flush=True)
+        if "error" in ours:
+            lines.append(f"| {name} | error: {ours['error'][:100]} |" + " |" * 10)
+            continue
+        if "error" in ref:
+            lines.append(f"| {name} | {ours['fit_rows_per_s']:,.0f} | {ref['error'][:60]} | | {ours['cpu_s_per_epoch']:.2f} "
+                         f"| | {ours['plain_rows_per_s']:,.0f} | | | {ours['val_auc']:.4f} | | {ours['params']:,} |")
+            continue
+        lines.append(f"| {name} | {ours['fit_rows_per_s']:,.0f} | {ref['fit_rows_per_s']:,.0f} | "
+                     f"**{ours['fit_rows_per_s'] / ref['fit_rows_per_s']:.2f}x** | {ours['cpu_s_per_epoch']:.2f} | "
+                     f"{ref['cpu_s_per_epoch']:.2f} | {ours['plain_rows_per_s']:,.0f} | {ref['plain_rows_per_s']:,.0f} | "
+                     f"{ours['plain_rows_per_s'] / ref['plain_rows_per_s']:.2f}x | {ours['val_auc']:.4f} | "
+                     f"{ref['val_auc']:.4f} | {ours['params']:,} / {ref['params']:,} |")
+    return lines + [""]
+
+
 def measure_pipeline(rows: int, chunk_rows: int, workdir: str) -> dict:
     """Build criteo-x1 from a generated CSV (generation not timed), then time the whole preprocessing."""
     os.environ["PAPERBOARD_CACHE"] = workdir
@@ -109,9 +231,8 @@ def measure_pipeline(rows: int, chunk_rows: int, workdir: str) -> dict:
             "rss_before_build_mb": round(rss_before, 1)}
 
 
-def run_child(args: list[str]) -> dict:
-    out = subprocess.run([sys.executable, "-m", "benchmarks.perf.ctr_throughput", *args], capture_output=True,
-                         text=True)
+def run_child(args: list[str], python: str = sys.executable, module: str = "benchmarks.perf.ctr_throughput") -> dict:
+    out = subprocess.run([python, "-m", module, *args], capture_output=True, text=True)
     if out.returncode != 0:
         return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"exit {out.returncode}"}
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -135,13 +256,22 @@ def main(argv=None) -> int:
     parser.add_argument("--skip-models", action="store_true")
     parser.add_argument("--skip-pipeline", action="store_true")
     parser.add_argument("--out", default=str(RESULTS / "ctr-perf.md"), help="markdown table ('' for stdout only)")
+    parser.add_argument("--compare", choices=["deepctr"], help="measure beside DeepCTR-Torch (instead of the "
+                        "plain-loop model table)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=1024, help="--compare's batch size")
     parser.add_argument("--child-model")
+    parser.add_argument("--child-lightning")
     parser.add_argument("--child-pipeline", action="store_true")
     parser.add_argument("--workdir")
     args = parser.parse_args(argv)
 
     if args.child_model:
         print(json.dumps(measure_model(args.child_model, args.board, args.data_dir, args.epochs)))
+        return 0
+    if args.child_lightning:
+        print(json.dumps(measure_lightning(args.child_lightning, args.data_dir, args.epochs, args.threads,
+                                           args.batch_size)))
         return 0
     if args.child_pipeline:
         print(json.dumps(measure_pipeline(args.pipeline_rows, args.chunk_rows, args.workdir)))
@@ -151,7 +281,12 @@ def main(argv=None) -> int:
 
     load_at_start = os.getloadavg()[0]
     lines = []
-    if not args.skip_models:
+    if args.compare:
+        from benchmarks.perf.ctr_reference import OURS_ONLY, REFERENCE
+
+        models = args.models.split(",") if args.models else [*REFERENCE, *OURS_ONLY]
+        lines += compare(models, args.data_dir, args.epochs, args.threads, args.batch_size)
+    elif not args.skip_models:
         models = args.models.split(",") if args.models else list(load_board(args.board).models)
         rows = []
         for name in models:

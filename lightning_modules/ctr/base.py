@@ -14,7 +14,7 @@ metrics:
           `net_regularizer`). The papers write lambda * ||Theta||^2; FuxiCTR's (lambda / p) * ||.||_p^p form is
           used so BARS configs transfer unchanged. FuxiCTR visits nested modules' parameters once per ancestor
           (a quirk that multiplies net_l2); here each parameter counts once.
-  optimiser: Adam; with `lr_decay_on_plateau` the learning rate is divided by 10 after every epoch whose
+  optimiser: Adam (PyTorch's fused kernel on CPU and CUDA); with `lr_decay_on_plateau` the learning rate is divided by 10 after every epoch whose
           validation AUC does not improve (FuxiCTR's `lr_decay`, min 1e-6).
   metrics: AUC (torchmetrics BinaryAUROC with thresholds=None: exact, over all samples of the split, gathered
           across processes) and logloss (MeanMetric of the per-sample BCE, synced as sum and count), on the full
@@ -95,19 +95,24 @@ class CTRModule(pl.LightningModule):
         return logit
 
     # ----- training ------------------------------------------------------------------------------------------
+    def l2_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+        """(embedding tables, every other trainable parameter), each parameter once; found once, then reused."""
+        groups = self.__dict__.get("_l2_groups")
+        if groups is None:
+            tables, net = [], []
+            for module in self.modules():
+                for param in module.parameters(recurse=False):
+                    if param.requires_grad:
+                        (tables if isinstance(module, nn.Embedding) else net).append(param)
+            groups = self.__dict__["_l2_groups"] = (tables, net)  # a plain attribute: not registered, not saved
+        return groups
+
     def regularization(self) -> torch.Tensor:
+        tables, net = self.l2_groups()
         reg = torch.zeros((), device=self.device)
-        if not (self.embedding_l2 or self.net_l2):
-            return reg
-        for module in self.modules():
-            for name, param in module.named_parameters(recurse=False):
-                if not param.requires_grad:
-                    continue
-                if isinstance(module, nn.Embedding):
-                    if self.embedding_l2:
-                        reg = reg + self.embedding_l2 / 2 * param.pow(2).sum()
-                elif self.net_l2:
-                    reg = reg + self.net_l2 / 2 * param.pow(2).sum()
+        for weight, params in ((self.embedding_l2, tables), (self.net_l2, net)):
+            if weight and params:
+                reg = reg + weight / 2 * torch.stack([p.pow(2).sum() for p in params]).sum()
         return reg
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
@@ -119,7 +124,11 @@ class CTRModule(pl.LightningModule):
         return loss
 
     def configure_optimizers(self):
-        optimizer = torch.optim.Adam(self.parameters(), lr=self.lr)
+        params = list(self.parameters())
+        # The fused kernel (one pass per tensor instead of a dozen elementwise ops) on the devices that have it; the
+        # same update up to float rounding.
+        fused = all(p.device.type in ("cpu", "cuda") for p in params)
+        optimizer = torch.optim.Adam(params, lr=self.lr, fused=fused)
         if not self.lr_decay_on_plateau:
             return optimizer
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.1, patience=0,

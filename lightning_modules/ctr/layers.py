@@ -68,6 +68,32 @@ class LinearLogit(nn.Module):
         return out
 
 
+class Dropout(nn.Module):
+    """Inverted dropout (as nn.Dropout: in training, zero each unit with probability p and scale the rest by
+    1 / (1 - p); identity in eval), with the keep mask drawn from 16-bit random integers: one 64-bit draw of the
+    generator serves four units, so the mask costs a fraction of `torch.bernoulli_`'s time, which on one CPU
+    thread rivals a 500 x 500 matmul. The rate is exact to 2^-16 (p = 0.1 drops 6554 / 65536 = 0.100006)."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {p}")
+        self.p = p
+        self.threshold = -32768 + round(p * 65536)  # an int16 draw below this drops its unit
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        n = x.numel()
+        # full-range 64-bit draws (random_() alone would leave the sign bit 0), read as four int16 each
+        bits = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device).random_(-2 ** 63, None)
+        keep = bits.view(torch.int16)[:n].view(x.shape) >= self.threshold
+        return torch.where(keep, x * (1.0 / (1.0 - self.p)), 0.0)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
 class MLP(nn.Sequential):
     """Linear -> [BatchNorm] -> activation -> [Dropout] per hidden layer; an optional final Linear to `output_dim`."""
 
@@ -81,7 +107,7 @@ class MLP(nn.Sequential):
                 layers.append(nn.BatchNorm1d(units))
             layers.append(activation())
             if dropout > 0:
-                layers.append(nn.Dropout(dropout))
+                layers.append(Dropout(dropout))
             width = units
         if output_dim is not None:
             layers.append(nn.Linear(width, output_dim))

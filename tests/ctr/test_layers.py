@@ -1,0 +1,28 @@
+"""The ctr family's shared layers: the 16-bit-mask dropout behaves as inverted dropout at its rate."""
+import pytest
+import torch
+
+from lightning_modules.ctr.layers import MLP, Dropout
+
+
+def test_dropout_rate_scale_gradient_and_eval():
+    torch.manual_seed(0)
+    layer = Dropout(0.3)
+    x = torch.ones(400_001, requires_grad=True)  # not a multiple of 4: the last draw serves one unit
+    y = layer(x)
+    kept = y != 0
+    assert (1 - kept.float().mean()).item() == pytest.approx(0.3, abs=0.005)  # the rate
+    assert torch.allclose(y[kept], torch.full_like(y[kept], 1 / 0.7))  # kept units scaled by 1 / (1 - p)
+    y.sum().backward()
+    assert torch.equal(x.grad, kept.float() / 0.7)  # the gradient flows through kept units only
+    assert not torch.equal(kept, layer(x.detach()) != 0)  # a fresh mask per call
+    layer.eval()
+    assert torch.equal(layer(x.detach()), x.detach())  # identity at evaluation
+
+
+def test_dropout_bad_rate_and_mlp_uses_it():
+    with pytest.raises(ValueError, match="dropout must be in"):
+        Dropout(1.0)
+    mlp = MLP(4, [8, 8], 1, dropout=0.5)
+    assert sum(isinstance(m, Dropout) for m in mlp) == 2
+    assert not any(isinstance(m, Dropout) for m in MLP(4, [8], 1, dropout=0.0))
