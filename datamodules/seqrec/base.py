@@ -3,8 +3,20 @@
 A subclass only loads its source into flat arrays (`load_interactions`): user, item (raw ids) and, where the data
 has them, timestamps, in the order the interactions happened. Everything after that is shared and vectorised:
 stable time ordering (ties keep file order, so the split never depends on sort internals), item re-indexing to
-1..n, leave-one-out with a validation item (train = all but the last two, val target = second-last,
-test target = last), left-padded windows of `max_len` built with one numpy gather, and a cache.
+1..n, leave-one-out, left-padded windows of `max_len` built with one numpy gather, and a cache.
+
+Two protocol switches, so that one datamodule serves the validated protocol and the reference ones:
+- `validation_item=True` (default): train = all but the last two items, val target = second-last, test target =
+  last. `validation_item=False` is the generative-recommenders (HSTU) protocol: train = all but the last item and
+  no validation item; its one evaluation set (history = all but last, target = last) is both the val and the test
+  split, as the official trainer evaluates that set after every epoch and reports from it.
+- `train_windows`: "last" (one row per user: the last `max_len` targets of its training part, a target at every
+  position), "all" (non-overlapping windows covering every training target once), or "prefixes" (RecBole's
+  sequential augmentation: every prefix of the training part is one sample whose only target is the item after
+  it, so a user with n training items gives n - 1 rows).
+
+The interaction table is kept as int32 codes wherever ids fit (users and items as categorical codes, one
+stable lexsort), so a 20M-row table is preprocessed in a few GB.
 """
 from __future__ import annotations
 
@@ -12,13 +24,14 @@ import hashlib
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from contracts.atomic import save_cache
 from contracts.batch import seqrec as B
 from datamodules.base import DataError, PaperboardDataModule, TensorBatchDataset, arrays_hash, load_cache
 
-TRAIN_WINDOWS = ("last", "all")
+TRAIN_WINDOWS = ("last", "all", "prefixes")
 
 
 def left_padded_windows(values: np.ndarray, starts: np.ndarray, ends: np.ndarray, length: int) -> np.ndarray:
@@ -34,15 +47,18 @@ class SeqRecDataModule(PaperboardDataModule):
 
     def __init__(self, data_dir: str | None = None, max_len: int = 50, batch_size: int = 128,
                  eval_batch_size: int = 256, min_seq_len: int = 3, train_windows: str = "last",
-                 num_workers: int = 0):
+                 num_workers: int = 0, validation_item: bool = True):
         super().__init__(data_dir, batch_size, eval_batch_size, num_workers)
         if train_windows not in TRAIN_WINDOWS:
             raise ValueError(f"train_windows must be one of {TRAIN_WINDOWS}, got {train_windows!r}")
-        if min_seq_len < 3:
-            raise ValueError("min_seq_len must be >= 3: leave-one-out needs a training pair, a val and a test item")
+        needed = 3 if validation_item else 2
+        if min_seq_len < needed:
+            raise ValueError(f"min_seq_len must be >= {needed}: leave-one-out needs a training pair and a test item"
+                             + (" and a validation item" if validation_item else ""))
         self.max_len = max_len
         self.min_seq_len = min_seq_len
         self.train_windows = train_windows
+        self.validation_item = bool(validation_item)
         self.num_items: int | None = None
         self.num_users: int | None = None
         self.has_time: bool | None = None
@@ -76,62 +92,93 @@ class SeqRecDataModule(PaperboardDataModule):
         return arrays
 
     def sequences_from_interactions(self, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Flat interactions -> per-user item sequences (CSR: `items` int32 ids 1..n, `offsets`), vectorised.
+
+        Users and items become categorical codes (pandas' hash factorisation, sorted, so item ids follow the
+        raw ids' order); one stable sort on a packed (user, time) key orders every user's interactions by time,
+        ties in file order."""
         user, item = np.asarray(raw["user"]), np.asarray(raw["item"])
         if len(user) == 0:
             raise DataError(f"{self.registry_name}: the source has no interactions")
+        if len(item) != len(user):
+            raise DataError(f"{self.registry_name}: {len(user)} users but {len(item)} items; every interaction "
+                            f"needs both")
         time = raw.get("time")
-        # Stable sort by (user, time): same-time items keep their source order, deterministically.
-        order = np.lexsort((np.arange(len(user)), time, user)) if time is not None else np.argsort(user, kind="stable")
-        user, item = user[order], item[order]
-        time = time[order].astype(np.int64) if time is not None else None
-        _, user_start, counts = np.unique(user, return_index=True, return_counts=True)
+        user_code, raw_users = pd.factorize(user, sort=True)
+        user_code = user_code.astype(np.int32 if len(raw_users) < 2**31 else np.int64)
+        order = self._time_order(user_code, None if time is None else np.asarray(time))
+        counts = np.bincount(user_code, minlength=len(raw_users))
         keep_user = counts >= self.min_seq_len
         if not keep_user.any():
             raise DataError(f"{self.registry_name}: no user has >= {self.min_seq_len} interactions; the splits "
                             f"would be empty. Lower min_seq_len or check the file.")
-        row_keep = np.repeat(keep_user, counts)
-        user, item = user[row_keep], item[row_keep]
-        time = time[row_keep] if time is not None else None
+        if not keep_user.all():
+            order = order[keep_user[user_code[order]]]
+        del user_code
         counts = counts[keep_user]
-        raw_items, item_index = np.unique(item, return_inverse=True)
-        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        arrays = {"items": (item_index + 1).astype(np.int64), "offsets": offsets, "raw_item_ids": raw_items}
+        item_code, raw_items = pd.factorize(item[order], sort=True)
+        items = (item_code + 1).astype(np.int32 if len(raw_items) < 2**31 - 1 else np.int64)
+        del item_code
+        offsets = np.zeros(len(counts) + 1, dtype=np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        arrays = {"items": items, "offsets": offsets, "raw_item_ids": np.asarray(raw_items)}
         if time is not None:
-            arrays["times"] = time
+            arrays["times"] = np.asarray(time)[order].astype(np.int64)
         return arrays
+
+    @staticmethod
+    def _time_order(user_code: np.ndarray, time: np.ndarray | None) -> np.ndarray:
+        """Row order by (user, time), stable: rows of one user at the same time keep their file order."""
+        if time is None:
+            return np.argsort(user_code, kind="stable")
+        time = time.astype(np.int64, copy=False)
+        t0, span = int(time.min()), int(time.max()) - int(time.min())
+        if span < 2**32 and int(user_code.max()) < 2**31:  # pack both keys in one int64: one stable sort
+            key = user_code.astype(np.int64) << 32
+            key |= time - t0
+            return np.argsort(key, kind="stable")
+        return np.lexsort((time, user_code))  # lexsort is stable as well
 
     def setup(self, stage: str | None = None) -> None:
         if getattr(self, "train_set", None) is not None:
             return
         seq = self._sequences()
-        items, offsets = seq["items"], seq["offsets"]
+        items, offsets = seq["items"].astype(np.int64), seq["offsets"]
         times = seq.get("times")
         self.has_time = times is not None  # sources without timestamps: time channels must be off
         self.num_items = int(len(seq["raw_item_ids"]))
         self.num_users = len(offsets) - 1
         starts, ends = offsets[:-1], offsets[1:]
         L = self.max_len
-        train_end = ends - 2  # exclusive end of each user's training part
+        train_end = ends - 2 if self.validation_item else ends - 1  # exclusive end of each user's training part
 
         # Training rows: inputs are the train part minus its last item, targets the train part shifted by one.
         if self.train_windows == "last":
             row_start, row_end = starts, train_end
-        else:  # non-overlapping windows of L targets, ending at the end of the training part
+        elif self.train_windows == "all":  # non-overlapping windows of L targets, ending at the end of the training part
             n_windows = np.maximum(1, -(-(train_end - starts - 1) // L))
             row_start = np.repeat(starts, n_windows)
             within = np.arange(n_windows.sum()) - np.repeat(np.cumsum(n_windows) - n_windows, n_windows)
             row_end = np.repeat(train_end, n_windows) - (np.repeat(n_windows, n_windows) - 1 - within) * L
+        else:  # "prefixes": row (u, t) ends after the t-th training item, t = 2..n_train; only its last target counts
+            n_rows = train_end - starts - 1
+            row_start = np.repeat(starts, n_rows)
+            within = np.arange(n_rows.sum()) - np.repeat(np.cumsum(n_rows) - n_rows, n_rows)
+            row_end = row_start + 2 + within
         train = {
             B.INPUT_IDS: left_padded_windows(items, row_start, row_end - 1, L),
             B.TARGET_IDS: left_padded_windows(items, row_start + 1, row_end, L),
         }
-        val = {B.INPUT_IDS: left_padded_windows(items, starts, train_end, L), B.TARGET: items[train_end]}
+        if self.train_windows == "prefixes":
+            train[B.TARGET_IDS][:, :-1] = B.PAD  # one sample = one prefix and its next item (RecBole)
         test = {B.INPUT_IDS: left_padded_windows(items, starts, ends - 1, L), B.TARGET: items[ends - 1]}
+        val_end = ends - 2 if self.validation_item else ends - 1
+        val = {B.INPUT_IDS: left_padded_windows(items, starts, val_end, L), B.TARGET: items[val_end]}
         if times is not None:
             train[B.TIMESTAMPS] = left_padded_windows(times, row_start, row_end - 1, L)
             train[B.NEXT_TIMESTAMPS] = left_padded_windows(times, row_start + 1, row_end, L)
-            val[B.TIMESTAMPS] = left_padded_windows(times, starts, train_end, L)
-            val[B.NEXT_TIMESTAMPS] = left_padded_windows(times, starts + 1, train_end + 1, L)
+            val[B.TIMESTAMPS] = left_padded_windows(times, starts, val_end, L)
+            val[B.NEXT_TIMESTAMPS] = left_padded_windows(times, starts + 1, val_end + 1, L)
             test[B.TIMESTAMPS] = left_padded_windows(times, starts, ends - 1, L)
             test[B.NEXT_TIMESTAMPS] = left_padded_windows(times, starts + 1, ends, L)
         for split in (val, test):
@@ -139,6 +186,7 @@ class SeqRecDataModule(PaperboardDataModule):
         self.data_hash = arrays_hash({**{f"train/{k}": v for k, v in train.items()},
                                       **{f"val/{k}": v for k, v in val.items()},
                                       **{f"test/{k}": v for k, v in test.items()}})
+        # int64 arrays become tensors without a copy
         to_tensors = lambda split: {k: torch.from_numpy(np.ascontiguousarray(v)).long() for k, v in split.items()}
         self.train_set = TensorBatchDataset(to_tensors(train))
         self.val_set = TensorBatchDataset(to_tensors(val))
@@ -153,4 +201,5 @@ class SeqRecDataModule(PaperboardDataModule):
     def describe(self) -> dict:
         return {"data_hash": self.data_hash, "users": self.num_users, "items": self.num_items,
                 "interactions": self.num_interactions, "train_rows": len(self.train_set),
-                "has_time": self.has_time, "max_len": self.max_len, "train_windows": self.train_windows}
+                "has_time": self.has_time, "max_len": self.max_len, "train_windows": self.train_windows,
+                "validation_item": self.validation_item}

@@ -20,8 +20,11 @@ class SyntheticSeqRec(SeqRecDataModule):
     def __init__(self, data_dir: str | None = None, num_users: int = 1000, num_items: int = 200,
                  min_length: int = 8, max_length: int = 30, p_follow: float = 0.8, zipf_a: float = 1.2,
                  seed: int = 0, max_len: int = 20, batch_size: int = 128, eval_batch_size: int = 256,
-                 min_seq_len: int = 3, train_windows: str = "last", num_workers: int = 0):
-        super().__init__(data_dir, max_len, batch_size, eval_batch_size, min_seq_len, train_windows, num_workers)
+                 min_seq_len: int = 3, train_windows: str = "last", num_workers: int = 0,
+                 validation_item: bool = True):
+        super().__init__(data_dir, max_len=max_len, batch_size=batch_size, eval_batch_size=eval_batch_size,
+                         min_seq_len=min_seq_len, train_windows=train_windows, num_workers=num_workers,
+                         validation_item=validation_item)
         self.generator_args = dict(num_users=num_users, num_items=num_items, min_length=min_length,
                                    max_length=max_length, p_follow=p_follow, zipf_a=zipf_a, seed=seed)
 

@@ -4,20 +4,26 @@ CIKM 2019, arXiv 1904.06690).
 Implements Sec. 3: item + learned position embeddings, LayerNorm and dropout (Eq. 5 and BERT's embedding layer);
 bidirectional Transformer layers, post-LN as in BERT: LN(x + Dropout(MultiHead(x))), LN(x + Dropout(FFN(x)))
 with a GELU FFN of width 4d (Eq. 1-4); the output layer GELU(h W_P + b_P) -> LayerNorm (Eq. 7) scored against the
-shared item table. Training is the Cloze task (Sec. 3.6): each item of the training sequence is replaced by a
-[MASK] token with probability `mask_prob` and the model predicts the original items at the masked positions
-(cross-entropy over all items, the family base's "ce" loss). As in the official data generator, every sequence
-is seen `dupe_factor` (10) times per pass, each copy with its own random mask. Evaluation appends [MASK] after the history and ranks
-items at that position.
+shared item table. Training is the Cloze task (Sec. 3.6) as the official data generator builds it:
+`dupe_factor` (10) copies of each training sequence, each with its own random mask of exactly
+min(max_predictions, max(1, round(len x mask_prob))) items drawn without replacement (`masking="count"`; round
+halves to even, as Python's round does), plus one copy per sequence with only its last item masked (the
+fine-tuning instance that matches the test-time query, `mask_last_copy=True`). The model predicts the original
+items at the masked positions (cross-entropy over all items, the family base's "ce" loss). Dropout 0.2 on hidden
+states and attention, as in the official ML-1M config (bert_config_ml-1m_64.json). Evaluation appends [MASK] after
+the history and ranks items at that position.
 
 The [MASK] token has its own embedding here (the shared item table keeps ids 0..num_items, padding included),
 so the family base's tables and evaluation stay untouched.
 Differences from the official code, stated: (1) the official output layer adds a per-item bias to the scores; the
-family's scores are plain inner products. (2) The official data generator builds the `dupe_factor` masked copies of
-each sequence once, up front, and slides windows over long sequences; here the copies are drawn fresh in every batch
-(each row repeated `dupe_factor` times), on the last max_len + 1 items of each training sequence. (3) The official training steps are 400k with lr 1e-4 and linear
-decay; the boards set epochs and lr. Each masked item is always replaced by [MASK] (BERT's 80/10/10 rule is not
-used by the official BERT4Rec generator either).
+family's scores are plain inner products. (2) The official data generator builds the masked copies once, up front,
+and slides windows over long sequences; here the copies are drawn fresh in every batch (each row repeated
+`dupe_factor` times, plus its mask-last copy), on the last max_len + 1 items of each training sequence. (3) The
+official training steps are 400k with lr 1e-4 and linear decay; the boards set epochs and lr. Each masked item is
+always replaced by [MASK] (the official run scripts set mask_prob 1.0, so BERT's 80/10/10 rule is off there too).
+Flags for this suite's earlier behaviour: `masking="bernoulli"` masks each item independently with probability
+`mask_prob` (a row that drew none masks its last item), `mask_last_copy=False` drops the mask-last copy, and
+`dropout=0.1` was the earlier default.
 """
 from __future__ import annotations
 
@@ -32,6 +38,8 @@ from lightning_modules.base_arguments import base_arguments
 from lightning_modules.layers import MultiHeadAttention
 from lightning_modules.seqrec.base import SeqRecModule
 from lightning_modules.seqrec.layers import BlockStack, positions_from_first_item
+
+MASKINGS = ("count", "bernoulli")
 
 
 class BidirectionalBlock(nn.Module):
@@ -59,8 +67,11 @@ class BERT4Rec(SeqRecModule):
         embed_dim: int = 64,
         num_blocks: int = 2,
         num_heads: int = 2,
-        dropout: float = 0.1,
+        dropout: float = 0.2,
         mask_prob: float = 0.2,
+        max_predictions: int = 40,
+        masking: str = "count",
+        mask_last_copy: bool = True,
         dupe_factor: int = 10,
         loss: str = "ce",
         num_negatives: int = 128,
@@ -79,6 +90,13 @@ class BERT4Rec(SeqRecModule):
         self.mask_prob = mask_prob
         if dupe_factor < 1:
             raise ValueError(f"dupe_factor must be >= 1, got {dupe_factor}")
+        if masking not in MASKINGS:
+            raise ValueError(f"masking must be one of {MASKINGS}, got {masking!r}")
+        if max_predictions < 1:
+            raise ValueError(f"max_predictions must be >= 1, got {max_predictions}")
+        self.masking = masking
+        self.max_predictions = max_predictions
+        self.mask_last_copy = mask_last_copy
         self.dupe_factor = dupe_factor
         self.mask_token = num_items + 1  # an id outside the item table, looked up in `mask_embedding`
         nn.init.trunc_normal_(self.item_embedding.weight, std=0.02)  # BERT initializer_range
@@ -112,22 +130,50 @@ class BERT4Rec(SeqRecModule):
         return torch.cat([batch[B.INPUT_IDS], batch[B.TARGET_IDS][:, -1:]], dim=1)
 
     def mask_items(self, sequences: torch.Tensor, generator: torch.Generator | None = None):
-        """Replace each item by [MASK] with probability mask_prob; returns (masked inputs, targets with 0 = none).
-        A row that drew no mask gets its last item masked, so every row trains."""
+        """Mask items of each row; returns (masked inputs, targets with 0 = not masked).
+
+        "count": exactly min(max_predictions, max(1, round(len x mask_prob))) items per row, chosen uniformly
+        without replacement (the official generator). "bernoulli": each item with probability mask_prob, and a row
+        that drew none gets its last item masked, so every row trains."""
         present = sequences != B.PAD
-        draw = torch.rand(sequences.shape, device=sequences.device, generator=generator) < self.mask_prob
-        chosen = draw & present
-        none = ~chosen.any(1)
-        chosen[:, -1] |= none & present[:, -1]
+        noise = torch.rand(sequences.shape, device=sequences.device, generator=generator)
+        if self.masking == "count":
+            lengths = present.sum(1)
+            count = torch.round(lengths.double() * self.mask_prob).clamp(min=1, max=self.max_predictions)
+            count = torch.minimum(count.long(), lengths)
+            # the k smallest noise values among a row's items are its masked positions (padding sorts last)
+            rank = noise.masked_fill(~present, 2.0).argsort(1).argsort(1)
+            chosen = rank < count.unsqueeze(1)
+        else:
+            chosen = (noise < self.mask_prob) & present
+            none = ~chosen.any(1)
+            chosen[:, -1] |= none & present[:, -1]
         masked = sequences.masked_fill(chosen, self.mask_token)
         targets = sequences.masked_fill(~chosen, B.PAD)
         return masked, targets
 
+    def mask_last(self, sequences: torch.Tensor):
+        """The official fine-tuning instance: only the last item (the rightmost column, left padding) is masked."""
+        chosen = torch.zeros_like(sequences, dtype=torch.bool)
+        chosen[:, -1] = sequences[:, -1] != B.PAD
+        return sequences.masked_fill(chosen, self.mask_token), sequences.masked_fill(~chosen, B.PAD)
+
+    def training_instances(self, batch: dict, generator: torch.Generator | None = None):
+        """(originals, masked inputs, targets) of one batch: `dupe_factor` random-mask copies of every training
+        sequence, then (with `mask_last_copy`) one mask-last copy of each."""
+        sequences = self.training_sequences(batch)
+        masked, targets = self.mask_items(sequences.repeat(self.dupe_factor, 1), generator)
+        originals = sequences.repeat(self.dupe_factor, 1)
+        if self.mask_last_copy:
+            last_masked, last_targets = self.mask_last(sequences)
+            originals = torch.cat([originals, sequences])
+            masked, targets = torch.cat([masked, last_masked]), torch.cat([targets, last_targets])
+        return originals, masked, targets
+
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        sequences = self.training_sequences(batch).repeat(self.dupe_factor, 1)
-        masked, targets = self.mask_items(sequences)
-        loss = self.sequence_loss(self(masked), {B.INPUT_IDS: sequences, B.TARGET_IDS: targets})
-        self.log("train/loss", loss, prog_bar=True, batch_size=sequences.shape[0])
+        originals, masked, targets = self.training_instances(batch)
+        loss = self.sequence_loss(self(masked), {B.INPUT_IDS: originals, B.TARGET_IDS: targets})
+        self.log("train/loss", loss, prog_bar=True, batch_size=originals.shape[0])
         return loss
 
     def last_user_vector(self, batch: dict) -> torch.Tensor:

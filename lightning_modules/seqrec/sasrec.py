@@ -6,9 +6,15 @@ Implements Sec. III: embedding with learned positions (Eq. 1-2), stacked causal 
 with the shared item embedding (Eq. 6, "SASRec with shared item embedding"). The default loss is the paper's
 binary cross-entropy with one negative (Eq. 7); the base offers full and sampled softmax as well.
 
-Difference from the official code: the official TensorFlow/PyTorch code normalises only the queries
-(`Q = LayerNorm(x)`, keys and values from the un-normalised x); the paper normalises the sub-layer input as a
-whole. `query_only_layernorm=True` switches to the code's form.
+The block follows the official code by default (`query_only_layernorm=True`): the TensorFlow code and its PyTorch
+port normalise only the queries, Q = LayerNorm(x), take keys and values from the un-normalised x, and the residual
+adds the normalised query: x' = Q + Dropout(Attn(Q, x)); the FFN then reads z = LayerNorm(x') and its residual
+adds z: z + Dropout(FFN(z)). Flags for the other forms, stated rather than hidden:
+- `query_only_layernorm=False`: the paper's wording, pre-norm of the whole sub-layer input with raw residuals,
+  x + Dropout(Attn(LN(x))), x + Dropout(FFN(LN(x))).
+- `residual_from_normalized=False` (with `query_only_layernorm=True`): queries normalised but raw residuals,
+  x + Dropout(Attn(LN(x), x)), x + Dropout(FFN(LN(x))) -- this suite's form before the official one became the
+  default; records trained with `query_only_layernorm=True` and no `residual_from_normalized` argument used it.
 """
 from __future__ import annotations
 
@@ -35,10 +41,24 @@ class PointWiseFeedForward(nn.Module):
         return self.net(x)
 
 
-def self_attention_block(dim: int, num_heads: int, dropout: float, query_only_layernorm: bool) -> PreNormBlock:
-    """Eq. 3-5 in the pre-norm wiring of Sec. III-D, LayerNorm eps 1e-8 as in the official code."""
-    return PreNormBlock(MultiHeadAttention(dim, num_heads, dropout), PointWiseFeedForward(dim, dropout),
-                        lambda: nn.LayerNorm(dim, eps=1e-8), dropout, keys_from_input=query_only_layernorm)
+class OfficialSASRecBlock(PreNormBlock):
+    """The official code's block: Q = LN(x); x' = Q + Dropout(Attn(Q, x)); z = LN(x'); out = z + Dropout(FFN(z)).
+    Same parameters and checkpoint keys as the pre-norm block; only the residual wiring differs."""
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, rotary=None) -> torch.Tensor:
+        q = self.attention_norm(x)
+        x = q + self.dropout(self.attention(q, x, mask, rotary=rotary))
+        z = self.ffn_norm(x)
+        return z + self.dropout(self.ffn(z))
+
+
+def self_attention_block(dim: int, num_heads: int, dropout: float, query_only_layernorm: bool,
+                         residual_from_normalized: bool = True) -> PreNormBlock:
+    """Eq. 3-5 with the official code's wiring (or the flagged forms, see the module docstring), LayerNorm eps
+    1e-8 as in the official code."""
+    block = OfficialSASRecBlock if query_only_layernorm and residual_from_normalized else PreNormBlock
+    return block(MultiHeadAttention(dim, num_heads, dropout), PointWiseFeedForward(dim, dropout),
+                 lambda: nn.LayerNorm(dim, eps=1e-8), dropout, keys_from_input=query_only_layernorm)
 
 
 @register_model("sasrec", family="seqrec")
@@ -51,7 +71,8 @@ class SASRec(SeqRecModule):
         num_blocks: int = 2,
         num_heads: int = 1,
         dropout: float = 0.2,
-        query_only_layernorm: bool = False,
+        query_only_layernorm: bool = True,
+        residual_from_normalized: bool = True,
         loss: str = "bce",
         num_negatives: int = 1,
         temperature: float = 1.0,
@@ -66,7 +87,8 @@ class SASRec(SeqRecModule):
         self.save_hyperparameters()
         self.input = ItemPositionInput(self.item_embedding, max_len, dropout)
         self.blocks = BlockStack(
-            self_attention_block(embed_dim, num_heads, dropout, query_only_layernorm) for _ in range(num_blocks)
+            self_attention_block(embed_dim, num_heads, dropout, query_only_layernorm, residual_from_normalized)
+            for _ in range(num_blocks)
         )
         self.final_norm = nn.LayerNorm(embed_dim, eps=1e-8)
 

@@ -21,7 +21,10 @@ BLOCK_KEYS = {
     "llama_rec": ["attention_norm.weight", "attention.q.weight", "attention.k.weight", "attention.v.weight",
                   "attention.out.weight", "ffn_norm.weight", "ffn.w1.weight", "ffn.w3.weight", "ffn.w2.weight"],
 }
-CASES = [("sasrec", {}), ("sasrec", {"query_only_layernorm": True}), ("gpt_rec", {}), ("llama_rec", {})]
+# SASRec's default block (the official code's residuals) is written out in test_protocols.py; here its two
+# pre-norm forms: the paper's, and query-only LayerNorm with raw residuals.
+CASES = [("sasrec", {"query_only_layernorm": False}),
+         ("sasrec", {"query_only_layernorm": True, "residual_from_normalized": False}), ("gpt_rec", {}), ("llama_rec", {})]
 
 
 def build(name, **extra):
