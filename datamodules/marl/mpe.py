@@ -1,6 +1,6 @@
 """The mpe2 scenarios as rollout datamodules (`mpe-collect-treasure`, `mpe-simple-spread`): each makes vectorised
-envs of its scenario (`mpe_env.MPEVectorEnv`, or for collect_treasure the batched numpy re-implementation in
-`collect_treasure_numpy.py`) for training, validation, test and the resized-team test."""
+envs of its scenario (`mpe_env.MPEVectorEnv`, or with `backend: numpy` the batched re-implementations in
+`collect_treasure_numpy.py` and `simple_spread_numpy.py`) for training, validation, test and the resized-team test."""
 from __future__ import annotations
 
 import json
@@ -12,16 +12,18 @@ from datamodules.base import arrays_hash
 from datamodules.marl.base import RolloutDataModule
 from datamodules.marl.collect_treasure_numpy import BatchedCollectTreasure
 from datamodules.marl.mpe_env import MPEVectorEnv, ScenarioConfig
+from datamodules.marl.simple_spread_numpy import BatchedSimpleSpread
 
 
-BACKENDS = {"collect_treasure": ("package", "numpy"), "simple_spread": ("package",)}
+BACKENDS = {"collect_treasure": ("package", "numpy"), "simple_spread": ("package", "numpy")}
+NUMPY_BACKENDS = {"collect_treasure": BatchedCollectTreasure, "simple_spread": BatchedSimpleSpread}
 
 
 class MPEDataModule(RolloutDataModule):
     """An mpe2 scenario as a rollout "dataset". `scenario_args` pass to the package's `parallel_env`;
     `eval_team_delta` agents (collectors for collect_treasure) are added for the different-team-size test.
-    `backend`: "package" steps mpe2's own envs; "numpy" (collect_treasure only) is the batched re-implementation
-    in `collect_treasure_numpy.py`, checked against the package by the tests."""
+    `backend`: "package" steps mpe2's own envs; "numpy" is the batched re-implementation of the scenario
+    (`collect_treasure_numpy.py`, `simple_spread_numpy.py`), checked against the package by the tests."""
 
     scenario = ""
     default_args: dict = {}
@@ -46,7 +48,7 @@ class MPEDataModule(RolloutDataModule):
             {"scenario": self.scenario, **self.config.args}, sort_keys=True).encode(), np.uint8), "reset0": first})
 
     def make_env(self, split: str) -> MPEVectorEnv:
-        env_cls = BatchedCollectTreasure if self.backend == "numpy" else MPEVectorEnv
+        env_cls = NUMPY_BACKENDS[self.scenario] if self.backend == "numpy" else MPEVectorEnv
         if split == "test_resized":
             return env_cls(self.config.resized(self.eval_team_delta), self.num_envs, train_config=self.config)
         return env_cls(self.config, self.num_envs)

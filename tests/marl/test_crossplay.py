@@ -55,7 +55,7 @@ def test_partner_plays_odd_slots():
 
 def test_matrix_and_summary():
     policies = [ConstantPolicy(1), ConstantPolicy(1), ConstantPolicy(0)]
-    matrix = crossplay_matrix(policies, FakeEnv(4), seeds=np.arange(2))
+    matrix = crossplay_matrix(policies, policies, FakeEnv(4), seeds=np.arange(2))
     # 4 agents: ego slots 0, 2; partner slots 1, 3; reward per step = agents playing 1, 3 steps; team mean = same
     expected = np.array([[12, 12, 6], [12, 12, 6], [6, 6, 0]], float)
     np.testing.assert_allclose(matrix, expected)

@@ -48,11 +48,11 @@ def test_crossplay_cli_on_trained_checkpoints(tmp_path):
     result = run(str(board_path), records_dir, tmp_path / "out" / "tiny-crossplay", episodes=4, update_records=True,
                  log=lambda *_: None)
     assert result["labels"] == ["vdn/s0", "vdn/s1", "mappo/s0"]
-    matrix = np.array(result["matrix"])
-    assert matrix.shape == (3, 3)
+    matrix = np.array(result["matrix"], dtype=float)
+    assert matrix.shape == (3, 5) and result["partner_labels"][3:] == ["scripted", "scripted_noisy"]
     # the diagonal is plain self-play of the checkpoint on the board's test seeds: the run's own test/return,
     # although the run played them in batches of 2 and the evaluator in one batch of 4
-    np.testing.assert_allclose(np.diag(matrix), test_returns, atol=1e-5)
+    np.testing.assert_allclose(np.diag(matrix[:, :3]), test_returns, atol=1e-5)
     env = DATASETS.get("mpe-collect-treasure").cls(**{**DATA, "num_envs": 4}).make_env("test")
     selfplay = collect_rollout(env, modules[0], TEST_SEED_BASE + np.arange(4), explore=False)["return"].mean().item()
     assert np.isclose(matrix[0, 0], selfplay, atol=1e-5)
@@ -60,4 +60,7 @@ def test_crossplay_cli_on_trained_checkpoints(tmp_path):
     updated = json.loads((records_dir / "tiny-marl" / "vdn" / "seed0.json").read_text())
     assert np.isclose(updated["metrics"]["test"]["crossplay_return"], (matrix[0, 1] + matrix[0, 2]) / 2)
     assert np.isclose(updated["metrics"]["test"]["generalisation_gap"], matrix[0, 0] - (matrix[0, 1] + matrix[0, 2]) / 2)
-    assert updated["crossplay"]["partners"] == 2
+    assert updated["crossplay"]["partners"] == 4
+    # the scripted team is the best one here, so it is a held-out partner every run is scored with
+    assert "scripted" in result["competent_partners"] and np.isfinite(updated["metrics"]["test"]["zsc_score"])
+    assert set(result["zsc_by_model"]) == {"vdn", "mappo"}

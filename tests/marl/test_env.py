@@ -137,3 +137,42 @@ def test_numpy_backend_episodes_do_not_depend_on_batching():
 def test_numpy_backend_needs_one_seed_per_copy():
     with pytest.raises(ValueError, match="one seed per env copy"):
         BatchedCollectTreasure(CT, 2).reset([1, 2, 3])
+
+
+def test_numpy_simple_spread_matches_package_step_by_step():
+    """Seeded resets give the package's first observation; then, with the state copied from the package before
+    each step (agents pushed into contact now and then, so collisions and contact forces happen), the same
+    observations, rewards and dones."""
+    from datamodules.marl.simple_spread_numpy import BatchedSimpleSpread
+
+    config = ScenarioConfig("simple_spread", {"N": 3, "local_ratio": 0.5, "max_cycles": 30})
+    package, batched = MPEVectorEnv(config, 3), BatchedSimpleSpread(config, 3)
+    first = package.reset([7, 8, 9])
+    np.testing.assert_allclose(batched.reset([7, 8, 9]), first, atol=1e-6)
+    rng = np.random.default_rng(2)
+    collisions = 0
+    for step in range(30):
+        if step % 4 == 0:
+            for env in package.envs:
+                agents = env.unwrapped.world.agents
+                agents[1].state.p_pos = agents[0].state.p_pos + rng.uniform(-0.2, 0.2, 2)
+        batched.load_state(package.envs)
+        actions = rng.integers(0, 5, (3, 3))
+        p_obs, p_rew, p_term, p_trunc = package.step(actions)
+        b_obs, b_rew, b_term, b_trunc = batched.step(actions)
+        np.testing.assert_allclose(b_obs, p_obs, atol=1e-5)
+        np.testing.assert_allclose(b_rew, p_rew, atol=1e-5)
+        np.testing.assert_array_equal(p_term, b_term)
+        np.testing.assert_array_equal(p_trunc, b_trunc)
+        collisions += int((p_rew < p_rew.max(-1, keepdims=True) - 0.4).sum())
+    assert collisions >= 5 and b_trunc.all()
+
+
+def test_numpy_simple_spread_larger_team_keeps_the_training_layout():
+    from datamodules.marl.simple_spread_numpy import BatchedSimpleSpread
+
+    config = ScenarioConfig("simple_spread", {"N": 3, "max_cycles": 5})
+    package = MPEVectorEnv(config.resized(1), 2, train_config=config)
+    batched = BatchedSimpleSpread(config.resized(1), 2, train_config=config)
+    assert batched.obs_dim == package.obs_dim and batched.num_agents == 4
+    np.testing.assert_allclose(batched.reset([3, 4]), package.reset([3, 4]), atol=1e-6)
