@@ -5,7 +5,8 @@ step's vitals, previous-medication features, note id (into a table of note embed
 label and, where the data is an MDP, the state; and per-patient demographics and outcome. Everything after
 that is shared and vectorised: left-padded windows of `history_len` steps gathered by index at batch time
 (the per-step arrays are stored once, windows are [N, L] index matrices), patient-level splits
-(train / calibration=validation / test, paper 80/10/10), and the estimated counterfactual-mortality table of
+(train / validation / test, paper 80/10/10, where the validation patients are also the conformal calibration
+pool; or train / validation / calibration / test, where no model selection touches the calibration patients), and the estimated counterfactual-mortality table of
 paper App. B (an outcome model fitted on the training patients, queried with every action).
 """
 from __future__ import annotations
@@ -74,7 +75,7 @@ class DTRDataModule(PaperboardDataModule):
     mdp_name: str | None = None
 
     def __init__(self, data_dir: str | None = None, history_len: int = 8, windows: str = "all",
-                 split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1), split_seed: int = 0,
+                 split_fractions: tuple[float, ...] = (0.8, 0.1, 0.1), split_seed: int = 0,
                  outcome_model: bool = True, batch_size: int = 256, eval_batch_size: int = 1024,
                  num_workers: int = 0):
         super().__init__(data_dir, batch_size, eval_batch_size, num_workers)
@@ -82,8 +83,9 @@ class DTRDataModule(PaperboardDataModule):
             raise ValueError(f"windows must be one of {WINDOWS}, got {windows!r}")
         if history_len < 1:
             raise ValueError("history_len must be >= 1")
-        if len(split_fractions) != 3 or abs(sum(split_fractions) - 1) > 1e-6 or min(split_fractions) <= 0:
-            raise ValueError(f"split_fractions must be three positive fractions summing to 1, got {split_fractions}")
+        if len(split_fractions) not in (3, 4) or abs(sum(split_fractions) - 1) > 1e-6 or min(split_fractions) <= 0:
+            raise ValueError(f"split_fractions must be three (train, validation=calibration, test) or four (train, "
+                             f"validation, calibration, test) positive fractions summing to 1, got {split_fractions}")
         self.history_len = history_len
         self.windows = windows
         self.split_fractions = tuple(split_fractions)
@@ -128,13 +130,14 @@ class DTRDataModule(PaperboardDataModule):
             raise DataError(f"{self.registry_name}: action labels must lie in 0..{B.NUM_ACTIONS - 1}")
 
     def _split(self, num_patients: int) -> np.ndarray:
-        """0 = train, 1 = calibration/validation, 2 = test, by patient (never a patient in two splits)."""
+        """By patient (never a patient in two splits): 0 = train, 1 = validation, 2 = test, 3 = calibration (four
+        fractions, given as train, validation, calibration, test; with three the validation patients calibrate)."""
         perm = np.random.default_rng(self.split_seed).permutation(num_patients)
-        cut1 = int(round(self.split_fractions[0] * num_patients))
-        cut2 = cut1 + int(round(self.split_fractions[1] * num_patients))
+        codes = (0, 1, 2) if len(self.split_fractions) == 3 else (0, 1, 3, 2)
+        cuts = np.round(np.cumsum(self.split_fractions)[:-1] * num_patients).astype(int)
         split = np.zeros(num_patients, dtype=np.int8)
-        split[perm[cut1:cut2]] = 1
-        split[perm[cut2:]] = 2
+        for code, part in zip(codes, np.split(perm, cuts)):
+            split[part] = code
         return split
 
     def _decision_steps(self, a: dict[str, np.ndarray]) -> np.ndarray:
@@ -214,21 +217,23 @@ class DTRDataModule(PaperboardDataModule):
         split = a["split"][patient]
         pick = lambda mask, calib: {**{k: v[torch.from_numpy(mask)] for k, v in samples.items()},  # noqa: E731
                                     B.CALIB: torch.full((int(mask.sum()),), calib)}
-        for name, code in (("train", 0), ("calibration", 1), ("test", 2)):
+        calib_code = 3 if len(self.split_fractions) == 4 else 1
+        for name, code in (("train", 0), ("validation", 1), ("test", 2), ("calibration", calib_code)):
             if not (split == code).any():
                 raise DataError(f"{self.registry_name}: the {name} split is empty ({len(a['died'])} patients, "
                                 f"fractions {self.split_fractions}); use more patients")
         self.train_set = WindowDataset(steps, pick(split == 0, False))
         self.val_set = WindowDataset(steps, pick(split == 1, False))
-        val_as_calib, test = pick(split == 1, True), pick(split == 2, False)
+        calib, test = pick(split == calib_code, True), pick(split == 2, False)
         # The test loader carries the calibration pool first (calib=True) for the conformal step of paper §5.
-        self.test_set = WindowDataset(steps, {k: torch.cat([val_as_calib[k], test[k]]) for k in test})
+        self.test_set = WindowDataset(steps, {k: torch.cat([calib[k], test[k]]) for k in test})
         self.dims = {"vitals_dim": a["vitals"].shape[1], "meds_dim": a["meds"].shape[1],
                      "notes_dim": a["note_table"].shape[1], "demo_dim": a["demo"].shape[1]}
         survivors = 1 - a["died"]
         self.info = {"patients": int(len(a["died"])), "steps": int(S), "survivors": int(survivors.sum()),
                      "deceased": int(a["died"].sum()), "train_samples": len(self.train_set),
-                     "calibration_samples": len(self.val_set), "test_samples": len(test[B.ACTION]),
+                     "validation_samples": len(self.val_set),
+                     "calibration_samples": len(calib[B.ACTION]), "test_samples": len(test[B.ACTION]),
                      "avg_length": float(S / len(a["died"])), **{k: v for k, v in self.extra_info().items()}}
         self.data_hash = arrays_hash({k: v for k, v in a.items()})
 

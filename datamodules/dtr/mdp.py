@@ -22,6 +22,7 @@ from contracts.registry import register_simulator
 
 DEATH, SURVIVAL, ABSORB = 713, 714, 715
 NUM_PATIENT_STATES = 713
+_REFERENCE: dict = {}  # id(mdp) -> reference_survival (policy iteration takes seconds)
 # The 47 state-vector columns follow the AI-Clinician pipeline's colbin + colnorm + collog order [our reading;
 # column 31 = SOFA is confirmed: its correlation with env.sofa_scores is 1.00].
 STATE_COLUMNS = (
@@ -46,6 +47,9 @@ class SepsisMDP:
 
     def survival_probability(self, policy: np.ndarray) -> float:
         return survival_probability(policy, self)
+
+    def reference_survival(self) -> dict[str, float]:
+        return reference_survival(self)
 
 
 @register_simulator("icu-sepsis", family="dtr")
@@ -84,25 +88,82 @@ def survival_probability(policy: np.ndarray, mdp: SepsisMDP | None = None, per_s
     return (value, v) if per_state else value
 
 
+def clinician_advantage(mdp: SepsisMDP | None = None) -> np.ndarray:
+    """[713, 25] A(s, a) = Q(s, a) - V(s) under the clinicians' policy: the change in survival probability from
+    taking action a once at state s and following the clinicians afterwards (exact, from the known dynamics)."""
+    mdp = mdp or load_icu_sepsis()
+    _, v = survival_probability(mdp.expert_policy, mdp, per_state=True)
+    q = mdp.transitions[:NUM_PATIENT_STATES] @ np.r_[v, 0.0, 1.0, 0.0]
+    return q - v[:, None]
+
+
+def worst_policy(mdp: SepsisMDP | None = None) -> np.ndarray:
+    """[716, 25] the deterministic policy taking, at each patient state, the admissible action of lowest clinicians'
+    Q-value (a bad decision that a clinician could make there; terminal rows zero)."""
+    mdp = mdp or load_icu_sepsis()
+    q = np.where(mdp.admissible[:NUM_PATIENT_STATES], clinician_advantage(mdp), np.inf)
+    policy = np.zeros_like(mdp.expert_policy)
+    policy[np.arange(NUM_PATIENT_STATES), q.argmin(1)] = 1.0
+    return policy
+
+
+def reference_survival(mdp: SepsisMDP | None = None) -> dict[str, float]:
+    """The range a recommended policy's survival lives in: uniform random, the clinicians, the clinicians' most
+    likely action (their mode), and the MDP's optimum (policy iteration)."""
+    mdp = mdp or load_icu_sepsis()
+    if id(mdp) in _REFERENCE:
+        return dict(_REFERENCE[id(mdp)])
+    S = NUM_PATIENT_STATES
+    uniform = np.zeros_like(mdp.expert_policy)
+    uniform[:S] = 1.0 / uniform.shape[1]
+    mode = np.zeros_like(mdp.expert_policy)
+    mode[np.arange(S), mdp.expert_policy[:S].argmax(1)] = 1.0
+    policy = mode  # policy iteration: exact evaluation, greedy improvement, until the policy is stable
+    for _ in range(100):
+        _, v = survival_probability(policy, mdp, per_state=True)
+        q = mdp.transitions[:S] @ np.r_[v, 0.0, 1.0, 0.0]
+        current = policy[:S].argmax(1)
+        # switch only on a strict improvement, so that ties cannot make the iteration cycle
+        greedy = np.where(q.max(1) > q[np.arange(S), current] + 1e-12, q.argmax(1), current)
+        improved = np.zeros_like(policy)
+        improved[np.arange(S), greedy] = 1.0
+        if np.array_equal(improved, policy):
+            break
+        policy = improved
+    _REFERENCE[id(mdp)] = {"random": survival_probability(uniform, mdp),
+                           "clinicians": survival_probability(mdp.expert_policy, mdp),
+                           "clinicians_mode": survival_probability(mode, mdp), "optimal": survival_probability(policy, mdp)}
+    return dict(_REFERENCE[id(mdp)])
+
+
 def rollout(policy: np.ndarray, num_episodes: int, rng: np.random.Generator, mdp: SepsisMDP | None = None,
-            max_steps: int = 500, start: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Vectorised episodes under a stationary policy (MDP indexing). Returns states [N, T+1] (-1 after the
-    end), actions [N, T] (-1 after the end), length [N] (steps taken), outcome [N] (terminal state, or -1 when
-    cut at max_steps)."""
+            max_steps: int = 500, start: np.ndarray | None = None, alternative: np.ndarray | None = None,
+            alternative_rate: float = 0.0) -> dict[str, np.ndarray]:
+    """Vectorised episodes under a stationary policy (MDP indexing). With `alternative`, each decision is drawn
+    from it instead with probability `alternative_rate` (flagged in `from_alternative` [N, T]). Returns states
+    [N, T+1] (-1 after the end), actions [N, T] (-1 after the end), length [N] (steps taken), outcome [N]
+    (terminal state, or -1 when cut at max_steps)."""
     mdp = mdp or load_icu_sepsis()
     pi_cum = np.cumsum(np.asarray(policy, dtype=np.float64), axis=1)
+    alt_cum = np.cumsum(np.asarray(alternative, dtype=np.float64), axis=1) if alternative is not None else pi_cum
     tx_cum = np.cumsum(mdp.transitions, axis=2)
     state = start if start is not None else _sample(np.broadcast_to(np.cumsum(mdp.initial), (num_episodes, 716)), rng)
     states = np.full((num_episodes, max_steps + 1), -1, dtype=np.int64)
     actions = np.full((num_episodes, max_steps), -1, dtype=np.int64)
+    from_alternative = np.zeros((num_episodes, max_steps), dtype=bool)
     states[:, 0] = state
     alive = state < NUM_PATIENT_STATES
     for t in range(max_steps):
         if not alive.any():
-            states, actions = states[:, : t + 1], actions[:, :t]
+            states, actions, from_alternative = states[:, : t + 1], actions[:, :t], from_alternative[:, :t]
             break
         idx = np.flatnonzero(alive)
-        a = _sample(pi_cum[state[idx]], rng)
+        if alternative is not None:
+            alt = rng.random(len(idx)) < alternative_rate
+            from_alternative[idx, t] = alt
+            a = _sample(np.where(alt[:, None], alt_cum[state[idx]], pi_cum[state[idx]]), rng)
+        else:
+            a = _sample(pi_cum[state[idx]], rng)
         nxt = _sample(tx_cum[state[idx], a], rng)
         actions[idx, t] = a
         state[idx] = nxt
@@ -111,7 +172,8 @@ def rollout(policy: np.ndarray, num_episodes: int, rng: np.random.Generator, mdp
     length = (actions >= 0).sum(1)
     final = states[np.arange(num_episodes), length]
     outcome = np.where(final >= NUM_PATIENT_STATES, final, -1)
-    return {"states": states, "actions": actions, "length": length, "outcome": outcome}
+    return {"states": states, "actions": actions, "length": length, "outcome": outcome,
+            "from_alternative": from_alternative}
 
 
 def _sample(cum: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -1,2 +1,10 @@
 """The dtr family: dynamic treatment recommendation (SAFER and its baselines) on patient trajectories."""
-from lightning_modules.dtr import bc_mlp, cql, lstm, retain, safer  # noqa: F401  (registers the models)
+from lightning_modules.dtr import bc_mlp, cql, lstm, retain, safer, srl_rnn  # noqa: F401  (registers the models)
+
+# the public names: `from lightning_modules.dtr import BCMLP`
+from lightning_modules.dtr.bc_mlp import BCMLP
+from lightning_modules.dtr.cql import DiscreteCQL
+from lightning_modules.dtr.lstm import LSTMRecommender
+from lightning_modules.dtr.retain import RETAIN
+from lightning_modules.dtr.safer import SAFER
+__all__ = ["BCMLP", "DiscreteCQL", "LSTMRecommender", "RETAIN", "SAFER"]

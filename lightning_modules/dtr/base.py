@@ -10,7 +10,9 @@ the optimiser, and the board's evaluation:
 - `survival`: the exact survival probability, in the known ICU-Sepsis MDP, of the recommended policy, made
   Markov by taking at each state the empirical distribution of the model's top-1 recommendations over the
   evaluation windows at that state (the clinicians' policy where no window visits the state); `coverage` is the
-  share of the clinicians' state visitation that those states carry;
+  share of the clinicians' state visitation that those states carry; `survival_gap_closed` places it in its range,
+  (survival - clinicians) / (optimal - clinicians), and the range itself (random, clinicians, the clinicians'
+  most likely action, the optimum; exact) is recorded beside it (`survival_random` ...);
 - `est_mort_reduction` (estimated, paper App. B): observed mortality minus the mean outcome-model death
   probability under the recommended action, over all test patients.
 Subclasses with an uncertainty score (SAFER) add the conformal selection in `extra_test_metrics`.
@@ -39,8 +41,11 @@ EVAL_KEYS = ("probs", "target", "died", "state", "calib", "cf_rec")
 class DTRModule(pl.LightningModule):
     def __init__(self, vitals_dim: int, meds_dim: int, notes_dim: int, demo_dim: int, history_len: int,
                  num_actions: int = B.NUM_ACTIONS, mdp: str | None = None, use_notes: bool = True,
-                 train_on: str = "all", lr: float = 1e-3, weight_decay: float = 0.0, topk: int = 3):
+                 train_on: str = "all", lr: float = 1e-3, weight_decay: float = 0.0, topk: int = 3,
+                 use_tables: bool = True):
         super().__init__()
+        if not (use_tables or use_notes):
+            raise ValueError("a model needs an input: use_tables and use_notes cannot both be False")
         if train_on not in TRAIN_ON:
             raise ValueError(f"train_on must be one of {TRAIN_ON}, got {train_on!r}")
         if mdp not in (None, "icu-sepsis"):
@@ -50,6 +55,7 @@ class DTRModule(pl.LightningModule):
         self.num_actions = num_actions
         self.mdp = mdp
         self.use_notes = use_notes
+        self.use_tables = use_tables
         self.train_on = train_on
         self.lr = lr
         self.weight_decay = weight_decay
@@ -62,13 +68,15 @@ class DTRModule(pl.LightningModule):
 
     def step_inputs(self, batch: dict) -> torch.Tensor:
         """[B, L, F] per-step features for recurrent/flat baselines: vitals, meds and (if used) the note embedding,
-        zeroed on padded steps. Baselines without native text support get the notes appended (paper §6)."""
-        parts = [batch[B.VITALS], batch[B.MEDS]] + ([batch[B.NOTES]] if self.use_notes else [])
+        zeroed on padded steps. Baselines without native text support get the notes appended (paper §6).
+        `use_tables=False` leaves the tables out (the notes-only model of the leak check)."""
+        parts = ([batch[B.VITALS], batch[B.MEDS]] if self.use_tables else []) + \
+            ([batch[B.NOTES]] if self.use_notes else [])
         return torch.cat(parts, -1) * batch[B.MASK].unsqueeze(-1)
 
     @property
     def step_dim(self) -> int:
-        return self.vitals_dim + self.meds_dim + (self.notes_dim if self.use_notes else 0)
+        return (self.vitals_dim + self.meds_dim if self.use_tables else 0) + (self.notes_dim if self.use_notes else 0)
 
     # ----- training ------------------------------------------------------------------------------------------
     def train_rows(self, batch: dict) -> torch.Tensor:
@@ -189,7 +197,13 @@ class DTRModule(pl.LightningModule):
         policy = mdp.expert_policy.copy()
         policy[seen] = counts[seen] / counts[seen].sum(1, keepdims=True)
         _, visits = self._clinician_visitation(mdp)
-        return {"survival": mdp.survival_probability(policy), "coverage": float(visits[seen[:len(visits)]].sum())}
+        out = {"survival": mdp.survival_probability(policy), "coverage": float(visits[seen[:len(visits)]].sum())}
+        reference = mdp.reference_survival() if hasattr(mdp, "reference_survival") else None
+        if reference:  # the survival's range: random, clinicians, their mode, the optimum
+            out.update({f"survival_{k}": v for k, v in reference.items()})
+            span = reference["optimal"] - reference["clinicians"]
+            out["survival_gap_closed"] = (out["survival"] - reference["clinicians"]) / span if span > 0 else float("nan")
+        return out
 
     def simulator(self) -> B.PolicySimulator:
         """The known MDP named by `mdp`: the data side registers it (the ICU-Sepsis datamodule's module does), so

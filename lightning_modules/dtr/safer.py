@@ -62,13 +62,15 @@ from torch import nn
 from contracts.batch import dtr as B
 from contracts.registry import register_model, register_model_variant
 from lightning_modules.dtr.base import DTRModule
-from lightning_modules.dtr.metrics import conformal_selection, kl_uncertainty, normalise_kappa, risk_aware_loss
+from lightning_modules.dtr.metrics import (conformal_resplits, conformal_selection, kl_uncertainty, normalise_kappa,
+                                           risk_aware_loss)
 from lightning_modules.layers import MultiHeadAttention
 
 CURVE_ALPHAS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.75, 0.95)
 CURVE_CS = (0.1, 0.2, 0.3)
 LOSS_VARIANTS = ("paper", "paper_grad", "code")
 CONFORMAL_SCORES = ("normalized", "code", "raw")
+CONFORMAL_PROTOCOLS = ("resplit", "fixed")
 
 
 def projection(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
@@ -197,8 +199,9 @@ class SAFER(DTRModule):
         meds_in_readout: bool = False,
         conformal_alpha: float = 0.1,
         conformal_c: float = 0.3,
-        conformal_repetitions: int = 100,
+        conformal_repetitions: int = 200,
         conformal_score: str = "normalized",
+        conformal_protocol: str = "resplit",
         weight_decay: float = 0.0,
         topk: int = 3,
     ):
@@ -207,6 +210,8 @@ class SAFER(DTRModule):
         self.save_hyperparameters()
         if conformal_score not in CONFORMAL_SCORES:
             raise ValueError(f"conformal_score must be one of {CONFORMAL_SCORES}, got {conformal_score!r}")
+        if conformal_protocol not in CONFORMAL_PROTOCOLS:
+            raise ValueError(f"conformal_protocol must be one of {CONFORMAL_PROTOCOLS}, got {conformal_protocol!r}")
         if loss_variant not in LOSS_VARIANTS:
             raise ValueError(f"loss_variant must be one of {LOSS_VARIANTS}, got {loss_variant!r}")
         d = d_model
@@ -414,14 +419,26 @@ class SAFER(DTRModule):
         alpha, c = self.hparams.conformal_alpha, self.hparams.conformal_c
         alphas = sorted(set(CURVE_ALPHAS) | {alpha})
         cs = sorted(set(CURVE_CS) | {c})
-        patient = d["patient"].reshape(-1).long().numpy() if d.get("patient") is not None else None
-        results = conformal_selection(h[calib], kappa[calib], h[~calib], kappa[~calib], alphas, cs,
-                                      repetitions=self.hparams.conformal_repetitions, seed=0,
-                                      pool_groups=None if patient is None else patient[calib])
-        m = {"fdr": results[(alpha, c)][0], "power": results[(alpha, c)][1]}
-        for (a, cc), (fdr, power) in results.items():
+        patient = d["patient"].reshape(-1).long().numpy()
+        m = {}
+        if self.hparams.conformal_protocol == "resplit":
+            # the pool: calibration and test patients, none of them seen by training or model selection
+            results = conformal_resplits(h, kappa, patient, alphas, cs, repetitions=self.hparams.conformal_repetitions,
+                                         seed=0)
+            m.update(fdr=results[(alpha, c)]["fdr"], fdr_se=results[(alpha, c)]["fdr_se"],
+                     power=results[(alpha, c)]["power"], power_se=results[(alpha, c)]["power_se"])
+            curve = {k: (v["fdr"], v["power"]) for k, v in results.items()}
+        else:  # the paper's protocol on one fixed calibration pool / test split
+            curve = conformal_selection(h[calib], kappa[calib], h[~calib], kappa[~calib], alphas, cs,
+                                        repetitions=self.hparams.conformal_repetitions, seed=0,
+                                        pool_groups=patient[calib])
+            m.update(fdr=curve[(alpha, c)][0], power=curve[(alpha, c)][1])
+        for (a, cc), (fdr, power) in curve.items():
             m[f"curve_fdr_a{a:g}_c{cc:g}"] = fdr
             m[f"curve_power_a{a:g}_c{cc:g}"] = power
+            if self.hparams.conformal_protocol == "resplit":  # Monte-Carlo standard errors over the re-splits
+                m[f"curve_fdrse_a{a:g}_c{cc:g}"] = results[(a, cc)]["fdr_se"]
+                m[f"curve_powerse_a{a:g}_c{cc:g}"] = results[(a, cc)]["power_se"]
         test_kappa, test_died = kappa[~calib], died[~calib]
         m["kappa_survivors"] = float(test_kappa[test_died == 0].mean())
         if (test_died == 1).any():

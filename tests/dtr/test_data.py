@@ -101,3 +101,83 @@ def test_mimic_loader_fails_clearly_without_files(tmp_path):
     dm = MIMICSepsisDataModule(data_dir=str(tmp_path), text_encoder="tfidf")
     with pytest.raises(DataError, match="MIMICtable.csv.*AI-Clinician"):
         dm.prepare_data()
+
+
+def _advantage_gap(rate: float, patients: int = 2000) -> tuple[float, float, float]:
+    """(survivors' minus deceased patients' mean clinicians' advantage of the actions taken, worse-policy share of
+    the deceased's decisions, of the survivors')."""
+    from datamodules.dtr.icu_sepsis import simulate_cohort
+    from datamodules.dtr.mdp import SURVIVAL, clinician_advantage, load_icu_sepsis
+
+    mdp = load_icu_sepsis()
+    cohort = simulate_cohort(mdp, patients, np.random.default_rng(7), unreliable_rate=rate, worse_rate=0.5)
+    taken = cohort["actions"] >= 0
+    advantage = clinician_advantage(mdp)[np.clip(cohort["states"], 0, NUM_PATIENT_STATES - 1),
+                                         np.clip(cohort["actions"], 0, None)]
+    died = cohort["outcome"] != SURVIVAL
+    gap = advantage[~died][taken[~died]].mean() - advantage[died][taken[died]].mean()
+    return float(gap), float(cohort["worst"][died][taken[died]].mean()), float(cohort["worst"][~died][taken[~died]].mean())
+
+
+def test_reliability_knob_makes_deceased_patients_actions_worse_in_proportion():
+    """The knob is what the board says it is: under the MDP's own values (the clinicians' advantage of the action
+    taken), deceased patients' actions fall behind survivors' by an amount that grows linearly with the knob, and
+    the share of their decisions drawn from the worse policy is knob x worse_rate; survivors' labels stay clean."""
+    (g0, w0, s0), (g5, w5, s5), (g1, w1, s1) = (_advantage_gap(r) for r in (0.0, 0.5, 1.0))
+    assert w0 == 0 and s0 == s5 == s1 == 0
+    assert abs(w5 - 0.25) < 0.06 and abs(w1 - 0.5) < 0.06
+    assert g0 < g5 < g1 and g1 - g0 > 0.003
+    assert 0.3 < (g5 - g0) / (g1 - g0) < 0.7  # proportional, not a step
+
+
+def test_notes_are_written_from_a_noisy_observation_only(monkeypatch):
+    """The note template's inputs are a noisy observation of the state and a random generator: no behaviour
+    policy, action, outcome or value reaches it. Its observations are the true state plus independent noise."""
+    import inspect
+
+    from datamodules.dtr import icu_sepsis
+    from datamodules.dtr.mdp import load_icu_sepsis
+
+    assert list(inspect.signature(icu_sepsis.write_notes).parameters) == ["observed_z", "rng"]
+    seen = {}
+    real = icu_sepsis.write_notes
+
+    def spy(observed_z, rng):
+        seen["z"] = observed_z
+        return real(observed_z, rng)
+
+    monkeypatch.setattr(icu_sepsis, "write_notes", spy)
+    dm = ICUSepsisDataModule(num_patients=120, text_encoder="tfidf", tfidf_dim=8, note_noise_std=1.0,
+                             outcome_model=False, generation_seed=3)
+    a = dm.build_steps()
+    vec = load_icu_sepsis().state_vectors[:NUM_PATIENT_STATES]
+    truth = (vec[a["state"]] - vec.mean(0)) / vec.std(0).clip(1e-6)
+    residual = seen["z"] - truth
+    assert abs(residual.std() - 1.0) < 0.05  # noise of 1 column-std, independent of the true state
+    # equal observations give equal notes whatever the true state or action behind them
+    same = real(np.repeat(seen["z"][:1], 2, 0), np.random.default_rng(0))
+    again = real(np.repeat(seen["z"][:1], 2, 0), np.random.default_rng(0))
+    assert same == again
+    # the tables leave the note-only findings out
+    assert a["vitals"].shape[1] == len(icu_sepsis.TABLE_COLUMNS)
+    assert not set(icu_sepsis.NOTE_ONLY_COLUMNS) & set(icu_sepsis.TABLE_COLUMNS)
+
+
+def test_calibration_patients_are_disjoint_from_training_and_selection():
+    dm = ICUSepsisDataModule(num_patients=200, text_encoder="tfidf", tfidf_dim=8, outcome_model=False,
+                             split_fractions=(0.6, 0.1, 0.15, 0.15))
+    dm.setup("fit")
+    test = dm.test_set.samples
+    calib_patients = set(test[B.PATIENT][test[B.CALIB]].tolist())
+    test_patients = set(test[B.PATIENT][~test[B.CALIB]].tolist())
+    train = set(dm.train_set.samples[B.PATIENT].tolist())
+    val = set(dm.val_set.samples[B.PATIENT].tolist())
+    assert calib_patients and test_patients
+    assert not calib_patients & (train | val) and not calib_patients & test_patients
+    assert not test_patients & (train | val)
+    assert abs(len(calib_patients) - 30) <= 2 and abs(len(val) - 20) <= 2
+    # with three fractions the validation patients calibrate (the paper's protocol)
+    paper = ICUSepsisDataModule(num_patients=200, text_encoder="tfidf", tfidf_dim=8, outcome_model=False)
+    paper.setup("fit")
+    t = paper.test_set.samples
+    assert set(t[B.PATIENT][t[B.CALIB]].tolist()) == set(paper.val_set.samples[B.PATIENT].tolist())

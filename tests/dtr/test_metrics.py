@@ -183,3 +183,47 @@ def test_a_nan_scoring_model_ranks_last_in_the_board_metrics():
     probs[0] = float("nan")
     m = module.eval_metrics({**data, "probs": probs})
     assert m["hr@3"] == pytest.approx((n - 1) / n) and m["mrr@3"] == pytest.approx((n - 1) / n)
+
+
+def test_resplit_fdr_estimator_is_unbiased_on_iid_scores():
+    """i.i.d. synthetic units (one per patient) with a known null share: the mean over re-splits of one pool,
+    averaged over pools, matches the FDR of fresh independent draws of the same sizes, and both respect alpha."""
+    from lightning_modules.dtr.metrics import conformal_resplits
+
+    c, alpha, pool_size = 0.5, 0.2, 120
+
+    def draw(rng, n):
+        h = rng.normal(size=(n, 2))
+        kappa = 1 / (1 + np.exp(-(1.5 * h[:, 0] + rng.normal(size=n))))  # null share P(kappa >= 0.5) = 1/2
+        return h, kappa
+
+    rng = np.random.default_rng(0)
+    # the estimator: many re-splits of each pool
+    estimates = [conformal_resplits(*draw(rng, pool_size), np.arange(pool_size), [alpha], [c], repetitions=40,
+                                    seed=s)[(alpha, c)]["fdr"] for s in range(30)]
+    # the truth: one split of each of many fresh pools (a fresh draw of fit, calibration and test units)
+    fresh = [conformal_resplits(*draw(rng, pool_size), np.arange(pool_size), [alpha], [c], repetitions=2,
+                                seed=1000 + s)[(alpha, c)]["fdr"] for s in range(600)]
+    est, truth = np.mean(estimates), np.mean(fresh)
+    se = np.sqrt(np.var(estimates, ddof=1) / len(estimates) + np.var(fresh, ddof=1) / len(fresh))
+    assert abs(est - truth) < 3 * se + 0.01, (est, truth, se)
+    assert truth < alpha + 3 * np.std(fresh) / np.sqrt(len(fresh)) and est > 0.02  # controlled, not trivially 0
+    # the known null share
+    _, kappa = draw(np.random.default_rng(1), 20000)
+    assert abs((kappa >= c).mean() - 0.5) < 0.02
+
+
+def test_resplits_keep_patients_whole_and_report_mc_error():
+    from lightning_modules.dtr import metrics as M
+
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(60), 4)
+    h = rng.normal(size=(240, 3))
+    kappa = 1 / (1 + np.exp(-h[:, 0]))
+    picked = M.one_per_group(groups, rng)
+    assert sorted(groups[picked].tolist()) == list(range(60))
+    out = M.conformal_resplits(h, kappa, groups, [0.1, 0.3], [0.5], repetitions=50)
+    assert out[(0.3, 0.5)]["power"] >= out[(0.1, 0.5)]["power"]
+    assert 0 < out[(0.3, 0.5)]["fdr_se"] < 0.1
+    with pytest.raises(ValueError, match="at least 4 patients"):
+        M.conformal_resplits(h[:3], kappa[:3], np.arange(3), [0.1], [0.5])
