@@ -58,19 +58,26 @@ def cmd_list(args) -> int:
             b = load_board(name)
             print(f"  {name:28s} {b.family:9s} dataset={b.dataset:18s} models={','.join(b.models)}")
     if what in ("models", "all"):
-        print("models:")
+        print("models (name, family, import path: `from lightning_modules.seqrec import SASRec`):")
         for e in index["models"]:
-            print(f"  {e['name']:17s} {e['family']:8s} {e['import_path']:50s} {e['doc'][:80]}")
+            print(f"  {e['name']:17s} {e['family']:8s} {public_path(e['import_path']):46s} {e['doc'][:80]}")
     if what in ("datasets", "all"):
-        print("datasets:")
+        print("datasets (name, family, import path: `from datamodules.seqrec import MovieLens100K`):")
         for e in index["datasets"]:
-            print(f"  {e['name']:20s} {e['family']:8s} {e['import_path']:55s} folder={e['folder']}")
+            print(f"  {e['name']:20s} {e['family']:8s} {public_path(e['import_path']):40s} folder={e['folder']}")
     if what in ("papers", "all"):
         print("papers:")
         for name in paper_names():
             p = load_paper(name)
             print(f"  {name:18s} {p.title[:70]} ({p.venue}) boards={','.join(p.boards)}")
     return 0
+
+
+def public_path(import_path: str) -> str:
+    """`lightning_modules.seqrec.sasrec.SASRec` -> `lightning_modules.seqrec.SASRec`: every family package exports
+    its registered classes (tests/test_exports.py keeps it so)."""
+    parts = import_path.split(".")
+    return ".".join([*parts[:2], parts[-1]]) if len(parts) > 3 else import_path
 
 
 def build_specs(board, args, overrides) -> list:
@@ -276,6 +283,11 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--records", help="render from a folder of exported run records instead of the store")
     p.add_argument("--out", help="write to this file instead of stdout")
 
+    for name in ("fit", "validate", "test"):  # handed to benchmarks.cli_lightning before parsing (LightningCLI)
+        sub.add_parser(name, help=f"LightningCLI {name} of any model on any dataset of its family: "
+                                  f"paperboard {name} --model SASRec --data synthetic-seqrec --trainer.max_epochs 3 "
+                                  f"(see `paperboard {name} --help`)", add_help=False)
+
     p = sub.add_parser("export", help="write run records as JSON files (one per run)")
     p.add_argument("board", nargs="?")
     p.add_argument("--out", default="benchmarks/results/runs")
@@ -314,6 +326,10 @@ def main(argv: list[str] | None = None) -> int:
 
         signal.signal(signal.SIGTERM, _interrupt)
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("fit", "validate", "test", "predict"):  # LightningCLI parses its own options
+        from benchmarks.cli_lightning import main as lightning_main
+
+        return lightning_main(argv)
     parser = make_parser()
     args, rest = parser.parse_known_args(argv)
     try:

@@ -21,6 +21,7 @@ import threading
 import time
 import traceback
 import uuid
+import warnings
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -348,10 +349,12 @@ def execute(spec: RunSpec, callbacks: list | None = None) -> dict:
         evaluator = pl.Trainer(callbacks=[], logger=False, enable_checkpointing=False, enable_model_summary=False,
                                default_root_dir=str(checkpoint_dir),
                                **{k: v for k, v in trainer_args.items() if k not in ("callbacks", "logger")})
-        val = evaluator.validate(model, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
-        eval_start = time.perf_counter()
-        # a sweep trial is selected on validation only: its test split stays unseen
-        test = {} if spec.sweep else evaluator.test(model, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
+        with warnings.catch_warnings():  # only the weights are wanted from the checkpoint, not its callbacks' state
+            warnings.filterwarnings("ignore", message=r".*callbacks used to create the checkpoint")
+            val = evaluator.validate(model, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
+            eval_start = time.perf_counter()
+            # a sweep trial is selected on validation only: its test split stays unseen
+            test = {} if spec.sweep else evaluator.test(model, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
         eval_seconds = time.perf_counter() - eval_start
         best_epoch = _best_epoch(best)
         for stage, values in (("val", val), ("test", test)):  # the selected checkpoint itself may score NaN

@@ -1,3 +1,9 @@
 """CTR datasets (family `ctr`): Adult, Criteo in the BARS layouts, the DeepCTR sample, and a synthetic generator.
 Importing this package registers them."""
 from datamodules.ctr import adult, criteo, synthetic  # noqa: F401
+
+# the public names: `from datamodules.ctr import Adult`
+from datamodules.ctr.adult import Adult
+from datamodules.ctr.criteo import CriteoSample, CriteoX1, CriteoX4
+from datamodules.ctr.synthetic import SyntheticCTR
+__all__ = ["Adult", "CriteoSample", "CriteoX1", "CriteoX4", "SyntheticCTR"]
