@@ -26,6 +26,14 @@ def still_improving(board: Board, record: dict) -> bool:
         and record["epochs"] - 1 - record["best_epoch"] < patience
 
 
+def best_at_cap(record: dict) -> bool:
+    """Whether the run's best epoch was the last epoch its cap allowed (epochs count from 0): the model was still
+    improving when the cap stopped it, with or without early stopping."""
+    cap = epoch_cap(record)
+    return bool(cap) and record.get("best_epoch") is not None and stopped_by_cap(record) \
+        and record["best_epoch"] >= cap - 1
+
+
 def under_load(record: dict) -> bool:
     """Whether the run's 1-minute load average exceeded its core count at start or end: its wall times are
     inflated by other work (CPU seconds are not)."""

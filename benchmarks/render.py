@@ -9,8 +9,8 @@ import pandas as pd
 
 from benchmarks.boards import Board
 from benchmarks.claims import board_verdicts
-from benchmarks.records import (epoch_cap, latest_per_seed, md_table, still_improving, stopped_by_cap,
-                                under_load)
+from benchmarks.records import (best_at_cap, epoch_cap, latest_per_seed, md_table, still_improving,
+                                stopped_by_cap, under_load)
 
 
 def aggregate(board: Board, records: list[dict]) -> pd.DataFrame:
@@ -39,6 +39,10 @@ def aggregate(board: Board, records: list[dict]) -> pd.DataFrame:
         row["eval_s"] = pd.Series([r.get("eval_seconds") for r in runs], dtype=float).mean()
         row["peak_mb"] = pd.Series([r.get("peak_gpu_mb", r.get("peak_rss_mb")) for r in runs], dtype=float).max()
         row["epochs"] = pd.Series([r.get("best_epoch") for r in runs], dtype=float).mean()
+        best_epochs = sorted({int(r["best_epoch"]) for r in runs if r.get("best_epoch") is not None})
+        row["best_epochs"] = (str(best_epochs[0]) if len(best_epochs) == 1 else
+                              f"{best_epochs[0]}-{best_epochs[-1]}" if best_epochs else "-")
+        row["best_at_cap"] = sum(best_at_cap(r) for r in runs)
         row["run_ids"] = ",".join(sorted(r["run_id"][:8] for r in runs))
         # The smallest epoch cap that some seed actually ran into (early-stopped runs never hit theirs).
         row["hit_cap"] = min((epoch_cap(r) for r in runs if stopped_by_cap(r)), default=None)
@@ -111,7 +115,7 @@ def render_markdown(board: Board, records: list[dict]) -> str:
             cells += [_fmt(r["val_" + board.primary_metric]), f"{int(r.params):,}" if r.params == r.params else "-",
                       _fmt(r.train_s, 1) + (" (loaded)" if r.under_load else ""), _fmt(r.s_per_epoch, 3),
                       _fmt(r.cpu_s_per_epoch, 3), _fmt(r.eval_s, 2), _fmt(r.peak_mb, 0),
-                      _fmt(r.epochs, 1), f"`{r.config}`", r.run_ids]
+                      r.best_epochs + (" (cap)" if r.best_at_cap else ""), f"`{r.config}`", r.run_ids]
             rows.append(cells)
         lines += [md_table(header, rows), ""]
         short = [f"{r.model} ({r.seeds} of {asked})" for _, r in table.iterrows() if r.seeds < asked]
@@ -129,6 +133,12 @@ def render_markdown(board: Board, records: list[dict]) -> str:
             lines += [f"Note: stopped by a smaller epoch cap than the board's, not by early stopping: "
                       f"{', '.join(capped)}; a best epoch near the cap means the model was still improving "
                       f"(`--extend` continues such runs).", ""]
+        at_cap = [f"{r.model} (`{r.config}`, {int(r.best_at_cap)} of {r.seeds} seeds)" for _, r in table.iterrows()
+                  if r.best_at_cap]
+        if at_cap:
+            lines += [f"Note: `(cap)` marks rows whose best epoch was the last one their epoch cap allowed, so the "
+                      f"model was still improving when training stopped: {', '.join(at_cap)}. Best epochs count "
+                      f"from 0.", ""]
         improving = [f"{r.model} (`{r.config}`, {int(r.improving)} of {r.seeds} seeds)" for _, r in table.iterrows()
                      if r.improving]
         if improving:
