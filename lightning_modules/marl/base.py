@@ -7,7 +7,8 @@ The datamodule's datasets yield rollouts (see `contracts.batch.marl` for the for
   - is evaluated on greedy episodes with fixed seeds: `val/return` (the boards' primary metric, so the runner's
     checkpointing and early stopping work), and in test `test/return` (self-play, training team),
     `test/return_team_size` (team with `eval_team_delta` more agents), `test/env_steps` (training env steps at this
-    checkpoint), `test/env_steps_per_s` (rollout pipeline: env steps / seconds spent collecting, policy included).
+    checkpoint), `test/env_steps_per_s` (rollout pipeline: env steps / seconds spent collecting, policy included), and the
+    learning curve as `test/val_curve_<env steps>` (val/return after each training epoch).
 Cross-play needs several trained runs and is a post-board step (`benchmarks/marl_crossplay.py`), which adds
 `crossplay_return` and `generalisation_gap` to the run records.
 The imitation-learning family reuses this base: its module overrides `learn` (and `act`), the rest is shared.
@@ -20,6 +21,8 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from contracts.batch import marl as B
+
+CURVE_PREFIX = "val_curve_"  # test metrics val_curve_<env steps>: the learning curve of the run
 
 
 def mlp(sizes: list[int], activation=nn.ReLU, layer_norm_input: bool = False) -> nn.Sequential:
@@ -47,6 +50,9 @@ class MARLModule(pl.LightningModule):
         self.val_return = MeanMetric(nan_strategy="disable")
         self.test_return = MeanMetric(nan_strategy="disable")
         self.test_return_team_size = MeanMetric(nan_strategy="disable")
+        # (training env steps, val/return) after every training epoch: a plain attribute, so loading the best
+        # checkpoint for testing keeps the whole curve, which test reports as `val_curve_<env steps>` metrics
+        self.learning_curve: list[tuple[int, float]] = []
 
     # ----- acting (the policy protocol of contracts.batch.marl) ------------------------------------------
     def reset_policy_state(self, num_envs: int, num_agents: int):
@@ -81,7 +87,10 @@ class MARLModule(pl.LightningModule):
         self.val_return.update(rollout[B.RETURN].to(self.device))
 
     def on_validation_epoch_end(self):
-        self.log("val/return", self.val_return.compute())
+        value = self.val_return.compute()
+        if self._trainer is not None and self.trainer.state.fn == "fit" and not self.trainer.sanity_checking:
+            self.learning_curve.append((int(self.env_steps), float(value)))
+        self.log("val/return", value)
         self.log("val/env_steps", self.env_steps.float())
         self.val_return.reset()
 
@@ -97,6 +106,8 @@ class MARLModule(pl.LightningModule):
         seconds = float(self.rollout_seconds)
         if seconds > 0:
             self.log("test/env_steps_per_s", float(self.env_steps) / seconds)
+        for steps, value in self.learning_curve:
+            self.log(f"test/{CURVE_PREFIX}{steps:09d}", value)
         self.test_return.reset()
         self.test_return_team_size.reset()
 

@@ -208,8 +208,9 @@ class CORDModule(QLearningModule):
         loss = -hp.entropy_weight * entropy
         if hp.objective == "loss":
             loss = loss - hp.influence_weight * influence - hp.heterogeneity_weight * heterogeneity
+        # logged every training step beside td_loss: the three terms and their weighted sum in the loss
         return roles, {"_loss": loss, "influence": influence.detach(), "heterogeneity": heterogeneity.detach(),
-                       "role_entropy": entropy.detach()}
+                       "role_entropy": entropy.detach(), "regulariser": loss.detach()}
 
     def training_reward(self, batch: dict) -> torch.Tensor:
         reward = batch[B.REWARD]
