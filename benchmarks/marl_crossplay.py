@@ -1,17 +1,27 @@
 """Post-board step for the marl boards: the cross-play matrix of every trained run with every other run.
 
   python -m benchmarks.marl_crossplay marl-collect-treasure --records benchmarks/results/runs \
-      --out benchmarks/results/marl-collect-treasure-crossplay [--episodes N] [--update-records]
+      --out benchmarks/results/marl-collect-treasure-crossplay [--episodes N] [--partner-fraction F] \
+      [--update-records] [--curves-only]
 
 It reads the board's finished run records (exported JSON, newest per model/config/seed), loads each run's best
-checkpoint from the record's `checkpoint` field, and plays, for every ordered pair (ego A, partner B), greedy
-episodes on the board's test seeds with B's agents in the odd slots (`lightning_modules.marl.crossplay`).
+checkpoint from the record's `checkpoint` field, and plays greedy episodes on the board's test seeds for every
+(ego run A, partner B), B in a held-out partner population: every other run of the board (other seeds and other
+algorithms; none was seen in A's training) plus the scenario's scripted teams (`lightning_modules.marl.scripted`,
+competent and 30%-noisy). B plays a `--partner-fraction` of the slots (default 0.5: the odd slots).
 M[A, A] is self-play in the same harness: with --episodes equal to the board's eval_episodes (the default) it equals
 the run's test/return, since every episode depends on its seed only (tests/marl/test_crossplay_cli.py).
-Per run: crossplay_return = mean_{B != A} M[A, B] (also split into other seeds of the same model,
-`crossplay_seed_return`, and other models, `crossplay_algo_return`), generalisation_gap = M[A, A] - crossplay_return.
-Writes <out>.json (matrix, labels, per-run numbers), <out>.png (run x run matrix and model x model means) and,
-with --update-records, adds those numbers to each record's metrics.test so `paperboard board` shows them.
+Normalisation (so that a strong ego does not pass for a good collaborator only by being strong):
+  by the partner:  (M[A, B] - R_random) / (S_B - R_random), S_B = B's own self-play; 1 when A = B;
+  by the range:    (M[A, B] - R_random) / (R_best - R_random); 0 for a random team with itself,
+with R_random a uniformly random team on the same seeds and R_best the best self-play (scripted teams included).
+Partners whose self-play does not beat R_random by 10% of the range are left out (nothing to keep).
+Per run: zsc_score / zsc_range_score = mean over its held-out partners; per model the same with a two-level
+bootstrap 95% interval (ego runs and partners resampled). Raw numbers too: crossplay_return = mean over the other
+runs, generalisation_gap = self-play - crossplay_return.
+Writes <out>.json (matrices, references, scores), <out>.png (normalised matrix) and, with --update-records, adds
+the per-run numbers to each record's metrics.test so `paperboard board` shows them. It also writes the learning
+curves (benchmarks/results/<board>-curves.json/png) from the records' val_curve_* metrics (--curves-only: just those).
 Checkpoints must still exist (they live under PAPERBOARD_HOME/checkpoints of the machine that trained them).
 """
 from __future__ import annotations
@@ -27,13 +37,14 @@ import numpy as np
 import torch
 
 
-def load_runs(board, records_dir: Path) -> list[tuple[dict, Path]]:
+def load_runs(board, records_dir: Path, need_checkpoint: bool = True) -> list[tuple[dict, Path]]:
     from benchmarks.records import latest_per_seed
 
     runs = []
     for path in sorted(records_dir.rglob("*.json")):
         record = json.loads(path.read_text())
-        if record.get("board") == board.name and record.get("status") == "ok" and record.get("checkpoint"):
+        if record.get("board") == board.name and record.get("status") == "ok" and \
+                (record.get("checkpoint") or not need_checkpoint) and record.get("model") in board.models:
             runs.append((record, path))
     keep = {id(r) for r in latest_per_seed([r for r, _ in runs])}
     runs = [(r, p) for r, p in runs if id(r) in keep]
@@ -220,6 +231,55 @@ def _json(x):
     return x
 
 
+def learning_curves(board_name: str, records_dir: Path, out: Path, log=print) -> dict:
+    """val/return against training env steps for every row of a board, mean and spread over seeds, from the
+    `val_curve_<env steps>` test metrics of its run records (no checkpoint needed). Writes <out>.json and <out>.png."""
+    from benchmarks.boards import load_board
+    from lightning_modules.marl.base import CURVE_PREFIX
+
+    board = load_board(board_name)
+    records = [r for r, _ in load_runs(board, records_dir, need_checkpoint=False)]
+    curves: dict[str, dict] = {}
+    for model in dict.fromkeys(r["model"] for r in records):
+        per_seed = {}
+        for r in records:
+            if r["model"] == model:
+                points = {int(k[len(CURVE_PREFIX):]): v for k, v in r["metrics"]["test"].items() if k.startswith(CURVE_PREFIX)}
+                if points:
+                    per_seed[r["seed"]] = points
+        if not per_seed:
+            continue
+        steps = sorted(set.intersection(*(set(p) for p in per_seed.values())))
+        values = np.array([[per_seed[s][t] for t in steps] for s in sorted(per_seed)])
+        curves[model] = {"env_steps": steps, "seeds": sorted(per_seed), "mean": values.mean(0).tolist(),
+                         "std": (values.std(0, ddof=1) if len(values) > 1 else np.zeros(len(steps))).tolist(),
+                         "per_seed": values.tolist()}
+    if not curves:
+        raise SystemExit(f"no learning curves (val_curve_* metrics) in the records of {board.name} in {records_dir}")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for model, c in curves.items():
+        x, m, sd = np.array(c["env_steps"]), np.array(c["mean"]), np.array(c["std"])
+        ax.plot(x, m, label=f"{model} (n={len(c['seeds'])})")
+        ax.fill_between(x, m - sd, m + sd, alpha=0.15)
+    ax.set_xlabel("training env steps")
+    ax.set_ylabel("val return (greedy, fixed seeds)")
+    ax.set_title(f"{board.name}: learning curves, mean +- std over seeds", fontsize=10)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out.with_suffix(".png"), dpi=120)
+    plt.close(fig)
+    out.with_suffix(".json").write_text(json.dumps({"board": board.name, "metric": "val/return", "curves": curves},
+                                                   indent=1))
+    log(f"learning curves of {len(curves)} rows -> {out.with_suffix('.json')}, {out.with_suffix('.png')}")
+    return curves
+
+
 def run(board_name: str, records_dir: Path, out: Path, episodes: int | None = None, update_records: bool = False,
         fraction: float = 0.5, log=print) -> dict:
     import datamodules  # noqa: F401
@@ -295,7 +355,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--partner-fraction", type=float, default=0.5,
                         help="share of the team's slots the partner plays (default 0.5: the odd slots)")
     parser.add_argument("--update-records", action="store_true", help="add the cross-play metrics to the records")
+    parser.add_argument("--curves-only", action="store_true",
+                        help="only the learning curves (<board>-curves.json/png), from the records alone")
     args = parser.parse_args(argv)
+    import datamodules  # noqa: F401
+    import lightning_modules  # noqa: F401
+
+    learning_curves(args.board, Path(args.records), Path(f"benchmarks/results/{args.board}-curves"))
+    if args.curves_only:
+        return 0
     out = Path(args.out or f"benchmarks/results/{args.board}-crossplay")
     run(args.board, Path(args.records), out, args.episodes, args.update_records, args.partner_fraction)
     return 0

@@ -82,3 +82,67 @@ def test_controller_counterfactual_ignores_other_agents_and_factual_does_not():
     f_mu, f_lv, f_mu_cf, f_lv_cf = flat(obs, prev_a, prev_z)
     assert torch.allclose(f_mu, f_mu_cf)
     assert causal_influence(f_mu, f_lv, f_mu_cf, f_lv_cf) == 0
+
+
+def test_regulariser_gradients_match_their_definitions():
+    """Autograd through the three terms equals the gradients derived by hand from their formulas, on a tiny batch."""
+    torch.manual_seed(1)
+    mu, logvar = torch.randn(2, 3, requires_grad=True), (-torch.rand(2, 3)).requires_grad_()
+    mu_cf, logvar_cf = torch.randn(2, 3, requires_grad=True), (-torch.rand(2, 3)).requires_grad_()
+    lam, n = 0.7, mu.numel()
+    # I = tanh(lam * mean KL): dI/dmu = lam (1 - I^2) (mu - mu_cf) / var_cf / n,
+    # dI/dlogvar = lam (1 - I^2) 0.5 (exp(logvar - logvar_cf) - 1) / n
+    I = causal_influence(mu, logvar, mu_cf, logvar_cf, lam)
+    g_mu, g_lv, g_mucf = torch.autograd.grad(I, (mu, logvar, mu_cf))
+    scale = lam * (1 - I.detach() ** 2) / n
+    assert torch.allclose(g_mu, scale * (mu - mu_cf).detach() / logvar_cf.detach().exp(), atol=1e-6)
+    assert torch.allclose(g_lv, scale * 0.5 * ((logvar - logvar_cf).detach().exp() - 1), atol=1e-6)
+    assert torch.allclose(g_mucf, -g_mu, atol=1e-6)
+    # D = det(S), unit variances, one role dim: S_ij = exp(-(m_i - m_j)^2), dS_ij/dm_a = -2 (m_i - m_j) S_ij
+    # ([a = i] - [a = j]), and dD/dS = D S^-T (Jacobi), so dD/dm_a = sum_ij D (S^-1)_ji dS_ij/dm_a
+    m = torch.tensor([[0.0], [0.6], [1.5]], dtype=torch.float64, requires_grad=True)
+    D = role_heterogeneity(m, torch.zeros_like(m), batch_mean=False)
+    (g_m,) = torch.autograd.grad(D, m)
+    x = m.detach().squeeze(-1)
+    S = torch.exp(-(x[:, None] - x[None]) ** 2)
+    adj = torch.linalg.det(S) * torch.linalg.inv(S).T
+    diff = x[:, None] - x[None]
+    expected = torch.stack([sum(adj[i, j] * -2 * diff[i, j] * S[i, j] * ((a == i) - (a == j))
+                                for i in range(3) for j in range(3)) for a in range(3)])
+    assert torch.allclose(D, torch.linalg.det(S)) and torch.allclose(g_m.squeeze(-1), expected, atol=1e-10)
+    # H = mean over agents of sum over dims of clamp(0.5 log(2 pi e) + logvar / 2, 0, 10): 0.5 / agents per
+    # unclamped dim, 0 where the clamp is active (logvar below -log(2 pi e))
+    lv = torch.tensor([[0.0, -5.0], [-1.0, -3.0]], requires_grad=True)
+    (g_h,) = torch.autograd.grad(role_entropy(lv), lv)
+    inside = (0.5 * (math.log(2 * math.pi * math.e) + lv.detach()) > 0).float()
+    assert torch.allclose(g_h, 0.5 / 2 * inside) and inside.sum() == 2
+
+
+def test_cord_loss_weights_scale_the_regulariser_gradients():
+    """CORD's extra loss is -w_I I - w_D D - w_H H: its gradient on the controller is that combination, so the
+    weights are what sets the regulariser's size beside the TD loss (zero weights: no gradient at all)."""
+    from contracts.batch import marl as B
+    from lightning_modules.marl.cord import CORD
+
+    torch.manual_seed(0)
+    batch = {B.OBS: torch.randn(4, 9, 3, 6), B.ACTIONS: torch.randint(0, 5, (4, 8, 3)), "role": torch.randn(4, 8, 3, 8)}
+
+    def grads(**weights):
+        torch.manual_seed(0)
+        model = CORD(obs_dim=6, n_actions=5, num_agents=3, episode_limit=8, hidden_dim=8, attention_dim=8,
+                     num_heads=2, **weights)
+        torch.manual_seed(1)
+        _, aux = model.roles(batch, model.online_modules(), target=False)
+        params = [p for p in model.controller.parameters() if p.requires_grad]
+        g = torch.autograd.grad(aux["_loss"], params, allow_unused=True)
+        return torch.cat([(x if x is not None else torch.zeros_like(p)).flatten() for x, p in zip(g, params)]), aux
+
+    zero = dict(influence_weight=0.0, heterogeneity_weight=0.0, entropy_weight=0.0)
+    g0, _ = grads(**zero)
+    assert g0.abs().max() == 0
+    gi, aux = grads(**{**zero, "influence_weight": 1.0, "influence_lambda": 1.0})
+    gd, _ = grads(**{**zero, "heterogeneity_weight": 1.0, "influence_lambda": 1.0})
+    gboth, aux_both = grads(influence_weight=0.3, heterogeneity_weight=2.0, entropy_weight=0.0, influence_lambda=1.0)
+    assert torch.allclose(gboth, 0.3 * gi + 2.0 * gd, atol=1e-5)
+    assert torch.isclose(aux_both["regulariser"], -(0.3 * aux_both["influence"] + 2.0 * aux_both["heterogeneity"]))
+    assert gi.abs().max() > 0 and gd.abs().max() > 0
