@@ -211,6 +211,16 @@ def cmd_claims(args) -> int:
     return 0
 
 
+def cmd_site(args) -> int:
+    """Write the static leaderboard site (every board, the claims page, the plots) from exported records."""
+    from benchmarks.site import build_site
+
+    built = build_site(Path(args.out), records_dir=Path(args.records) if args.records else None)
+    print(f"wrote {built['pages']} page(s) from {built['records']} record(s) with {built['plots']} plot(s) to "
+          f"{args.out} in {built['seconds']:.1f}s; open {Path(args.out) / 'index.html'}")
+    return 0
+
+
 def cmd_export(args) -> int:
     from benchmarks.store import StorageError
 
@@ -288,6 +298,10 @@ def make_parser() -> argparse.ArgumentParser:
                                   f"paperboard {name} --model SASRec --data synthetic-seqrec --trainer.max_epochs 3 "
                                   f"(see `paperboard {name} --help`)", add_help=False)
 
+    p = sub.add_parser("site", help="write every board, the claims page and the plots as a static HTML site")
+    p.add_argument("--out", default="site", help="the site's folder (default: site/; not committed)")
+    p.add_argument("--records", help="the exported run records (default: the committed benchmarks/results/runs)")
+
     p = sub.add_parser("export", help="write run records as JSON files (one per run)")
     p.add_argument("board", nargs="?")
     p.add_argument("--out", default="benchmarks/results/runs")
@@ -350,6 +364,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_claims(args)
         if args.command == "export":
             return cmd_export(args)
+        if args.command == "site":
+            return cmd_site(args)
         if args.command == "import":
             return cmd_import(args)
         if args.command == "sweep":
