@@ -15,7 +15,7 @@ from pathlib import Path
 from benchmarks.boards import Board, ConfigError
 from benchmarks.records import epoch_cap, stopped_by_cap, superseded_runs
 from benchmarks.render import aggregate
-from benchmarks.runner import (RunSpec, checkpoint_problem, paperboard_home, resolve, run_board, trainer_kwargs,
+from benchmarks.runner import (RunSpec, checkpoint_problem, resolve, run_board, trainer_kwargs, wandb_dir,
                                wandb_mode)
 
 
@@ -108,7 +108,7 @@ def log_board_to_wandb(board: Board, records: list[dict]) -> None:
     with redacted_argv():  # W&B keeps the command line, which may hold --storage with a password
         run = wandb.init(project=os.environ.get("WANDB_PROJECT", "paperboard"), group=board.name,
                          job_type="leaderboard", name=f"board-{board.name}", mode=mode,
-                         dir=str(paperboard_home() / "wandb"), reinit="finish_previous")
+                         dir=str(wandb_dir()), reinit="finish_previous")
     run.log({"leaderboard": wandb.Table(dataframe=table)})
     run.finish()
 
