@@ -82,7 +82,8 @@ class TrialPruning(pl.Callback):
         self.reporter.on_fit_start(trainer, pl_module)
 
     def on_validation_end(self, trainer, pl_module) -> None:
-        if self.reporter is None:
+        # only fit's per-epoch validations are the trial's intermediate values (one per epoch, never a re-scoring)
+        if self.reporter is None or trainer.state.fn != "fit" or trainer.sanity_checking:
             return
         try:
             self.reporter.on_validation_end(trainer, pl_module)
