@@ -13,9 +13,11 @@ method alike:
    random prefix end p ~ U{min_prefix..len-2} per sequence (the code's SASRec-only augmentation), averaged.
    Soft positions enter the target through its own item table: `soft_item_inputs` swaps the lookup of the
    input ids for `distribution @ E` with a forward hook, so no seqrec model is touched or copied.
-2. *The full-data reference* (`train_reference`): the same architecture trained on all real training sequences
-   with its own loss (early stopping on validation NDCG@10), cached per (data, architecture, settings, seed) so
-   every method of a board divides by the same run. Fractions = target metric / reference metric.
+2. *The full-data reference* (`train_reference`): the same architecture trained on all real training rows (every
+   training target with the distill datasets' default windows) with its own loss (early stopping on validation
+   NDCG@10), as a Lightning stage (`stages.py`: its own Trainer with the run's accelerator, precision and
+   devices), cached under the datamodule's cache dir per (data, architecture, settings, seed) so every method of
+   a board divides by the same run. Fractions = target metric / reference metric.
 3. *Evaluation on the real leave-one-out split* under two protocols, each logged under its own prefix and never
    mixed: `fr/` full ranking over all items (history filtered, the seqrec family's protocol) and `s100/` the
    target against the frozen sampled negatives of the batch (TD3's RecBole `uni100`).
@@ -28,7 +30,6 @@ distillation learner's architecture) is trained and evaluated each epoch, for mo
 from __future__ import annotations
 
 import contextlib
-import copy
 import hashlib
 import json
 import os
@@ -46,6 +47,7 @@ from torchmetrics import MeanMetric
 from contracts.batch import distill as B
 from contracts.registry import MODELS
 from lightning_modules.safe_load import load_cached
+from lightning_modules.distill.stages import RealDataStage, run_stage
 from lightning_modules.seqrec.metrics import ranking_metrics, target_rank
 
 PROTOCOLS = ("fr", "s100")
@@ -202,6 +204,7 @@ class DistillModule(pl.LightningModule):
         self._references: dict = {}  # target -> (model, seconds, epochs)
         self.distill_seconds = 0.0
         self.distill_peak_mb = 0.0
+        self.stage_runs: list[dict] = []  # one entry per real-data stage this module ran (not cached ones)
 
     @staticmethod
     def _key(stage, group, proto, target, metric) -> str:
@@ -302,40 +305,23 @@ class DistillModule(pl.LightningModule):
 
     def fit_on_real(self, model: nn.Module, max_epochs: int | None = None, snapshot_epochs: tuple[int, ...] = (),
                     patience: int | None = None):
-        """Train a seqrec model on the real training rows; returns (best model, train seconds, best epoch) and,
-        when `snapshot_epochs` is given, also {epoch: state_dict} after those epochs (an expert trajectory)."""
+        """Train a seqrec model on the real training rows, as one Lightning stage (`stages.RealDataStage` under a
+        Trainer with this run's accelerator, precision and devices); returns (best model, train seconds, best
+        epoch) and, when `snapshot_epochs` is given, also {epoch: state_dict} after those epochs (an expert
+        trajectory). Early stopping on the validation split's selection metric (full ranking)."""
         data = self.real_data()
-        train = {k: v.to(self.device) for k, v in data.train_set.tensors.items()}
-        val = {k: v.to(self.device) for k, v in data.val_set.tensors.items()}
-        optimizer = model.configure_optimizers()
-        rows = next(iter(train.values())).shape[0]
-        best, best_state, best_epoch, waited, seconds = -1.0, None, 0, 0, 0.0
-        snapshots = {}
-        for epoch in range(1, (max_epochs or self.reference_max_epochs) + 1):
-            start = time.perf_counter()
-            model.train()
-            order = torch.randperm(rows, device=self.device)
-            for i in range(0, rows, self.reference_batch_size):
-                batch = {k: v[order[i:i + self.reference_batch_size]] for k, v in train.items()}
-                loss = model.sequence_loss(model.user_vectors(batch), batch)
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-            seconds += time.perf_counter() - start
-            if epoch in snapshot_epochs:
-                snapshots[epoch] = copy.deepcopy(model.state_dict())
-            score = self.evaluate_split(model, val)["fr"][self.selection_metric]
-            if score > best:
-                best, best_state, best_epoch, waited = score, copy.deepcopy(model.state_dict()), epoch, 0
-            else:
-                waited += 1
-                if waited >= (patience or self.reference_patience) and epoch >= max(snapshot_epochs, default=0):
-                    break
-        model.load_state_dict(best_state)
-        model.eval()
+
+        def score(target: nn.Module, batch: dict) -> torch.Tensor:
+            return ranking_metrics(self.ranks(target, batch)["fr"], self.eval_ks)[self.selection_metric]
+
+        stage = RealDataStage(model, data.train_set, data.val_set, self.reference_batch_size, 1024, score,
+                              patience or self.reference_patience, snapshot_epochs)
+        run_stage(stage, self._trainer, max_epochs or self.reference_max_epochs, self.device)
+        self.stage_runs.append({"epochs": stage.epochs, "best_epoch": stage.best_epoch,
+                                "train_seconds": stage.train_seconds})
         if snapshot_epochs:
-            return model, seconds, best_epoch, snapshots
-        return model, seconds, best_epoch
+            return stage.model, stage.train_seconds, stage.best_epoch, stage.snapshots
+        return stage.model, stage.train_seconds, stage.best_epoch
 
     # ----- evaluation ------------------------------------------------------------------------------------------
     @staticmethod
@@ -350,17 +336,6 @@ class DistillModule(pl.LightningModule):
         picked = scores.gather(1, candidates)
         sampled = target_rank(picked, torch.zeros_like(batch[B.TARGET]))  # the target is column 0
         return {"fr": full, "s100": sampled}
-
-    def evaluate_split(self, model: nn.Module, split: dict, batch_size: int = 1024) -> dict:
-        """Mean metrics of `model` over a whole split held as tensors (used for early stopping, not for logging)."""
-        n = next(iter(split.values())).shape[0]
-        sums: dict = {p: {} for p in PROTOCOLS}
-        for i in range(0, n, batch_size):
-            ranks = self.ranks(model, {k: v[i:i + batch_size] for k, v in split.items()})
-            for proto, rank in ranks.items():
-                for name, values in ranking_metrics(rank, self.eval_ks).items():
-                    sums[proto][name] = sums[proto].get(name, 0.0) + float(values.sum())
-        return {p: {k: v / n for k, v in m.items()} for p, m in sums.items()}
 
     def _fingerprint(self) -> str:
         digest = hashlib.sha1()

@@ -99,12 +99,13 @@ class RealSubset(DistillModule):
         raise NotImplementedError
 
     def build_summary(self) -> None:
-        train = self.real_data().train_set.tensors
-        # A training row's whole sequence: its inputs followed by its last target (left-padded).
-        sequences = torch.cat([train[B.INPUT_IDS], train[B.TARGET_IDS][:, -1:]], dim=1)[:, -self.summary_len:]
-        lengths = getattr(self.real_data(), "train_lengths", None)
-        if lengths is None:
-            lengths = (sequences != B.PAD).sum(1)
+        data = self.real_data()
+        if getattr(data, "user_sequences", None) is None:
+            raise ValueError(f"{type(self).__name__} draws real users from the datamodule's `user_sequences` (each "
+                             f"user's last training items); {type(data).__name__} has none: use a distill dataset")
+        # Each user's last summary_len training items (left-padded), however the training rows are windowed.
+        sequences = data.user_sequences[:, -self.summary_len:].to(self.subset_items.device)
+        lengths = data.train_lengths
         if self.num_summary_users > len(sequences):
             raise ValueError(f"asked for {self.num_summary_users} users, the data has {len(sequences)}")
         users = self.select(sequences, torch.as_tensor(lengths))
@@ -159,8 +160,10 @@ class FullData(DistillModule):
         self._floats = 0
 
     def build_summary(self) -> None:
-        train = self.real_data().train_set.tensors
-        self._floats = int((train[B.INPUT_IDS] != B.PAD).sum() + (train[B.TARGET_IDS][:, -1] != B.PAD).sum())
+        # Stored item ids: every training target plus each user's first item (the rows' target windows never
+        # overlap, and every user's first training item is an input only).
+        data = self.real_data()
+        self._floats = int((data.train_set.tensors[B.TARGET_IDS] != B.PAD).sum()) + int(data.num_users)
 
     def train_on_summary(self, name: str):
         return self.train_reference(name)

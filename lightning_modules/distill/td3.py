@@ -35,8 +35,13 @@ Differences from the official code, each with its flag:
   (small K, as in the tests) learn far more slowly with Adam.
 - Teacher features: the code's feature regeneration pass leaves dropout on; `teacher_features_train_mode=True`
   reproduces that, default False takes them in eval mode (deterministic, the kept best-epoch features).
-- Real-data outer loss: the code scores each RecBole training prefix once (right-padded); our real rows are
-  left-padded whole sequences scored at every position (the same prefixes, in one causal pass).
+- Real data (the outer loss, the pretraining and the full-data references): the code scores every RecBole
+  training prefix once (right-padded, up to 50 items of history). Our real rows are the distill dataset's
+  training windows, scored at every position in one causal pass: by default (`train_windows="all"` on the
+  dataset) non-overlapping windows of `max_len` targets, so every training target is scored exactly once, but a
+  target early in a later window sees only that window's earlier items (fewer than the prefix's 50). The flag
+  `train_windows="last"` keeps each user's last window only (40% of ML-100K's training targets, 27% of
+  ML-1M's).
 - The SASRec learner is the family's registered `sasrec` (ReLU FFN, one dropout rate) at the code's sizes
   (hidden 32, 1 block, 1 head), not RecBole's (GELU, separate attention dropout 0.5).
 - `persistent_learner=False` (not the code; Farzi's setting) restarts every outer step from a fresh draw of the
