@@ -133,6 +133,9 @@ def build(argv: list[str], run: bool = True):
     data_name, rest = split_choice(rest, "--data")
     configured = _choices_from_config(rest)
     model_name, data_name = model_name or configured.get("model"), data_name or configured.get("data")
+    if (not model_name or not data_name) and ("-h" in rest or "--help" in rest):
+        print(USAGE + "\n\n" + __doc__)
+        raise SystemExit(0)
     if not model_name or not data_name:
         raise ConfigError(f"name a model and a dataset: --model NAME --data NAME ({USAGE})")
     model_cls, model_defaults, model_family = resolve_class("model", model_name)
