@@ -12,12 +12,15 @@ files), or None for a single-file source. Everything after that is shared and ve
   4. numeric transform fitted on training rows: "none" (values as given), "standardize" ((x - mean) / std),
      "log_standardize" (sign(x) log1p(|x|), then standardized);
   5. arrays cached as .npz (key: source identity + options), with their content hash as `data_hash`.
+6. sources larger than memory: with `streaming` (Criteo's datamodules expose it) steps 1-5 run out of core
+   (`datamodules.ctr.stream`: memory bounded by a chunk and the vocabularies) into .npy files read back in blocks.
 `encode(frame)` maps new rows with the fitted vocabularies and statistics (unseen values -> OOV), so a model can
 score rows that never went through training.
 """
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Iterator
 
@@ -162,7 +165,39 @@ class CTRDataModule(PaperboardDataModule):
 
         return f"{self.registry_name}-{hashlib.sha1(options.encode()).hexdigest()[:12]}"
 
+    # ----- out of core (datamodules.ctr.stream): a subclass whose sources can outgrow memory exposes `streaming` --
+    streaming: bool = False
+
+    def stream_folder(self) -> Path:
+        return self.cache_dir / f"{self.cache_key()}-stream"
+
+    def _streamed(self) -> Path:
+        """The encoded folder, built once (in a temporary folder renamed into place, so a crash leaves no half)."""
+        from datamodules.ctr.stream import build_streaming
+
+        folder = self.stream_folder()
+        if not (folder / "meta.json").exists():
+            import shutil
+
+            partial = folder.with_name(folder.name + f".partial-{os.getpid()}")
+            shutil.rmtree(partial, ignore_errors=True)
+            build_streaming(self, partial)
+            shutil.rmtree(folder, ignore_errors=True)
+            partial.rename(folder)
+        return folder
+
+    def _fitted(self) -> dict[str, np.ndarray]:
+        """Vocabularies and numeric statistics, from memory or from the encoded folder."""
+        if not self.streaming:
+            return self._prepared()
+        folder = self._streamed()
+        fitted = {f"vocab/{j}": np.load(folder / f"vocab-{j}.npy") for j in range(len(self.sparse_cols))}
+        return {**fitted, **{k: np.load(folder / f"{k}.npy") for k in ("field_dims", "dense_mean", "dense_std")}}
+
     def prepare_data(self) -> None:
+        if self.streaming:
+            self._streamed()
+            return
         self._prepared()
 
     def _prepared(self) -> dict[str, np.ndarray]:
@@ -266,7 +301,7 @@ class CTRDataModule(PaperboardDataModule):
 
     def encode(self, frame: pd.DataFrame) -> dict[str, torch.Tensor]:
         """A batch from new rows with the fitted vocabularies (unseen values -> OOV 0) and numeric statistics."""
-        arrays = self._prepared()
+        arrays = self._fitted()
         label, dense, hashed = self.parse_chunk(frame, where="encode: ")
         sparse = np.stack([self._lookup(arrays[f"vocab/{j}"], hashed[:, j]) for j in range(len(self.sparse_cols))],
                           axis=1) if self.sparse_cols else np.zeros((len(frame), 0), np.int32)
@@ -279,6 +314,16 @@ class CTRDataModule(PaperboardDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
+        if self.streaming:
+            from datamodules.ctr.stream import StreamingSplit, streaming_hash
+
+            folder = self._streamed()
+            self.data_hash = streaming_hash(folder)
+            seed = torch.initial_seed() % 2 ** 32  # the run's seed (Lightning seeds torch): the epochs' block order
+            for name in SPLITS:
+                setattr(self, f"{name}_set", StreamingSplit(folder, name, self.batch_size if name == "train" else
+                                                            self.eval_batch_size, shuffle=name == "train", seed=seed))
+            return
         a = self._prepared()
         self.data_hash = arrays_hash({k: a[k] for k in ("label", "split", "sparse", "dense", "field_dims")})
         for s, name in enumerate(SPLITS):
@@ -288,11 +333,33 @@ class CTRDataModule(PaperboardDataModule):
                        B.LABEL: torch.from_numpy(np.ascontiguousarray(a["label"][rows], dtype=np.float32))}
             setattr(self, f"{name}_set", TensorBatchDataset(tensors))
 
+    def train_dataloader(self):
+        if self.streaming:  # the dataset yields whole batches, shuffled its own way
+            return torch.utils.data.DataLoader(self.train_set, batch_size=None, num_workers=self.num_workers)
+        return super().train_dataloader()
+
+    def val_dataloader(self):
+        if self.streaming:
+            return torch.utils.data.DataLoader(self.val_set, batch_size=None, num_workers=self.num_workers)
+        return super().val_dataloader()
+
+    def test_dataloader(self):
+        if self.streaming:
+            return torch.utils.data.DataLoader(self.test_set, batch_size=None, num_workers=self.num_workers)
+        return super().test_dataloader()
+
     def model_kwargs(self) -> dict:
-        a = self._prepared()
+        a = self._fitted()
         return {"field_dims": [int(d) for d in a["field_dims"]], "num_dense": len(self.dense_cols)}
 
     def describe(self) -> dict:
+        if self.streaming:
+            meta = json.loads((self._streamed() / "meta.json").read_text())
+            a = self._fitted()
+            return {"data_hash": self.data_hash, "fields_dense": len(self.dense_cols),
+                    "fields_sparse": len(self.sparse_cols), "vocabulary": int(a["field_dims"].sum()),
+                    "min_count": self.min_count, "dense_transform": self.dense_transform, "streaming": True,
+                    **{k: v for k, v in meta.items() if k.endswith(("_rows", "_positive_rate"))}}
         a = self._prepared()
         out = {"data_hash": self.data_hash, "fields_dense": len(self.dense_cols), "fields_sparse": len(self.sparse_cols),
                "vocabulary": int(a["field_dims"].sum()), "min_count": self.min_count,

@@ -1,7 +1,7 @@
 """Criteo in the BARS layouts (reczoo/BARS, reczoo/Datasets), plus the 200-row DeepCTR sample as a format check.
 
 Every variant reads CSV in chunks (about `chunk_rows` at a time, Arrow's streaming reader), so a 45M-row file
-never sits in memory as text.
+never sits in memory as text; with `streaming=True` the encoded rows do not either (datamodules.ctr.stream).
   criteo-x1      BARS Criteo_x1: label, I1-I13 numeric (floats as published: AFN's normalised values, used as
                  given), C1-C26 categorical, min_categr_count 1; the random 7:2:1 split as published in
                  train.csv / valid.csv / test.csv. Embedding size 10 on the BARS leaderboard.
@@ -90,8 +90,9 @@ class CriteoBase(CTRDataModule):
     def __init__(self, data_dir: str | None = None, batch_size: int = 4096, eval_batch_size: int = 8192,
                  min_count: int = 1, dense_transform: str = "none", split_seed: int = 2021,
                  chunk_rows: int = 500_000, standin: str = "auto", standin_rows: int = 200_000,
-                 standin_seed: int = 0, num_workers: int = 0):
+                 standin_seed: int = 0, num_workers: int = 0, streaming: bool = False):
         super().__init__(data_dir, batch_size, eval_batch_size, min_count, dense_transform, split_seed, num_workers)
+        self.streaming = streaming  # out of core (datamodules.ctr.stream); single-file sources split by row hash
         if standin not in STANDINS:
             raise ValueError(f"standin must be one of {STANDINS}, got {standin!r}")
         self.chunk_rows = chunk_rows
@@ -159,9 +160,9 @@ class CriteoX4(CriteoBase):
     def __init__(self, data_dir: str | None = None, batch_size: int = 4096, eval_batch_size: int = 8192,
                  min_count: int = 10, dense_transform: str = "none", split_seed: int = 2021,
                  chunk_rows: int = 500_000, standin: str = "auto", standin_rows: int = 200_000,
-                 standin_seed: int = 0, num_workers: int = 0):
+                 standin_seed: int = 0, num_workers: int = 0, streaming: bool = False):
         super().__init__(data_dir, batch_size, eval_batch_size, min_count, dense_transform, split_seed, chunk_rows,
-                         standin, standin_rows, standin_seed, num_workers)
+                         standin, standin_rows, standin_seed, num_workers, streaming)
 
     def transform_chunk(self, frame: pd.DataFrame) -> pd.DataFrame:
         frame = frame.copy()
