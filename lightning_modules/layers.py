@@ -1,9 +1,29 @@
 """Layers shared by several families (seqrec's Transformers and SAFER's tabular/notes streams)."""
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+_REFERENCE = False
+
+
+@contextlib.contextmanager
+def reference_kernels(enabled: bool = True):
+    """Within this block models run their plain reference code instead of the fused/faster kernels that compute the
+    same maths (used by the equivalence tests and by `benchmarks.perf.seqrec_speed`, which times both in one run)."""
+    global _REFERENCE
+    before, _REFERENCE = _REFERENCE, enabled
+    try:
+        yield
+    finally:
+        _REFERENCE = before
+
+
+def using_reference_kernels() -> bool:
+    return _REFERENCE
 
 
 class MultiHeadAttention(nn.Module):

@@ -137,6 +137,7 @@ class FuXiAlpha(TimeAwareStack):
         num_time_buckets: int = 128,
         loss: str = "sampled_softmax",
         num_negatives: int = 128,
+        shared_negatives: bool = False,
         temperature: float = 0.05,
         l2_norm: bool = True,
         lr: float = 1e-3,

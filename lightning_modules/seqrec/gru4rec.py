@@ -39,6 +39,7 @@ class GRU4Rec(SeqRecModule):
         constrained_embedding: bool = True,
         loss: str = "ce",
         num_negatives: int = 128,
+        shared_negatives: bool = False,
         temperature: float = 1.0,
         l2_norm: bool = False,
         lr: float = 1e-3,

@@ -43,6 +43,7 @@ class LlamaRec(SeqRecModule):
         dropout: float = 0.2,
         loss: str = "sampled_softmax",
         num_negatives: int = 128,
+        shared_negatives: bool = False,
         temperature: float = 0.05,
         l2_norm: bool = True,
         lr: float = 1e-3,
