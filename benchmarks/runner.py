@@ -576,7 +576,7 @@ def run_board(board: Board, specs: list[RunSpec], store, quiet: bool = False, lo
             test = record["metrics"]["test"]
             log(f"[{i}/{len(specs)}] {what} done in {record.get('wall_seconds', 0):.1f}s: test "
                 f"{board.primary_metric}={test.get(board.primary_metric, float('nan')):.4f} "
-                f"(best epoch {record.get('best_epoch')}); {progress()}")
+                f"(best epoch {record.get('best_epoch')} of {record.get('epochs')} trained); {progress()}")
         else:
             log(f"[{i}/{len(specs)}] {what} FAILED: {record.get('error')}; {progress()}")
         return record
