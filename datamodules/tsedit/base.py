@@ -10,7 +10,10 @@ over each split) and, optionally, its own attributes. Everything else is shared 
 - the edit-task generator `make_edit_tasks`: from a seed, for every task a source window, 0..max_anchors point
   anchors and 0..max_segments segment statistics (at least one constraint), each target set away from the source
   by a random shift, and the edited region (anchors +- edit_radius, segment windows). Drawn once per split;
-  every method is evaluated on exactly these tasks, and their hash is part of the data hash.
+  every method is evaluated on exactly these tasks, and their hash is part of the data hash;
+- held-out real windows for the realism score (`realism_reference`): for test edits the validation split's windows
+  at stride 1 (never a test window, never the edit's own source), for validation edits a fixed subset of the
+  training windows; and the training windows the realism encoder learns from (`realism_encoder_windows`).
 """
 from __future__ import annotations
 
@@ -130,7 +133,8 @@ class TSEditDataModule(PaperboardDataModule):
         norm = lambda s: ((s - self.mean) / self.std).astype(np.float32)
         return {"train": (sliding_windows(norm(train), self.window, self.train_stride), None),
                 "val": (sliding_windows(norm(val), self.window, self.eval_stride), None),
-                "test": (sliding_windows(norm(test), self.window, self.eval_stride), None)}
+                "test": (sliding_windows(norm(test), self.window, self.eval_stride), None),
+                "reference": (sliding_windows(norm(val), self.window, 1), None)}
 
     # ----- shared pipeline -------------------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
@@ -154,7 +158,22 @@ class TSEditDataModule(PaperboardDataModule):
         self.val_set = TensorBatchDataset(to_tensors(val_tasks))
         self.test_set = TensorBatchDataset(to_tensors(test_tasks))
         self.channels = train_w.shape[1]
-        self.windows = {name: len(w) for name, (w, _) in splits.items()}
+        self.windows = {name: len(w) for name, (w, _) in splits.items() if name != "reference"}
+        reference = "reference" if "reference" in splits else "val"
+        subset = np.linspace(0, len(train_w) - 1, min(len(train_w), 2048)).round().astype(np.int64)
+        self._realism = {"test": (torch.from_numpy(np.ascontiguousarray(splits[reference][0])), torch.from_numpy(attrs[reference])),
+                         "val": (torch.from_numpy(train_w[subset]), torch.from_numpy(train_attr[subset])),
+                         "encoder": torch.from_numpy(np.ascontiguousarray(train_w))}
+
+    def realism_reference(self, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Held-out real windows [N,C,L] and their attributes [N] that the `stage` split's edits are compared with."""
+        self.setup()
+        return self._realism["test" if stage == "test" else "val"]
+
+    def realism_encoder_windows(self) -> torch.Tensor:
+        """The training windows the realism encoder is trained on."""
+        self.setup()
+        return self._realism["encoder"]
 
     def model_kwargs(self) -> dict:
         self.setup()

@@ -2,8 +2,10 @@
 
     from lightning_modules.tsedit.api import load_editor, edit_csv
     model = load_editor("~/.cache/paperboard/cache/<dataset>/tsedit-backbones/<key>.pt", method="cocktail_edit")
-    edited = edit_csv(model, "my.csv", anchors=[(40, "OT", 25.0, 1.0)], segments=[(60, 84, "OT", "mean", 18.0)],
+    result = edit_csv(model, "my.csv", anchors=[(40, "OT", 25.0, 1.0)], segments=[(60, 84, "OT", "mean", 18.0)],
                       out_png="edit.png")
+    result.frame      # the edited rows, in the CSV's units
+    result.metrics    # the board's metrics for this edit (see `metrics.edit_report`) and one entry per constraint
 
 A backbone file is written by every board run (`<cache>/<dataset>/tsedit-backbones/`, the cache being `$PAPERBOARD_CACHE` or `~/.cache/paperboard/cache`, one per board data, seed and
 budget; its `hparams` say which) and Lightning checkpoints of board runs load too. Values are in the CSV's own
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +26,8 @@ import torch
 
 from contracts.batch import tsedit as B
 from contracts.registry import MODELS
+from lightning_modules.tsedit.constraints import segment_stats
+from lightning_modules.tsedit.metrics import anchor_pulls, edit_report, segment_relative_errors
 
 
 def load_editor(path: str | Path, method: str = "cocktail_edit", **method_args):
@@ -107,6 +112,58 @@ def edit(model, series: np.ndarray, anchors=(), segments=(), attr: int | None = 
     return edited * std + mean
 
 
+@dataclass
+class EditResult:
+    """What `edit_csv` returns: the edited rows, the edit's metrics, the figure's path (None when not drawn)."""
+    frame: "object"  # pandas.DataFrame
+    metrics: dict = field(default_factory=dict)
+    figure: Path | None = None
+
+
+def edit_metrics_for(model, source: np.ndarray, edited: np.ndarray, anchors=(), segments=(), attr=None,
+                     history: np.ndarray | None = None) -> dict:
+    """The board's metrics (`metrics.edit_report`: relative errors, pull against confidence, boundary jumps) plus
+    preservation outside the edited region and one entry per constraint in the series' own units. `history` [T, C]
+    (default: the source) sets the data's own |dx| scale for jump_rate."""
+    task = build_task(model, source, anchors, segments, attr)
+    mean, std = _stats(model)
+    z = lambda a: torch.as_tensor(((np.asarray(a, np.float64) - mean) / std).T, dtype=torch.float32)
+    edited_z = z(edited).unsqueeze(0)
+    series = z(history if history is not None else source)
+    limit = torch.quantile(series.diff(dim=-1).abs().double(), 0.99, dim=1)
+    report = edit_report(edited_z, task, jump_limit=limit)
+    keep = task[B.EDIT_MASK] <= 0
+    report["preservation_mse"] = float((((edited_z - task[B.X]) ** 2) * keep).sum() / keep.sum().clamp(min=1))
+    _, pulls = anchor_pulls(edited_z, task)
+    order = sorted(range(len(anchors)), key=lambda i: (_channel(model, anchors[i][1]), anchors[i][0]))  # mask order
+    report["anchors"] = [None] * len(anchors)
+    for rank, i in enumerate(order):
+        t, channel, value, confidence = anchors[i]
+        c = _channel(model, channel)
+        pull = float(pulls[rank])
+        report["anchors"][i] = {"time": t, "channel": channel, "target": value, "confidence": confidence,
+                                "source": float(source[t, c]), "edited": float(edited[t, c]), "pull": pull,
+                                "rel_error": abs(1 - pull)}
+    rel = segment_relative_errors(edited_z, task)
+    x_src = torch.as_tensor(np.asarray(source, np.float64), dtype=torch.float64).T.unsqueeze(0)
+    x_edit = torch.as_tensor(np.asarray(edited, np.float64), dtype=torch.float64).T.unsqueeze(0)
+    report["segments"] = []
+    for k, (start, end, channel, stat, target) in enumerate(segments):
+        c = _channel(model, channel)
+        weight = torch.zeros(1, 1, model.channels, model.window, dtype=torch.float64)
+        weight[0, 0, c, start:end] = 1.0 / (end - start) if stat == "mean" else 1.0
+        report["segments"].append({"start": start, "end": end, "channel": channel, "stat": stat, "target": target,
+                                   "source": float(segment_stats(x_src, weight)), "edited": float(segment_stats(x_edit, weight)),
+                                   "rel_error": float(rel[k])})
+    return report
+
+
+def _stats(model) -> tuple[np.ndarray, np.ndarray]:
+    mean = np.asarray(model.channel_mean if model.channel_mean is not None else np.zeros(model.channels))
+    std = np.asarray(model.channel_std if model.channel_std is not None else np.ones(model.channels))
+    return mean, std
+
+
 def plot_edit(source: np.ndarray, edits: dict, anchors=(), segments=(), path: str | Path = "edit.png",
               channel_names=None, title: str = "", channels=None) -> Path:
     """Source and one or more edits ([L, C] each, same units), anchors as dots (size = confidence) and segment
@@ -128,6 +185,7 @@ def plot_edit(source: np.ndarray, edits: dict, anchors=(), segments=(), path: st
         for t, ch, v, w in anchors:
             if index(ch) == c:
                 ax.scatter([t], [v], s=30 + 70 * w, color="red", zorder=5, marker="o", edgecolor="black")
+                ax.annotate(f"w={w:g}", (t, v), textcoords="offset points", xytext=(5, 5), fontsize=7, color="red")
         for start, end, ch, stat, m in segments:
             if index(ch) == c:
                 level = m if stat == "mean" else m / (end - start)
@@ -146,9 +204,11 @@ def plot_edit(source: np.ndarray, edits: dict, anchors=(), segments=(), path: st
 
 
 def edit_csv(model, csv_path: str | Path, anchors=(), segments=(), out_png: str | Path | None = None,
-             start: int | None = None, seed: int = 0, attr: int | None = None):
-    """Edit `window` rows of a CSV (columns = the model's channel names; from row `start`, default the last rows).
-    Returns a DataFrame of the edited rows (anchors/segments index the window, 0..window-1); writes a PNG if asked."""
+             start: int | None = None, seed: int = 0, attr: int | None = None) -> EditResult:
+    """Edit `window` rows of a CSV (columns = the model's channel names; from row `start`, default the last rows;
+    anchors/segments index the window, 0..window-1). Returns an `EditResult`: the edited rows, the edit's metrics
+    (`edit_metrics_for`; the jump scale is the whole CSV's own) and the figure (source, edit, anchors sized and
+    labelled by confidence, segment targets), written when `out_png` is given."""
     import pandas as pd
 
     frame = pd.read_csv(csv_path)
@@ -162,11 +222,14 @@ def edit_csv(model, csv_path: str | Path, anchors=(), segments=(), out_png: str 
         raise ValueError(f"{csv_path}: need {model.window} rows from row {start}, found {len(rows)}")
     source = rows[names].to_numpy(np.float64)
     edited = edit(model, source, anchors, segments, attr, seed)
+    figure = None
     if out_png:
-        plot_edit(source, {type(model).registry_name: edited}, anchors, segments, out_png, names)
+        figure = plot_edit(source, {type(model).registry_name: edited}, anchors, segments, out_png, names)
     out = rows.copy()
     out[names] = edited
-    return out
+    metrics = edit_metrics_for(model, source, edited, anchors, segments, attr,
+                               history=frame[names].to_numpy(np.float64))
+    return EditResult(out, metrics, figure)
 
 
 def main(argv=None) -> int:
@@ -187,9 +250,10 @@ def main(argv=None) -> int:
     except ValueError as err:  # a refused or unreadable file, a wrong method: one message, no traceback
         print(f"error: {err}", file=sys.stderr)
         return 2
-    out = edit_csv(model, args.csv, json.loads(args.anchors), json.loads(args.segments), args.out_png, args.start,
-                   args.seed)
-    out.to_csv(args.out_csv, index=False)
+    result = edit_csv(model, args.csv, json.loads(args.anchors), json.loads(args.segments), args.out_png, args.start,
+                      args.seed)
+    result.frame.to_csv(args.out_csv, index=False)
+    print(json.dumps(result.metrics, indent=1, default=float))
     print(f"edited {model.window} rows -> {args.out_csv}, figure -> {args.out_png}")
     return 0
 

@@ -15,7 +15,15 @@ How methods become board rows: each editing method is a registered model (a subc
 weights in the datamodule's cache folder (`<cache>/<dataset>/tsedit-backbones/<key>.pt`); every later method with the same key (backbone
 hyper-parameters, data hash, seed, training budget) loads them in `on_fit_start` and skips training. So each
 row of the rendered board is one method, all rows of a seed edit with the same frozen backbone, and the
-backbone's training time is logged on every row as `backbone_train_s`.
+backbone's training time is logged on every row as `backbone_train_s`. The backbone's architecture is an argument
+(`backbone`: conv | transformer | csdi, see `layers`), so a board compares every method on every backbone with rows
+`method@backbone`. The training loss curve (mean epsilon loss per `loss_every` steps) is stored with the weights and
+logged as `backbone_loss` (the last tenth of the steps) and `backbone_loss_drop` (relative fall of the loss from the
+second-to-last to the last tenth: near 0 when the curve has flattened).
+
+Evaluation computes the set-level editing metrics of `metrics.edit_report` over every task of the split (realism
+against held-out real windows of the same attribute through a small encoder trained on the training windows; see
+`metrics`), and the diversity of two samples on the first `diversity_tasks` tasks.
 """
 from __future__ import annotations
 
@@ -35,11 +43,11 @@ from torchmetrics import CatMetric, MeanMetric
 
 from contracts.batch import tsedit as B
 from lightning_modules.safe_load import load_cached
-from lightning_modules.tsedit.layers import ConditionalDenoiser, NoisyStatisticRegressor, cosine_alpha_bar
-from lightning_modules.tsedit.metrics import discriminative_score, edit_metrics, spectral_distance
+from lightning_modules.tsedit.layers import NoisyStatisticRegressor, build_denoiser, cosine_alpha_bar
+from lightning_modules.tsedit.metrics import REPORT_KEYS, edit_metrics, edit_report, realism_encoder, spectral_distance
 
 EDIT_METRICS = ("anchor_error", "segment_error", "anchor_met", "segment_met", "constraint_met", "preservation_mse",
-                "anchor_roughness", "anchor_roughness_src", "sec_per_edit")
+                "anchor_roughness", "anchor_roughness_src", "sec_per_edit", "diversity")
 
 
 class TSEditModule(pl.LightningModule):
@@ -55,6 +63,7 @@ class TSEditModule(pl.LightningModule):
         channel_std: list | None = None,
         channel_names: list | None = None,
         data_hash: str = "",
+        backbone: str = "conv",
         hidden_dim: int = 64,
         num_blocks: int = 4,
         num_heads: int = 4,
@@ -70,7 +79,9 @@ class TSEditModule(pl.LightningModule):
         eta: float = 0.0,
         anchor_tol: float = 0.1,
         segment_tol: float = 0.1,
-        disc_steps: int = 300,
+        diversity_tasks: int = 32,
+        encoder_steps: int = 300,
+        loss_every: int = 25,
         noise_seed: int = 0,
         share_backbone: bool = True,
     ):
@@ -84,26 +95,31 @@ class TSEditModule(pl.LightningModule):
         self.p_uncond = p_uncond
         self.lr, self.weight_decay, self.ema_decay, self.use_ema = lr, weight_decay, ema_decay, use_ema
         self.edit_strength, self.sampling_steps, self.eta = edit_strength, sampling_steps, eta
-        self.anchor_tol, self.segment_tol, self.disc_steps = anchor_tol, segment_tol, disc_steps
+        self.anchor_tol, self.segment_tol = anchor_tol, segment_tol
+        self.diversity_tasks, self.encoder_steps, self.loss_every = diversity_tasks, encoder_steps, loss_every
         self.noise_seed, self.share_backbone = noise_seed, share_backbone
         self.channel_mean, self.channel_std, self.channel_names = channel_mean, channel_std, channel_names
         self.data_hash = data_hash
         self.backbone_config = dict(channels=channels, window=window, num_classes=num_classes, data_hash=data_hash,
-                                    hidden_dim=hidden_dim, num_blocks=num_blocks, num_heads=num_heads,
+                                    backbone=backbone, hidden_dim=hidden_dim, num_blocks=num_blocks, num_heads=num_heads,
                                     diffusion_steps=diffusion_steps, p_uncond=p_uncond, regressor_dim=regressor_dim,
                                     lr=lr, weight_decay=weight_decay, ema_decay=ema_decay)
-        self.net = ConditionalDenoiser(channels, window, num_classes, hidden_dim, num_blocks, num_heads)
+        self.net = build_denoiser(backbone, channels, window, num_classes, hidden_dim, num_blocks, num_heads)
         self.ema_net = deepcopy(self.net).requires_grad_(False)
         self.regressor = NoisyStatisticRegressor(channels, regressor_dim)
         self.register_buffer("alpha_bar", cosine_alpha_bar(diffusion_steps), persistent=False)
         self.backbone_train_s = 0.0
+        self.backbone_cpu_s = 0.0
+        self.loss_curve: list[float] = []
+        self._loss_sum, self._loss_count = 0.0, 0
         self._loaded_backbone = False
         self._step_seconds = 0.0
         for stage in ("val", "test"):
             # nan_strategy="disable": a non-finite edit's NaN error reaches the mean instead of being dropped from it
             setattr(self, f"{stage}_metrics", nn.ModuleDict({k: MeanMetric(nan_strategy="disable") for k in EDIT_METRICS}))
-            setattr(self, f"{stage}_edits", CatMetric(nan_strategy="disable"))  # "warn" would drop NaNs and flatten
-            setattr(self, f"{stage}_sources", CatMetric(nan_strategy="disable"))
+            # the edits and their tasks, for the set-level report ("warn" would drop NaNs and flatten)
+            setattr(self, f"{stage}_edits", CatMetric(nan_strategy="disable"))
+            setattr(self, f"{stage}_tasks", nn.ModuleDict({k: CatMetric(nan_strategy="disable") for k in REPORT_KEYS}))
 
     # ----- diffusion ------------------------------------------------------------------------------------------
     def ab(self, t: int) -> torch.Tensor:
@@ -136,9 +152,13 @@ class TSEditModule(pl.LightningModule):
     def noise_like(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         return torch.randn(x.shape, generator=generator, dtype=x.dtype, device="cpu").to(x.device)
 
+    def start_step(self) -> int:
+        """t0 = round(edit_strength * (T-1)), the step the source is noised to (schedules are relative to it)."""
+        return round(self.edit_strength * (self.diffusion_steps - 1))
+
     def timesteps(self) -> list[int]:
         """Descending DDIM steps from t0 = round(edit_strength * (T-1)) to 0, then -1 (the clean end)."""
-        t0 = round(self.edit_strength * (self.diffusion_steps - 1))
+        t0 = self.start_step()
         count = max(1, round(self.edit_strength * self.sampling_steps))
         steps = torch.linspace(t0, 0, count + 1 if count > 1 else 2).round().long().unique_consecutive().tolist()
         return steps + [-1]
@@ -184,6 +204,7 @@ class TSEditModule(pl.LightningModule):
         ab = self.alpha_bar[t][:, None, None]
         x_t = ab.sqrt() * x + (1 - ab).sqrt() * noise
         loss_eps = F.mse_loss(self.net(x_t, t, attr), noise)
+        self._loss_sum, self._loss_count = self._loss_sum + float(loss_eps.detach()), self._loss_count + 1
         seg_weight = random_segment_weights(n, self.channels, self.window, x.device)
         target = torch.einsum("bkcl,bcl->bk", seg_weight, x)
         loss_reg = F.mse_loss(self.regressor(x_t, t, seg_weight), target)
@@ -199,6 +220,9 @@ class TSEditModule(pl.LightningModule):
         ema, online = list(self.ema_net.parameters()), list(self.net.parameters())
         torch._foreach_lerp_(ema, online, 1 - self.ema_decay)
         self._step_seconds += time.perf_counter() - self._batch_start
+        if self._loss_count >= self.loss_every:
+            self.loss_curve.append(self._loss_sum / self._loss_count)
+            self._loss_sum, self._loss_count = 0.0, 0
 
     def configure_optimizers(self):
         params = list(self.net.parameters()) + list(self.regressor.parameters())
@@ -221,6 +245,7 @@ class TSEditModule(pl.LightningModule):
 
     def on_fit_start(self):
         self._step_seconds = 0.0
+        self._cpu_start = _cpu_seconds()
         if not self.share_backbone:
             return
         path = self.backbone_path()
@@ -228,6 +253,8 @@ class TSEditModule(pl.LightningModule):
         if saved is not None:
             self.load_state_dict(saved["state_dict"])
             self.backbone_train_s = float(saved["train_seconds"])
+            self.backbone_cpu_s = float(saved.get("train_cpu_seconds", 0.0))
+            self.loss_curve = list(saved.get("loss_curve", []))
             self._loaded_backbone = True
             self.trainer.should_stop = True  # nothing to train: validate/test this method on the shared backbone
             print(f"tsedit: loaded the shared backbone {path.name} (trained in {self.backbone_train_s:.1f}s)")
@@ -236,20 +263,26 @@ class TSEditModule(pl.LightningModule):
         if self._loaded_backbone:
             return
         self.backbone_train_s = self._step_seconds
+        self.backbone_cpu_s = _cpu_seconds() - self._cpu_start
         if self.share_backbone and self.trainer.is_global_zero:
             path = self.backbone_path()
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
             os.close(fd)
             torch.save({"state_dict": self.state_dict(), "train_seconds": self.backbone_train_s,
-                        "hparams": dict(self.hparams)}, tmp)
+                        "train_cpu_seconds": self.backbone_cpu_s, "loss_curve": self.loss_curve,
+                        "loss_every": self.loss_every, "seed": torch.initial_seed(), "hparams": dict(self.hparams)}, tmp)
             os.replace(tmp, path)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["backbone_train_s"] = self.backbone_train_s or self._step_seconds
+        checkpoint["backbone_cpu_s"] = self.backbone_cpu_s
+        checkpoint["loss_curve"] = self.loss_curve
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.backbone_train_s = float(checkpoint.get("backbone_train_s", 0.0))
+        self.backbone_cpu_s = float(checkpoint.get("backbone_cpu_s", 0.0))
+        self.loss_curve = list(checkpoint.get("loss_curve", []))
 
     # ----- evaluation: every method on the same frozen edit tasks --------------------------------------------
     def _evaluate(self, batch: dict, stage: str) -> None:
@@ -262,22 +295,56 @@ class TSEditModule(pl.LightningModule):
             if values.numel():
                 metrics[name].update(values, weights if weights is not None else 1.0)
         metrics["sec_per_edit"].update(torch.tensor(elapsed / n, device=edited.device), n)
+        diverse = batch[B.SAMPLE_IDX] < self.diversity_tasks
+        if diverse.any():  # a second sample with its own noise stream: how much the method's edits vary
+            part = {k: v[diverse] for k, v in batch.items()}
+            other = self.edit(part, torch.Generator().manual_seed(self.noise_seed * 1_000_003 + 7_777_777 + int(part[B.SAMPLE_IDX][0])))
+            mask = part[B.EDIT_MASK] > 0
+            spread = (((edited[diverse] - other) ** 2) * mask).sum(dim=(1, 2)) / mask.sum(dim=(1, 2)).clamp(min=1)
+            metrics["diversity"].update((spread / 2).sqrt(), 1.0)  # per-point std of two samples in the edited region
         getattr(self, f"{stage}_edits").update(edited)
-        getattr(self, f"{stage}_sources").update(batch[B.X])
+        for key, metric in getattr(self, f"{stage}_tasks").items():
+            metric.update(batch[key].float())
 
     def _log_epoch(self, stage: str) -> None:
         for name, metric in getattr(self, f"{stage}_metrics").items():
             if metric.update_count:
                 self.log(f"{stage}/{name}", metric.compute())
             metric.reset()
-        edits, sources = getattr(self, f"{stage}_edits"), getattr(self, f"{stage}_sources")
+        edits, tasks = getattr(self, f"{stage}_edits"), getattr(self, f"{stage}_tasks")
         if edits.update_count:
-            fake, real = edits.compute(), sources.compute()
-            self.log(f"{stage}/disc_score", discriminative_score(real, fake, steps=self.disc_steps))
-            self.log(f"{stage}/spectral_dist", spectral_distance(real, fake))
+            edited = edits.compute()
+            batch = {k: m.compute() for k, m in tasks.items()}
+            batch[B.ATTR] = batch[B.ATTR].long()
+            reference, reference_attr, encoder = self.realism_reference(stage)
+            report = edit_report(edited, batch, reference, reference_attr, encoder)
+            for name, value in report.items():
+                self.log(f"{stage}/{name}", value)
+            self.log(f"{stage}/spectral_dist", spectral_distance(batch[B.X], edited))
         edits.reset()
-        sources.reset()
+        for metric in tasks.values():
+            metric.reset()
         self.log(f"{stage}/backbone_train_s", float(self.backbone_train_s or self._step_seconds))
+        self.log(f"{stage}/backbone_cpu_s", float(self.backbone_cpu_s))
+        self.log(f"{stage}/backbone_steps", float(len(self.loss_curve) * self.loss_every))
+        if len(self.loss_curve) >= 10:
+            tenth = max(1, len(self.loss_curve) // 10)
+            last, before = sum(self.loss_curve[-tenth:]) / tenth, sum(self.loss_curve[-2 * tenth:-tenth]) / tenth
+            self.log(f"{stage}/backbone_loss", last)
+            self.log(f"{stage}/backbone_loss_drop", (before - last) / last)
+
+    def realism_reference(self, stage: str):
+        """Held-out real windows with their attributes for the realism score, and the encoder, from the datamodule
+        (its `realism_reference(stage)` and `realism_encoder_windows()`); (None, None, None) when it has none, e.g.
+        a datamodule without that method: the report then leaves realism out."""
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if datamodule is None or not hasattr(datamodule, "realism_reference"):
+            return None, None, None
+        reference, reference_attr = datamodule.realism_reference(stage)
+        train = datamodule.realism_encoder_windows()
+        cache = Path(datamodule.cache_dir) / "tsedit-encoders" / f"{self.data_hash}-{torch.initial_seed()}-{self.encoder_steps}.pt"
+        encoder = realism_encoder(train, seed=torch.initial_seed(), steps=self.encoder_steps, cache=cache)
+        return reference, reference_attr, encoder
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self._evaluate(batch, "val")
@@ -311,17 +378,24 @@ def random_segment_weights(n: int, channels: int, window: int, device, min_len: 
     return (onehot[:, :, None] * row[:, None, :]).unsqueeze(1)
 
 
-def schedule_weight(schedule: str, t: int, num_steps: int, alpha_bar: torch.Tensor | None = None,
+def _cpu_seconds() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+def schedule_weight(schedule: str, t: int, t_start: int, alpha_bar: torch.Tensor | None = None,
                     start: float = 0.5) -> float:
-    """A weight lambda_t in [0, 1] for a control at step t (t = num_steps-1 is pure noise):
-    constant 1; linear 1 - t/(T-1) (stronger as noise falls); late 1 for t <= start*(T-1), else 0;
+    """A weight lambda_t in [0, 1] for a control at step t of an edit that starts at step t_start (the noised
+    source; T-1 when sampling from pure noise). Relative to t_start, so that in SDEdit mode "late" and "linear"
+    still mean the later part of the steps actually taken:
+    constant 1; linear 1 - t/t_start (stronger as noise falls); late 1 for t <= start * t_start, else 0;
     snr min(1, ab/(1-ab)) (the signal-to-noise ratio, capped)."""
     if schedule == "constant":
         return 1.0
     if schedule == "linear":
-        return 1.0 - t / max(1, num_steps - 1)
+        return 1.0 - t / max(1, t_start)
     if schedule == "late":
-        return 1.0 if t <= start * (num_steps - 1) else 0.0
+        return 1.0 if t <= start * t_start else 0.0
     if schedule == "snr":
         ab = float(alpha_bar[t])
         return min(1.0, ab / max(1e-12, 1 - ab))

@@ -20,7 +20,8 @@ numbers are ours, not the paper's. At each DDIM step t -> t_prev:
 
 The likelihood's variance sigma^2 ||W_k||^2 is the statistic's variance under independent per-point noise of
 variance sigma^2, which makes one scale s work for means and sums of any length. s_t and lambda_t are schedules
-(`segment_schedule`, `anchor_schedule`: constant | linear | late | snr). With w_i = 1 and lambda = 1 at the last
+(`segment_schedule`, `anchor_schedule`: constant | linear | late | snr; linear and late are relative to the
+edit's first step t0, not to T). With w_i = 1 and lambda = 1 at the last
 step the anchor is met exactly; with w_i = 0 and no segment the method is plain sampling, bit for bit.
 
 Defaults are ours (the paper's values are unknown): anchor_weight 1 with a constant schedule; segment_scale 10
@@ -71,7 +72,7 @@ class CocktailEdit(TSEditModule):
 
     def step(self, x, t, t_prev, batch, generator):
         attr = batch[B.ATTR]
-        strength = self.segment_scale * schedule_weight(self.segment_schedule, t, self.diffusion_steps,
+        strength = self.segment_scale * schedule_weight(self.segment_schedule, t, self.start_step(),
                                                         self.alpha_bar, self.segment_start)
         guided = self.segment_control != "none" and strength > 0 and bool((batch[B.SEG_ACTIVE] > 0).any())
         if guided:
@@ -88,7 +89,7 @@ class CocktailEdit(TSEditModule):
         else:
             eps = self.eps(x, t, attr)
         x0 = self.predict_x0(x, eps, t)
-        lam = self.anchor_weight * schedule_weight(self.anchor_schedule, t, self.diffusion_steps, self.alpha_bar,
+        lam = self.anchor_weight * schedule_weight(self.anchor_schedule, t, self.start_step(), self.alpha_bar,
                                                    self.anchor_start)
         if lam > 0:
             blend = lam * batch[B.ANCHOR_CONF]

@@ -6,7 +6,7 @@ import torch
 
 SYNTH = dict(num_train=1024, num_val=64, num_test=128, window=32, segment_length=(6, 10), num_val_tasks=16,
              num_test_tasks=32, batch_size=64)
-BACKBONE = dict(hidden_dim=32, num_blocks=2, diffusion_steps=100, sampling_steps=20, disc_steps=20)
+BACKBONE = dict(hidden_dim=32, num_blocks=2, diffusion_steps=100, sampling_steps=20, encoder_steps=30, diversity_tasks=8)
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import torch
 
 from contracts.batch import tsedit as B
 from lightning_modules.tsedit.constraints import project_onto_constraints, segment_stats
-from lightning_modules.tsedit.metrics import discriminative_score, edit_metrics, second_difference, spectral_distance
+from lightning_modules.tsedit.metrics import edit_metrics, second_difference, spectral_distance
 
 
 def one_task(L=8):
@@ -71,9 +71,6 @@ def test_second_difference_and_realism_scores():
     assert spectral_distance(real, real) == 0.0
     smooth = torch.cumsum(torch.randn(200, 2, 32), dim=-1)
     assert spectral_distance(real, smooth) > 0.5
-    assert discriminative_score(real, smooth, steps=100) > 0.3  # trivially told apart
-    same = discriminative_score(real[:100], real[100:], steps=100)
-    assert same < 0.15 and not math.isnan(same)
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
@@ -100,4 +97,4 @@ def test_a_non_finite_edit_has_non_finite_errors_and_meets_nothing(bad):
     real = torch.randn(20, 1, 8)
     fake = real.clone()
     fake[3, 0, 2] = bad
-    assert math.isnan(discriminative_score(real, fake, steps=5)) and math.isnan(spectral_distance(real, fake))
+    assert math.isnan(spectral_distance(real, fake))

@@ -137,9 +137,18 @@ def test_python_api_edits_a_csv_in_its_own_units(make_model, tmp_path):
     frame = pd.DataFrame({"signal": 100 + 5 * np.sin(np.arange(2 * L) / 3) + rng.normal(0, 0.5, 2 * L),
                           "lagged": 50 + rng.normal(0, 1, 2 * L)})
     frame.to_csv(tmp_path / "my.csv", index=False)
-    out = edit_csv(model, tmp_path / "my.csv", anchors=[(10, "signal", 130.0, 1.0)],
-                   segments=[(16, 26, "lagged", "mean", 55.0)], out_png=tmp_path / "edit.png")
+    result = edit_csv(model, tmp_path / "my.csv", anchors=[(10, "signal", 130.0, 1.0), (20, "signal", 90.0, 0.5)],
+                      segments=[(16, 26, "lagged", "mean", 55.0)], out_png=tmp_path / "edit.png")
+    out, metrics = result.frame, result.metrics
     assert out["signal"].iloc[10] == pytest.approx(130.0, abs=1e-3)
-    assert (tmp_path / "edit.png").stat().st_size > 1000
+    assert result.figure == tmp_path / "edit.png" and result.figure.stat().st_size > 1000
+    # the metrics describe this edit in the CSV's own units: the confidence-1 anchor is reached, the 0.5 one less
+    first, second = metrics["anchors"]
+    assert first["edited"] == pytest.approx(130.0, abs=1e-3) and first["rel_error"] < 1e-3
+    assert second["confidence"] == 0.5 and second["pull"] < first["pull"]
+    segment = metrics["segments"][0]
+    assert segment["edited"] == pytest.approx(out["lagged"].iloc[16:26].mean(), rel=1e-5)
+    assert segment["rel_error"] == pytest.approx(abs(segment["edited"] - 55.0) / abs(55.0 - segment["source"]), rel=1e-4)
+    assert {"segment_rel_error", "anchor_conf_slope", "boundary_jump", "jump_rate", "preservation_mse"} <= set(metrics)
     with pytest.raises(ValueError, match="unknown channel"):
         edit_csv(model, tmp_path / "my.csv", anchors=[(10, "nope", 1.0, 1.0)])

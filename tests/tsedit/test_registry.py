@@ -11,8 +11,10 @@ from tests.conftest import fast_trainer
 from tests.tsedit.conftest import BACKBONE
 
 TSEDIT_MODELS = MODELS.names(family="tsedit")
-EXPECTED = {"anchor_error", "segment_error", "constraint_met", "preservation_mse", "anchor_roughness", "disc_score",
-            "spectral_dist", "sec_per_edit", "backbone_train_s"}
+EXPECTED = {"anchor_error", "segment_error", "constraint_met", "preservation_mse", "anchor_roughness", "spectral_dist",
+            "sec_per_edit", "backbone_train_s", "backbone_cpu_s", "segment_rel_error", "anchor_rel_error",
+            "anchor_conf_slope", "anchor_conf_corr", "boundary_jump", "jump_rate", "realism_fd", "realism_gap",
+            "diversity", "constraint_error", "edit_error"}
 
 
 def test_family_has_the_paper_and_its_baselines():
@@ -60,8 +62,9 @@ def test_board_runner_rows_are_methods(monkeypatch, tmp_path):
     trainer_args = {"max_epochs": 1, "limit_train_batches": 2, "check_val_every_n_epoch": 1, "accelerator": "cpu",
                     "enable_progress_bar": False}
     records = [execute(RunSpec(board="tsedit-synthetic", model=m, seed=0, data_args=small, model_args=model_args,
-                               trainer_args=trainer_args, keep_checkpoint=False)) for m in ("cocktail_edit", "overwrite")]
+                               trainer_args=trainer_args, keep_checkpoint=False)) for m in ("cocktail_edit@conv", "overwrite@conv")]
     assert [r["status"] for r in records] == ["ok", "ok"], [r.get("error") for r in records]
     assert records[0]["data_hash"] == records[1]["data_hash"]
     assert records[1]["metrics"]["test"]["constraint_met"] == pytest.approx(1.0)
+    assert records[1]["metrics"]["test"]["constraint_error"] == pytest.approx(0.0, abs=1e-4)
     assert records[1]["metrics"]["test"]["backbone_train_s"] == pytest.approx(records[0]["metrics"]["test"]["backbone_train_s"])
