@@ -31,6 +31,8 @@ def _finite(value):
 
 def upgrade() -> None:
     bind = op.get_bind()
+    if sa.inspect(bind).has_table("paperboard_metrics"):  # an interrupted earlier attempt (SQLite DDL is not
+        op.drop_table("paperboard_metrics")               # transactional): the table is derived, so rebuild it
     metrics = op.create_table(
         "paperboard_metrics",
         sa.Column("run_id", sa.String(64), sa.ForeignKey("paperboard_runs.run_id", ondelete="CASCADE"),
