@@ -108,7 +108,7 @@ def test_a_board_run_writes_no_secret_and_wandb_carries_the_runs_identity(backen
     assert "runs done" in out
 
     # W&B wrote under WANDB_DIR, its config names the run, and its history ends at the last trained epoch
-    runs = list(wandb_dir.glob("wandb/offline-run-*"))
+    runs = list(wandb_dir.glob(f"wandb/offline-run-*-{record['run_id']}"))  # (the board's table is another run)
     assert len(runs) == 1, list(wandb_dir.rglob("*"))[:20]
     config = yaml.safe_load((runs[0] / "files" / "config.yaml").read_text())
     value = lambda k: config[k]["value"] if isinstance(config[k], dict) and "value" in config[k] else config[k]
