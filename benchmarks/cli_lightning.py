@@ -24,7 +24,7 @@ from benchmarks.boards import ConfigError
 FAMILY_LINKS: dict[str, tuple[str, ...]] = {
     "seqrec": ("num_items", "max_len"),
     "distill": ("num_items", "max_len"),
-    "retrieval": ("num_users", "num_items"),
+    "retrieval": ("num_items", "num_attributes", "text_dim", "behaviour_dim", "max_len"),
     "ctr": ("field_dims", "num_dense"),
     "dtr": ("vitals_dim", "meds_dim", "notes_dim", "demo_dim", "history_len", "num_actions", "mdp"),
     "marl": ("obs_dim", "n_actions", "num_agents", "episode_limit"),
