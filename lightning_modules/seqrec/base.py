@@ -80,7 +80,8 @@ def _scatter_rows(u: torch.Tensor, columns: torch.Tensor, weights: torch.Tensor,
         counts = torch.bincount(flat, minlength=num_rows)
         offsets = torch.cumsum(counts, 0) - counts
         out += F.embedding_bag(order.div(m, rounding_mode="floor"), u[start:start + step], offsets,
-                               per_sample_weights=weights[start:start + step].reshape(-1)[order], mode="sum")
+                               per_sample_weights=weights[start:start + step].reshape(-1).index_select(0, order),
+                               mode="sum")
     return out
 
 
