@@ -39,6 +39,24 @@ def timed_board(board: str, models: str | None, jobs: int, threads: int, data_di
             "metrics": {f"{r['model']}/{r['seed']}": r["metrics"].get("test") for r in records}}
 
 
+def render(result: dict, command: str) -> str:
+    lines = [f"# `--jobs {result['parallel']['jobs']}` against sequential runs: board {result['board']}", "",
+             f"Command: `python -m benchmarks.perf.parallel_runs {command}` on a {result['cores']}-core machine shared "
+             "with other jobs (load averages before -> after each side below). Sequential: one run at a time with "
+             f"{result['sequential']['threads_per_run']} threads; parallel: `--jobs {result['parallel']['jobs']}`, "
+             f"{result['parallel']['threads_per_run']} thread(s) per run. Each side trains every run of the board in "
+             "a fresh temporary store; CPU s = user + system time of the runs' processes.", "",
+             "| side | runs | threads per run | wall s | CPU s | load |", "|---|---|---|---|---|---|"]
+    for side in ("sequential", "parallel"):
+        r = result[side]
+        lines.append(f"| {side} (--jobs {r['jobs']}) | {r['runs']} | {r['threads_per_run']} | {r['wall_s']} | "
+                     f"{r['cpu_s']} | {r['load_before'][0]:.2f} -> {r['load_after'][0]:.2f} |")
+    lines += ["", f"Wall-time speed-up of `--jobs {result['parallel']['jobs']}`: {result['speedup_wall']}x. Largest "
+              f"difference of a test metric between the two sides: {result['max_metric_difference']} (same seeds; "
+              "thread counts differ, so float rounding may differ)."]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.perf.parallel_runs", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -63,7 +81,10 @@ def main(argv: list[str] | None = None) -> int:
               f"CPU {r['cpu_s']}s, load {r['load_before'][0]:.2f} -> {r['load_after'][0]:.2f}")
     print(f"wall speed-up {result['speedup_wall']}x; largest metric difference {result['max_metric_difference']}")
     if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+        out = Path(args.out)
+        out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+        if out.suffix == ".md":
+            out.write_text(render(result, " ".join(argv if argv is not None else sys.argv[1:])))
     return 0 if same else 1
 
 
