@@ -154,7 +154,8 @@ def confidence_statistics(conf: torch.Tensor, pull: torch.Tensor) -> dict[str, f
     c, p = conf.double() - conf.double().mean(), pull.double() - pull.double().mean()
     slope = (c * p).sum() / (c * c).sum() if (c * c).sum() > 0 else torch.zeros((), dtype=torch.float64)
     flat = bool((conf == conf[0]).all() or (pull - pull[0]).abs().max() < 1e-6)
-    corr = 0.0 if flat else float(spearmanr(conf.numpy(), pull.numpy()).statistic)
+    # pulls equal to 1e-6 are ties (float noise would otherwise break them and lower the rank correlation)
+    corr = 0.0 if flat else float(spearmanr(conf.numpy(), np.round(pull.double().numpy(), 6)).statistic)
     return {**out, "anchor_conf_slope": float(slope), "anchor_conf_corr": corr}
 
 

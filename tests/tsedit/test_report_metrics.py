@@ -102,7 +102,7 @@ def test_a_discontinuous_edit_jumps_at_its_boundaries(tasks):
     jumpy = report(discontinuous_edit(tasks), tasks)
     assert jumpy["constraint_error"] < 1e-5  # every constraint met ...
     assert jumpy["boundary_jump"] > 3 * smooth["boundary_jump"]  # ... with jumps the smooth edit does not make
-    assert jumpy["jump_rate"] > 0.5 > 0.1 > smooth["jump_rate"]
+    assert jumpy["jump_rate"] > 0.5 > 0.25 > smooth["jump_rate"]  # the sine's own steep points reach the limit too
 
 
 def test_boundary_mask_marks_anchor_sides_and_segment_ends(tasks):
