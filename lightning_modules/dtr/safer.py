@@ -30,10 +30,12 @@ Why c = 0.3 had power 0 on dtr-icu-sepsis before (two causes, both fixed): (1) t
   every kappa-hat reached 1, so every test point was a null (FDR ~ alpha from BH on nulls, power 0). The weight
   is now a stop-gradient importance weight, as in the official code.
 
-Stages in Lightning: stage 1 and the refinement run in `on_train_start` (their own Adam optimisers and epoch
-counts, each keeping the weights of its best validation loss); the Lightning epochs are the fine-tuning epochs,
-so the runner's checkpointing and early stopping select among fine-tuned models. (Under DDP the first two
-stages run per process without gradient sync: run SAFER on one device.)
+Stages in Lightning: stage 1 (`Stage1`) and the refinement (`RefineStage`) are each a Lightning fit of their own,
+started from `on_train_start` under a Trainer with the outer run's accelerator, precision, devices and strategy
+(`stages.run_stage`, shared with the distill family), so DDP, mixed precision and the accelerator reach them; each
+has its own Adam optimiser and epoch count and keeps the weights of its best validation loss (summed over
+processes). The outer Lightning epochs are the fine-tuning epochs, so the runner's checkpointing and early stopping
+select among fine-tuned models. At a fixed seed the stages draw the same batches as a plain loop would.
 
 Differences from the official code, each behind a flag (defaults follow the paper where it is explicit):
   loss_variant: "paper" (default) = Eq. 7 with the weight (1 - kappa-hat) computed without gradient (as the
@@ -54,6 +56,7 @@ from __future__ import annotations
 import copy
 import math
 
+import lightning.pytorch as pl
 import optuna
 import torch
 import torch.nn.functional as F
@@ -64,6 +67,7 @@ from contracts.registry import register_model, register_model_variant
 from lightning_modules.dtr.base import DTRModule
 from lightning_modules.dtr.metrics import (conformal_resplits, conformal_selection, kl_uncertainty, normalise_kappa,
                                            risk_aware_loss)
+from lightning_modules.distill.stages import run_stage
 from lightning_modules.layers import MultiHeadAttention
 
 CURVE_ALPHAS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.75, 0.95)
@@ -271,37 +275,6 @@ class SAFER(DTRModule):
     def _to_device(self, batch: dict) -> dict:
         return {k: v.to(self.device) for k, v in batch.items()}
 
-    def _run_stage(self, name: str, epochs: int, params, lr: float, loss_fn, train_loader, val_loader) -> None:
-        """Adam for `epochs` over the training loader; keep the state with the lowest validation loss."""
-        if epochs <= 0:
-            return
-        optimiser = torch.optim.Adam(params, lr=lr)
-        best, best_state, history = float("inf"), None, []
-        for _ in range(epochs):
-            self.train()
-            for batch in train_loader:
-                loss = loss_fn(self._to_device(batch))
-                if loss is None:
-                    continue
-                optimiser.zero_grad()
-                loss.backward()
-                optimiser.step()
-            self.eval()
-            with torch.no_grad():
-                total, count = 0.0, 0
-                for batch in val_loader:
-                    batch = self._to_device(batch)
-                    loss = loss_fn(batch, reduction="sum")
-                    if loss is not None:
-                        total, count = total + float(loss), count + self._stage_rows(name, batch).sum().item()
-            val = total / max(count, 1)
-            history.append(round(val, 5))
-            if val < best:
-                best, best_state = val, copy.deepcopy(self.state_dict())
-        self.load_state_dict(best_state)
-        self.train()
-        self.stage_log[name] = {"epochs": epochs, "best_val_loss": best, "val_loss": history}
-
     def _stage_rows(self, name: str, batch: dict) -> torch.Tensor:
         if name == "refine" or self.train_on == "survivors":
             return batch[B.DIED] == 0
@@ -325,41 +298,40 @@ class SAFER(DTRModule):
             ys.append(batch[B.ACTION][rows])
         return torch.cat(hs), torch.cat(ys)
 
+    def _run_stage1(self, train_loader, val_loader) -> None:
+        """Stage 1 as its own Lightning fit (`Stage1`) under a Trainer with the outer run's accelerator, precision,
+        devices and strategy."""
+        epochs = self.hparams.stage1_epochs
+        if epochs <= 0:
+            return
+        outer = self._trainer
+        stage = Stage1(self, train_loader, val_loader)
+        run_stage(stage, outer, epochs, self.device)
+        self.trainer = outer  # fitting the stage pointed this module (its child) at the stage's Trainer
+        self.train()
+        self.stage_log["stage1"] = {"epochs": epochs, "best_val_loss": stage.best, "val_loss": stage.history}
+
     def _run_refine(self, train_loader, val_loader) -> None:
         """Stage 2: f_phi on the frozen f_theta. h does not change while f_theta is frozen, so it is computed once
-        per split and f_phi (a small MLP) trains on the cached embeddings: the paper's 30 epochs cost seconds.
-        Adam, minibatches of the training loader's batch size, the state of the best validation CE is kept."""
+        per split and f_phi (a small MLP) trains on the cached embeddings (`RefineStage`, its own Lightning fit):
+        the paper's 30 epochs cost seconds. Adam, minibatches of the training loader's batch size, the state of the
+        best validation CE is kept."""
         epochs = self.hparams.refine_epochs
         if epochs <= 0:
             return
         (h_train, y_train), (h_val, y_val) = self._embeddings(train_loader), self._embeddings(val_loader)
         batch_size = getattr(train_loader, "batch_size", None) or 256
-        optimiser = torch.optim.Adam(self.refine.parameters(), lr=self.hparams.refine_lr)
-        generator = torch.Generator().manual_seed(int(torch.initial_seed()) % 2**31)
-        best, best_state, history = float("inf"), None, []
-        for _ in range(epochs):
-            self.refine.train()
-            for idx in torch.randperm(len(y_train), generator=generator).to(y_train.device).split(batch_size):
-                loss = F.cross_entropy(self.refine(h_train[idx]), y_train[idx])
-                optimiser.zero_grad()
-                loss.backward()
-                optimiser.step()
-            self.refine.eval()
-            with torch.no_grad():
-                val = float(F.cross_entropy(self.refine(h_val), y_val)) if len(y_val) else float("nan")
-            history.append(round(val, 5))
-            if best_state is None or val < best:
-                best, best_state = val, copy.deepcopy(self.refine.state_dict())
-        self.refine.load_state_dict(best_state)
+        stage = RefineStage(self.refine, (h_train, y_train), (h_val, y_val), batch_size, self.hparams.refine_lr,
+                            seed=int(torch.initial_seed()) % 2**31)
+        run_stage(stage, self._trainer, epochs, self.device)
         self.train()
-        self.stage_log["refine"] = {"epochs": epochs, "best_val_loss": best, "val_loss": history}
+        self.stage_log["refine"] = {"epochs": epochs, "best_val_loss": stage.best, "val_loss": stage.history}
 
     def on_train_start(self) -> None:
         if bool(self.stages_done):
             return
         train_loader, val_loader = self._loaders()
-        self._run_stage("stage1", self.hparams.stage1_epochs, self.theta_parameters(), self.hparams.stage1_lr,
-                        self._stage1_loss, train_loader, val_loader)
+        self._run_stage1(train_loader, val_loader)
         self._run_refine(train_loader, val_loader)
         # check step (`check_difference`): kappa's range on the training patients, for kappa-hat in [0, 1]
         self.eval()
@@ -447,6 +419,125 @@ class SAFER(DTRModule):
         for cc in cs:  # share of test points that are nulls (kappa-hat >= c): how the c grid sits in kappa-hat
             m[f"curve_null_c{cc:g}"] = float((test_kappa >= cc).mean())
         return m
+
+
+class _BestState(pl.LightningModule):
+    """What both stages share: the summed validation loss over the rows each batch scores (reduced over
+    processes), its per-epoch history, and the weights of the best epoch, restored when the fit ends."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.best, self.best_state, self.history = float("inf"), None, []
+
+    def on_validation_epoch_start(self) -> None:
+        self._sum, self._count = 0.0, 0
+
+    def on_validation_epoch_end(self) -> None:
+        totals = torch.tensor([self._sum, self._count], dtype=torch.float64, device=self.device)
+        totals = self.trainer.strategy.reduce(totals, reduce_op="sum")
+        val = float(totals[0] / totals[1].clamp(min=1))
+        self.history.append(round(val, 5))
+        if self.best_state is None or val < self.best:
+            self.best, self.best_state = val, copy.deepcopy(self.model.state_dict())
+
+    def on_fit_end(self) -> None:
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+
+
+class Stage1(_BestState):
+    """SAFER stage 1 (paper §4.2): cross-entropy on all patients (survivors only for SAFER-U), Adam at
+    `stage1_lr` on f_theta, over the datamodule's own training and validation loaders; the best validation loss's
+    weights are kept."""
+
+    def __init__(self, model: "SAFER", train_loader, val_loader):
+        super().__init__(model)
+        self._loaders = (train_loader, val_loader)  # not attributes Lightning would inspect or save
+
+    def train_dataloader(self):
+        return self._loaders[0]
+
+    def val_dataloader(self):
+        return self._loaders[1]
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.model.theta_parameters(), lr=self.model.hparams.stage1_lr)
+
+    def training_step(self, batch: dict, batch_idx: int):
+        return self.model._stage1_loss(batch)
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        loss = self.model._stage1_loss(batch, reduction="sum")
+        if loss is not None:
+            self._sum += float(loss)
+            self._count += int(self.model._stage_rows("stage1", batch).sum())
+
+
+class _CachedEmbeddings(torch.utils.data.Dataset):
+    """(h, y) pairs gathered a whole batch at a time."""
+
+    def __init__(self, h: torch.Tensor, y: torch.Tensor):
+        self.h, self.y = h, y
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitems__(self, indices):
+        index = torch.as_tensor(indices, dtype=torch.long, device=self.y.device)
+        return self.h[index], self.y[index]
+
+
+class _Permutations(torch.utils.data.Sampler):
+    """Per epoch one permutation from a private generator, cut into consecutive batches."""
+
+    def __init__(self, rows: int, batch_size: int, generator: torch.Generator):
+        self.rows, self.batch_size, self.generator = rows, batch_size, generator
+
+    def __iter__(self):
+        yield from (chunk.tolist() for chunk in torch.randperm(self.rows, generator=self.generator).split(self.batch_size))
+
+    def __len__(self) -> int:
+        return math.ceil(self.rows / self.batch_size)
+
+
+class RefineStage(_BestState):
+    """SAFER's refinement module f_phi (paper §4.2) trained with cross-entropy on the survivors' cached, frozen
+    embeddings h; Adam at `refine_lr`; the best validation CE's weights are kept."""
+
+    def __init__(self, refine: nn.Module, train: tuple, val: tuple, batch_size: int, lr: float, seed: int):
+        super().__init__(refine)
+        self._sets = (_CachedEmbeddings(*train), _CachedEmbeddings(*val))
+        self.batch_size, self.lr = batch_size, lr
+        self._generator = torch.Generator().manual_seed(seed)
+
+    def train_dataloader(self):
+        sampler = _Permutations(len(self._sets[0]), self.batch_size, self._generator)
+        # a private generator: creating the loaders' iterators draws nothing from the global one
+        return torch.utils.data.DataLoader(self._sets[0], batch_sampler=sampler, collate_fn=_whole,
+                                           generator=torch.Generator())
+
+    def val_dataloader(self):
+        rows = max(1, len(self._sets[1]))
+        return torch.utils.data.DataLoader(self._sets[1], batch_size=rows, collate_fn=_whole,
+                                           generator=torch.Generator())
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.model.parameters(), lr=self.lr)
+
+    def training_step(self, batch, batch_idx: int):
+        h, y = batch
+        return F.cross_entropy(self.model(h), y)
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        h, y = batch
+        if len(y):
+            self._sum += float(F.cross_entropy(self.model(h), y, reduction="sum"))
+            self._count += len(y)
+
+
+def _whole(batch):
+    return batch  # the datasets' __getitems__ already return whole batches
 
 
 # The ablations of Table 2: SAFER with one argument fixed (a board can still override every key).
