@@ -13,9 +13,13 @@ Paper §4.2:
   uncertainty kappa_i = KL(p_theta(.|h_i) || p_phi(.|h_i)) (Eq. 5), min/max recorded by the check step;
   risk-aware fine-tuning of f_theta with Eq. 7 (see metrics.risk_aware_loss), f_phi frozen.
 Paper §5: conformal selection of reliable recommendations with BH FDR control at alpha for H_j: kappa-hat_j >= c
-  (metrics.conformal_selection), reported as realised FDR and power on the test patients, with the true kappa-hat
-  of each test point as its label. The calibration pool is the validation patients; the ridge score predictor is
-  refit on patient-level 70/30 splits of it. The threshold c is read on the normalised kappa-hat =
+  with the true kappa-hat of each point as its label. conformal_protocol="resplit" (default) measures the guarantee:
+  the calibration and test patients (a split that no training or model selection touches when the datamodule has
+  four split fractions) are re-split at random `conformal_repetitions` times, by patient, into test patients and the
+  rest, the rest 70/30 into the ridge score predictor's fit and the calibration set (the paper's 70/30), one window
+  per calibration/test patient; fdr and power are the means over the re-splits, with Monte-Carlo standard errors
+  (metrics.conformal_resplits). "fixed" is the paper's protocol on one pool and one test split
+  (metrics.conformal_selection). The threshold c is read on the normalised kappa-hat =
   (kappa - min)/(max - min) clamped to [0, 1], min/max over the training patients (the paper's "kappa normalised
   to [0, 1]", the scale of Eq. 7). The official code (`conformal_fdr.py`) writes kappa - min/(max - min) (an
   operator-precedence bug), which is close to the raw KL in nats clamped to [0, 1] when min ~ 0:
