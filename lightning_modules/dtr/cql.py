@@ -67,7 +67,7 @@ class DiscreteCQL(DTRModule):
         conservative = (torch.logsumexp(q, dim=-1) - q_data).mean()
         loss = td + self.hparams.alpha * conservative
         self.log_dict({"train/loss": loss, "train/td": td, "train/conservative": conservative},
-                      batch_size=int(rows.sum()))
+                      batch_size=int(rows.sum()), on_step=False, on_epoch=True)
         return loss
 
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
