@@ -96,7 +96,8 @@ def plot(per_model: dict, out: Path, board: str, cs) -> None:
             ax.legend(fontsize=8)
             seeds = ",".join(str(r["seed"]) for r in runs)
             ax.set_title(f"{model}: seeds {seeds}, config {runs[0]['config_hash'][:10]}", fontsize=9)
-    fig.suptitle(f"{board}: conformal selection (conformal p-values + BH) on the test patients, mean ± std over seeds")
+    fig.suptitle(f"{board}: conformal selection (conformal p-values + BH); each run's value is its mean over random "
+                 f"patient re-splits, shown as mean ± std over seeds", fontsize=10)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out.with_suffix(".png"), dpi=120)
