@@ -7,4 +7,5 @@ from lightning_modules.dtr.cql import DiscreteCQL
 from lightning_modules.dtr.lstm import LSTMRecommender
 from lightning_modules.dtr.retain import RETAIN
 from lightning_modules.dtr.safer import SAFER
-__all__ = ["BCMLP", "DiscreteCQL", "LSTMRecommender", "RETAIN", "SAFER"]
+from lightning_modules.dtr.srl_rnn import SRLRNN
+__all__ = ["BCMLP", "DiscreteCQL", "LSTMRecommender", "RETAIN", "SAFER", "SRLRNN"]
