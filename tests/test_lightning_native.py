@@ -57,9 +57,9 @@ def test_the_readme_lightning_cli_command_trains_sasrec_with_linked_data_argumen
     assert argv[0] == "paperboard"
     assert main(argv[1:]) == 0
     run = next((tmp_path / "runs" / "cli" / "lightning_logs").glob("version_*"))
-    config = yaml.safe_load((run / "config.yaml").read_text())
-    assert config["model"]["num_items"] == 50 and config["model"]["max_len"] == 10  # linked, never typed
-    assert config["model"]["embed_dim"] == 32
+    hparams = yaml.safe_load((run / "hparams.yaml").read_text())  # what the model was built with
+    assert hparams["num_items"] == 50 and hparams["max_len"] == 10  # linked from the datamodule, never typed
+    assert hparams["embed_dim"] == 32 and yaml.safe_load((run / "config.yaml").read_text())["model"]["embed_dim"] == 32
     assert list(run.glob("checkpoints/*.ckpt"))
 
 
