@@ -25,7 +25,10 @@ def add_sweep_parser(subparsers) -> None:
     p.add_argument("--max-epochs", type=int, help="epoch cap per trial (default: the board's sweep.max_epochs)")
     p.add_argument("--storage", help="study storage: sqlite:///f.db (one worker), journal:///path/f.journal or "
                    "postgresql://user:pass@host/db (default: env PAPERBOARD_STORAGE or the SQLite results file)")
-    p.add_argument("--workers", type=int, default=1, help="parallel worker processes on this machine (default 1)")
+    p.add_argument("--workers", type=int, default=1, help="parallel worker processes on this machine (default 1); "
+                   "each trial then gets the cores divided by the workers as CPU threads unless --threads is given")
+    p.add_argument("--threads", type=int, help="CPU threads per trial (torch, OpenMP, MKL); default: cores / workers "
+                   "for several workers, else OMP_NUM_THREADS or torch's default")
     p.add_argument("--no-prune", action="store_true", help="run every trial to the end (no pruner)")
     p.add_argument("--seed", type=int, default=0, help="sampler base seed and the training seed of every trial")
     p.add_argument("--heartbeat", type=int, default=None,
@@ -50,6 +53,8 @@ def cmd_sweep(args: argparse.Namespace, overrides: dict) -> int:
     url = resolve_url(args.storage)
     if args.trials is not None and args.trials < 1:
         raise ConfigError("--trials must be at least 1")
+    if args.threads is not None and args.threads < 1:
+        raise ConfigError(f"--threads must be at least 1, got {args.threads}")
     if args.model and args.model not in board.models:
         raise ConfigError(f"model {args.model!r} is not on board {board.name}; its models: {', '.join(board.models)}")
     if not report_only:
@@ -60,13 +65,14 @@ def cmd_sweep(args: argparse.Namespace, overrides: dict) -> int:
                        overrides={"model": checked["model"][m], "data": checked["data"], "trainer": checked["trainer"]},
                        max_epochs=args.max_epochs, prune=not args.no_prune, seed=args.seed, data_dir=args.data_dir,
                        heartbeat=args.heartbeat or DEFAULT_HEARTBEAT, workers=args.workers, board_arg=args.board,
-                       verbose=args.verbose) for m in models]
+                       verbose=args.verbose, threads=args.threads) for m in models]
     if not report_only:
         prepare_data(board, args.data_dir, checked["data"])
         budget = plans[0]
         print(f"paperboard sweep: {board.name}: {len(plans)} model(s) x {max(p.target for p in plans)} finished "
               f"trials, <= {budget.max_epochs} epochs per trial, pruner {budget.pruner or 'none'}, "
-              f"TPE seed {args.seed}, {args.workers} worker(s); studies -> {_redacted(url)}", flush=True)
+              f"TPE seed {args.seed}, {args.workers} worker(s) x {_threads_note(budget)}; studies -> "
+              f"{_redacted(url)}", flush=True)
     status = 0
     for plan in plans:
         for note in plan.notes:
@@ -106,6 +112,13 @@ def cmd_sweep(args: argparse.Namespace, overrides: dict) -> int:
 
             report(study, plan, args.report_dir)
     return status
+
+
+def _threads_note(plan) -> str:
+    from sweeps.study import trial_threads
+
+    threads = trial_threads(plan)
+    return f"{threads} thread(s) per trial" if threads else "default threads per trial"
 
 
 def _command(args) -> str:

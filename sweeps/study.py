@@ -83,6 +83,7 @@ class SweepPlan:
     trainer_args: dict = field(default_factory=dict)  # includes max_epochs = the cap
     heartbeat: int = DEFAULT_HEARTBEAT
     workers: int = 1
+    threads: int | None = None  # CPU threads per trial; None: the cores divided by the workers (when above 1)
     notes: list[str] = field(default_factory=list)
     storage_given: bool = False
     verbose: bool = False
@@ -104,6 +105,14 @@ class SweepPlan:
         return redact(" ".join(parts))  # printed in hints and stored in the study: never a password
 
 
+def trial_threads(plan: SweepPlan) -> int | None:
+    """CPU threads of each trial: `--threads` when given, else the cores split between the workers (cores / K for
+    K > 1 workers, at least 1), else None (a single worker leaves torch's default, or OMP_NUM_THREADS, alone)."""
+    if plan.threads is not None:
+        return plan.threads
+    return max(1, (os.cpu_count() or 1) // plan.workers) if plan.workers > 1 else None
+
+
 def probe_space(model_cls) -> dict:
     """The distributions the model's `search_space(trial)` suggests (asked on a throw-away in-memory trial)."""
     space = getattr(model_cls, "search_space", None)
@@ -123,7 +132,7 @@ def space_names(model_cls) -> list[str]:
 def make_plan(board: Board, model: str, trials: int | None = None, storage: str | None = None,
               overrides: dict | None = None, max_epochs: int | None = None, prune: bool = True, seed: int = 0,
               data_dir: str | None = None, heartbeat: int = DEFAULT_HEARTBEAT, workers: int = 1,
-              board_arg: str | None = None, verbose: bool = False) -> SweepPlan:
+              board_arg: str | None = None, verbose: bool = False, threads: int | None = None) -> SweepPlan:
     """One model's study under the board's sweep budget (the same for every model of the board)."""
     import lightning_modules  # noqa: F401  (fills the registry)
     from benchmarks.runner import RunSpec, config_hash, decide_epoch_cap, resolve
@@ -164,7 +173,8 @@ def make_plan(board: Board, model: str, trials: int | None = None, storage: str 
         study_name=f"{board.name}/{model}/{config_hash(protocol)}", storage=storage_url, target=target,
         max_epochs=cap, direction=board.direction, primary_metric=board.primary_metric, pruner=pruner,
         sampler=sampler, protocol=protocol, space=space, seed=seed, data_dir=data_dir, model_args=model_over,
-        data_args=data_over, trainer_args=trainer_args, heartbeat=heartbeat, workers=workers, notes=notes,
+        data_args=data_over, trainer_args=trainer_args, heartbeat=heartbeat, workers=workers, threads=threads,
+        notes=notes,
         storage_given=storage is not None, verbose=verbose)
 
 
@@ -386,8 +396,8 @@ class Objective:
         try:
             if beat:
                 beat.__enter__()
-            record, code = launch(spec, None if plan.verbose else log_path,
-                                  threads=max(1, (os.cpu_count() or 1) // plan.workers) if plan.workers > 1 else None)
+            record, code = launch(spec, None if plan.verbose else log_path, threads=trial_threads(plan),
+                                  override=plan.threads is not None)
         except KeyboardInterrupt:
             requeue(self.study, trial.number, trial.params, trial.user_attrs, "was interrupted")
             raise

@@ -16,16 +16,17 @@ from pathlib import Path
 from benchmarks.process import die_with_parent, launcher_tempdir, remove_stale_tempdirs
 
 
-def launch(spec, log_path: Path | None, threads: int | None = None) -> tuple[dict | None, int]:
+def launch(spec, log_path: Path | None, threads: int | None = None, override: bool = False) -> tuple[dict | None, int]:
     """Run `spec` (a benchmarks.runner.RunSpec) in a fresh trial process; returns (record or None, exit code).
 
     Output goes to `log_path` (None: inherit the terminal). Ctrl-C reaches the trial through the process group;
     the trial is then given 30 s to stop before it is killed, and KeyboardInterrupt propagates.
-    `threads` sets OMP_NUM_THREADS for the trial unless the user set it (parallel workers share the cores).
+    `threads` sets OMP_NUM_THREADS (and MKL_NUM_THREADS) for the trial unless the user set it in the environment
+    (parallel workers share the cores); `override=True` (an explicit `--threads`) sets it regardless.
     """
     env = dict(os.environ)
-    if threads and "OMP_NUM_THREADS" not in env:
-        env["OMP_NUM_THREADS"] = str(threads)
+    if threads and (override or "OMP_NUM_THREADS" not in env):
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
     remove_stale_tempdirs("trial")  # those of killed study workers
     with launcher_tempdir("trial") as tmp:
         spec_path, record_path = Path(tmp) / "spec.json", Path(tmp) / "record.json"
