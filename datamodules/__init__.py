@@ -6,3 +6,4 @@ from datamodules import ctr  # noqa: F401
 from datamodules import tsedit  # noqa: F401
 from datamodules import distill  # noqa: F401
 from datamodules import marl  # noqa: F401
+from datamodules import retrieval  # noqa: F401

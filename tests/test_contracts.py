@@ -20,6 +20,7 @@ import torch
 import datamodules  # noqa: F401  (fills the registries)
 import lightning_modules  # noqa: F401
 from contracts.batch import ctr as CTR
+from contracts.batch import retrieval as RETRIEVAL
 from contracts.batch import tsedit as TSEDIT
 from contracts.registry import DATASETS, MODELS
 from lightning_modules.distill.base import DistillModule
@@ -55,6 +56,10 @@ FAMILIES = {
              dict(scenario_args={"N": 2, "max_cycles": 4}, num_envs=2, rollouts_per_epoch=1, eval_episodes=2),
              dict(hidden_dim=8, attention_dim=8, num_heads=1, buffer_size=16, batch_size=2, ppo_epochs=1,
                   mixing_embed_dim=4, hypernet_dim=4, role_dim=2)),
+    "retrieval": ("synthetic-retrieval",
+                  dict(num_users=60, num_groups=3, subgroups=2, items_per_subgroup=3, max_len=6, batch_size=32),
+                  dict(embed_dim=8, tower_layers=1, num_negatives=4, num_hard=2, hard_pool=6, hard_skip=1,
+                       mixgcf_candidates=2, mixgcf_synthetic=1, m_c=1, m_o=2, num_primary=2, num_secondary=2)),
     "tsedit": ("synthetic-tsedit",
                dict(num_train=64, num_val=16, num_test=16, window=16, segment_length=(4, 6), num_val_tasks=4,
                     num_test_tasks=4, batch_size=16, eval_batch_size=16),
@@ -172,6 +177,8 @@ def probe(model, family: str, dm) -> dict[str, torch.Tensor]:
         elif family == "marl":
             obs = torch.randn(2, model.num_agents, model.obs_dim)
             out["actions"] = model.act(obs, 0, model.reset_policy_state(2, model.num_agents), explore=False)[0]
+        elif family == "retrieval":
+            out["scores"] = model(dm.val_set.__getitems__(list(range(4)))[RETRIEVAL.HISTORY])
         elif family == "tsedit":
             batch = dm.train_set.__getitems__(list(range(4)))
             out["eps"] = model.eps(batch[TSEDIT.X], 1, batch[TSEDIT.ATTR])
