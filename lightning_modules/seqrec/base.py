@@ -95,6 +95,11 @@ class _FusedItemSoftmax(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, u, table, positives, negatives, temperature: float):
+        with torch.autocast(u.device.type, enabled=False):  # the loss in float32 even under mixed precision
+            return _FusedItemSoftmax._forward(ctx, u, table, positives, negatives, temperature)
+
+    @staticmethod
+    def _forward(ctx, u, table, positives, negatives, temperature: float):
         need_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
         uf, tf = u.float(), table.float()
         n = uf.shape[0]
