@@ -89,7 +89,8 @@ def _checked(verdicts_of, what, records: list[dict]):
 _WARNED: set[str] = set()
 
 
-def board_page(board, records: list[dict], out: Path, plots: list[str]) -> str:
+def board_page(board, records: list[dict], out: Path, plots: list[str], checked=None) -> str:
+    """`checked`: (verdicts, problem) of the board's claims, computed from every record (the caller's, else here)."""
     frame = aggregate(board, records)
     groups = _rows_of(board, records)
     parts = [f"<p>{esc(board.description.strip())}</p>" if board.description else ""]
@@ -142,7 +143,7 @@ def board_page(board, records: list[dict], out: Path, plots: list[str]) -> str:
                              cell(_num(c.ours), _num(c.ours), True), cell(_num(c.delta), _num(c.delta), True),
                              cell(_num(c.tolerance)), cell(esc(c.within)), cell(esc(c.source))]
                             for _, c in comparison.iterrows()]))
-    verdicts, problem = _checked(board_verdicts, board.name, records)
+    verdicts, problem = checked or _checked(board_verdicts, board.name, records)
     if problem:
         parts.append(f'<h2>Claims checked on this board</h2><p class="note">cannot be checked: {esc(problem)}</p>')
     if verdicts:
@@ -163,18 +164,27 @@ def board_page(board, records: list[dict], out: Path, plots: list[str]) -> str:
     return "\n".join(parts)
 
 
-def claims_page(records: list[dict]) -> str:
-    parts = []
+def all_verdicts(records: list[dict]) -> dict:
+    """{paper name: (paper or None, its verdicts, the problem or None)}: every paper's file read and its claims
+    checked once."""
+    out = {}
     for name in paper_names():
         paper, problem = _checked(lambda n, _: load_paper(n), name, records)
-        if problem:
+        verdicts, problem = ([], problem) if problem else _checked(paper_verdicts, paper, records)
+        out[name] = (paper, verdicts, problem)
+    return out
+
+
+def claims_page(papers: dict) -> str:
+    parts = []
+    for name, (paper, verdicts, problem) in papers.items():
+        if paper is None:
             parts.append(f'<h2 id="{esc(name)}">{esc(name)}</h2><p class="note">This paper\'s file is not valid: '
                          f'{esc(problem)}</p>')
             continue
         parts.append(f'<h2 id="{esc(name)}">{esc(paper.title)}</h2><p>{esc(paper.venue)} · '
                      f'<a href="{esc(paper.link)}">{esc(paper.link)}</a> · boards: '
                      + ", ".join(f'<a href="boards/{esc(b)}.html">{esc(b)}</a>' for b in paper.boards) + "</p>")
-        verdicts, problem = _checked(paper_verdicts, paper, records)
         if problem:
             parts.append(f'<p class="note">Its claims cannot be checked: {esc(problem)}</p>')
             continue
@@ -203,6 +213,7 @@ def build_site(out: Path, records_dir: Path | None = None, results_dir: Path | N
     for r in records:
         atomic_write_bytes(out / record_path(out / "runs", r), (json.dumps(r, indent=2, sort_keys=True) + "\n").encode())
     pages, index_rows = 0, []
+    papers = all_verdicts(records)
     names = board_names()
     all_plots = sorted(p.name for p in results_dir.glob("*.png"))
     for name in names:
@@ -214,11 +225,13 @@ def build_site(out: Path, records_dir: Path | None = None, results_dir: Path | N
         for p in plots:
             (out / "plots").mkdir(parents=True, exist_ok=True)
             shutil.copyfile(results_dir / p, out / "plots" / p)
-        body = board_page(board, mine, out, plots)
+        checked = ([(paper, v) for paper, (_, verdicts, _) in papers.items() for v in verdicts
+                    if v.claim.board == name], None)
+        body = board_page(board, mine, out, plots, checked)
         atomic_write_bytes(out / "boards" / f"{name}.html",
                            _page(f"{name}: {board.title}", body, "../", len(mine)))
         pages += 1
-        verdicts, _ = _checked(board_verdicts, name, records)
+        verdicts = checked[0]
         counts = {}
         for _, v in verdicts:
             counts[v.verdict] = counts.get(v.verdict, 0) + 1
@@ -231,7 +244,7 @@ def build_site(out: Path, records_dir: Path | None = None, results_dir: Path | N
             + table([("board", "board"), ("family", "family"), ("dataset", "dataset"), ("title", "title"),
                      ("runs", "finished runs"), ("claims", "claims")], index_rows))
     atomic_write_bytes(out / "index.html", _page("paperboard leaderboards", body, "", len(records)))
-    atomic_write_bytes(out / "claims.html", _page("Claims and verdicts", claims_page(records), "", len(records)))
+    atomic_write_bytes(out / "claims.html", _page("Claims and verdicts", claims_page(papers), "", len(records)))
     pages += 2
     return {"pages": pages, "records": len(records), "plots": len(list((out / "plots").glob("*.png")))
             if (out / "plots").is_dir() else 0, "seconds": round(time.perf_counter() - started, 2)}
