@@ -174,8 +174,10 @@ def test_datamodule_hash_records_the_negatives():
 
 
 # ----- learning on planted data ---------------------------------------------------------------------------------------
+# The acceptance numbers below were measured with each user's last window as the real side, so the test keeps it
+# (the every-target default is tested in test_distill_stages.py).
 PLANTED = dict(num_users=400, num_items=80, min_length=12, max_length=24, p_follow=0.9, max_len=12, seed=0,
-               num_negatives=30, batch_size=100)
+               num_negatives=30, batch_size=100, train_windows="last")
 TARGET = {"embed_dim": 16, "num_blocks": 1, "num_heads": 1, "dropout": 0.1, "loss": "ce"}
 SHARED = dict(synthetic_users=6, synthetic_len=13, targets=("sasrec",), target_args={"sasrec": TARGET},
               target_steps=150, inner_batch=6, net_lr=0.01, reference_max_epochs=3, eval_ks=(10,))
