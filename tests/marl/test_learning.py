@@ -2,9 +2,8 @@
 scenario within a short budget, and the whole family runs through the Lightning loop (fit -> validate -> test)
 with the board's metrics.
 
-Tiny cooperative scenario: mpe2 simple_spread (numpy backend) with two agents and two landmarks, 10-step episodes
-(team reward = minus the distance of each landmark to its nearest agent, and collisions): 3 epochs x 5 rollouts x
-32 envs = 4,800 env steps. Returns are compared on the same 64 greedy
+Tiny scenario: mpe2 simple_spread with one agent and one landmark, 10-step episodes (reward = minus the distance
+to the landmark): 3 epochs x 5 rollouts x 32 envs = 4,800 env steps. Returns are compared on the same 64 greedy
 test episodes (fixed seeds) as the random team.
 """
 from __future__ import annotations
@@ -26,7 +25,7 @@ from lightning_modules.marl.ppo import PPOModule
 from lightning_modules.marl.qlearning import QLearningModule
 from tests.conftest import fast_trainer
 
-TINY = dict(scenario_args={"N": 2, "max_cycles": 10}, backend="numpy", num_envs=32, rollouts_per_epoch=5, eval_episodes=64)
+TINY = dict(scenario_args={"N": 1, "max_cycles": 10}, num_envs=32, rollouts_per_epoch=5, eval_episodes=64)
 Q_FAST = dict(epsilon_anneal_steps=1500, train_iters=8, target_update_interval=64, lr=1e-3)
 FLOOR = "random"  # the uniformly random team: the floor the others are compared with, it learns nothing
 LEARNERS = [name for name in MODELS.names(family="marl") if name != FLOOR]
