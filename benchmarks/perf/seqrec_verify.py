@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         keys += [k for k in sorted(short["fast"]["test"]) if k not in keys]
         lines += [f"Short pair: `{args.short_model}` seed {args.short_seed}, {args.short_epochs} epochs, the same "
                   "random draws on both paths (reference = `PAPERBOARD_REFERENCE_KERNELS=1`).", "",
-                  "| path | train s/epoch | " + " | ".join(f"val {k}" for k in keys[:4]) + " | "
+                  "| path | wall s/epoch (load-dependent) | " + " | ".join(f"val {k}" for k in keys[:4]) + " | "
                   + " | ".join(f"test {k}" for k in keys[:4]) + " | load |",
                   "|---|---|" + "---|" * 8 + "---|"]
         for path in ("reference", "fast"):
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         lines += ["", f"Full board runs (early stopping as the board says), test {metric}, mean +- std over seeds; "
                   f"committed = the records on the board page. Load {result['full_load'][0][0]:.2f} -> "
                   f"{result['full_load'][1][0]:.2f}.", "",
-                  f"| model | now: {metric} | seeds | train s/epoch | committed: {metric} | seeds | train s/epoch | "
+                  f"| model | now: {metric} | seeds | wall s/epoch (load-dependent) | committed: {metric} | seeds | wall s/epoch | "
                   "difference of means |", "|---|---|---|---|---|---|---|---|"]
         for model, pair in result["full"].items():
             now, old = pair["now"], pair["committed"]
