@@ -128,8 +128,11 @@ class RetrievalDataModule(PaperboardDataModule):
             cols = np.array([index[a] for attrs in attributes for a in attrs], dtype=np.int64)
             multi_hot[rows, cols] = 1.0
         arrays["attributes"] = multi_hot
+        no_text = np.zeros(num_items, bool) if texts is None else np.array([not t for t in texts])
+        arrays["items_without_metadata"] = np.array(int((no_text & ~multi_hot[1:].any(1)).sum()))
         if texts is not None:
             emb, used = embed_texts(list(texts), self.text_encoder, self.cache_dir)
+            emb[np.array([not t for t in texts])] = 0.0  # no text: a zero vector, not the encoding of ""
             arrays["text"] = np.concatenate([np.zeros((1, emb.shape[1]), np.float32), emb])
             arrays["text_encoder_used"] = np.array(used)
         else:
@@ -168,6 +171,7 @@ class RetrievalDataModule(PaperboardDataModule):
         self.test_set = TensorBatchDataset(as_tensors(test))
         self.num_interactions = int(len(items))
         self.text_encoder_used = str(data["text_encoder_used"])
+        self.items_without_metadata = int(data.get("items_without_metadata", 0))
         self._features = {
             "attributes": torch.from_numpy(data["attributes"]), "text": torch.from_numpy(data["text"]),
             "behaviour": torch.from_numpy(data["behaviour"]), "count": torch.from_numpy(data["count"]),
@@ -189,5 +193,5 @@ class RetrievalDataModule(PaperboardDataModule):
     def describe(self) -> dict:
         return {"data_hash": self.data_hash, "users": self.num_users, "items": self.num_items,
                 "interactions": self.num_interactions, "train_rows": len(self.train_set), "max_len": self.max_len,
-                "text_encoder": self.text_encoder_used,
+                "text_encoder": self.text_encoder_used, "items_without_metadata": self.items_without_metadata,
                 "attributes": int(self._features["attributes"].shape[1]) if self._features else None}

@@ -33,6 +33,16 @@ def _source_identity(*paths: Path) -> str:
     return hashlib.sha1("\n".join(parts).encode()).hexdigest()[:12]
 
 
+def _rows_for(table: pd.DataFrame, raw_item_ids: np.ndarray, path: Path) -> pd.DataFrame:
+    """The metadata rows of the interactions' items, in their order. Items the table lacks get empty fields (the
+    datamodule counts them: `items_without_metadata`); a table that covers none of them is one clear error."""
+    known = np.isin(raw_item_ids, table.index.to_numpy())
+    if not known.any():
+        raise DataError(f"{path} describes none of the interactions' items: check that the item file belongs to the "
+                        f"same dataset as the interactions")
+    return table[~table.index.duplicated()].reindex(raw_item_ids, fill_value="")
+
+
 def _decade(year) -> str | None:
     try:
         return f"decade:{int(float(year)) // 10 * 10}"
@@ -72,14 +82,10 @@ class RetrievalML100K(MovieLensRetrieval):
     def item_metadata(self, raw_item_ids):
         table = pd.read_csv(self.metadata_file(), sep="\t", dtype=str, keep_default_na=False)
         table.columns = [c.split(":", 1)[0] for c in table.columns]
-        table = table.set_index(table["item_id"].astype(int))
-        missing = np.setdiff1d(raw_item_ids, table.index.to_numpy())
-        if len(missing):
-            raise DataError(f"{self.metadata_file()} lacks {len(missing)} item ids of the interactions "
-                            f"(first: {missing[:5].tolist()}); check that both files are MovieLens-100K")
-        rows = table.loc[raw_item_ids]
+        rows = _rows_for(table.set_index(table["item_id"].astype(int)), raw_item_ids, self.metadata_file())
         genres = [g.split() for g in rows["class"]]
-        texts = [f"{t} ({y}). {', '.join(g)}" for t, y, g in zip(rows["movie_title"], rows["release_year"], genres)]
+        texts = [f"{t} ({y}). {', '.join(g)}" if t else "" for t, y, g in
+                 zip(rows["movie_title"], rows["release_year"], genres)]
         attributes = [[f"genre:{x}" for x in g] + ([d] if (d := _decade(y)) else [])
                       for g, y in zip(genres, rows["release_year"])]
         return texts, attributes
@@ -99,15 +105,10 @@ class RetrievalML1M(MovieLensRetrieval):
     def item_metadata(self, raw_item_ids):
         lines = self.metadata_file().read_text(encoding="latin-1").splitlines()
         table = pd.DataFrame([line.split("::") for line in lines if line], columns=["movie_id", "title", "genres"])
-        table = table.set_index(table["movie_id"].astype(int))
-        missing = np.setdiff1d(raw_item_ids, table.index.to_numpy())
-        if len(missing):
-            raise DataError(f"{self.metadata_file()} lacks {len(missing)} movie ids of the interactions "
-                            f"(first: {missing[:5].tolist()})")
-        rows = table.loc[raw_item_ids]
-        genres = [g.split("|") for g in rows["genres"]]
+        rows = _rows_for(table.set_index(table["movie_id"].astype(int)), raw_item_ids, self.metadata_file())
+        genres = [g.split("|") if g else [] for g in rows["genres"]]
         years = rows["title"].str.extract(r"\((\d{4})\)\s*$")[0]
-        texts = [f"{t}. {', '.join(g)}" for t, g in zip(rows["title"], genres)]
+        texts = [f"{t}. {', '.join(g)}" if t else "" for t, g in zip(rows["title"], genres)]
         attributes = [[f"genre:{x}" for x in g] + ([d] if (d := _decade(y)) else []) for g, y in zip(genres, years)]
         return texts, attributes
 

@@ -76,3 +76,16 @@ def test_esans_learns_a_planted_catalogue_better_than_uniform_negatives():
     random_ndcg = 0.03  # about 10 relevant-looking items of 600 would rank a random target this high
     assert uniform > random_ndcg * 10
     assert esans > uniform + 0.05
+
+
+def test_items_missing_from_the_item_table_get_empty_fields_and_a_table_of_other_items_is_an_error(tmp_path):
+    import pandas as pd
+
+    from datamodules.base import DataError
+    from datamodules.retrieval.datasets import _rows_for
+
+    table = pd.DataFrame({"title": ["a", "b"]}, index=[1, 2])
+    rows = _rows_for(table, np.array([2, 7, 1]), tmp_path / "items")
+    assert rows["title"].tolist() == ["b", "", "a"]
+    with pytest.raises(DataError, match="none of the interactions' items"):
+        _rows_for(table, np.array([8, 9]), tmp_path / "items")
