@@ -47,7 +47,8 @@ from torchmetrics import MeanMetric
 from contracts.batch import distill as B
 from contracts.registry import MODELS
 from lightning_modules.safe_load import load_cached
-from lightning_modules.distill.stages import RealDataStage, run_stage
+from lightning_modules.distill.stages import RealDataStage
+from lightning_modules.stages import run_stage
 from lightning_modules.seqrec.metrics import ranking_metrics, target_rank
 
 PROTOCOLS = ("fr", "s100")

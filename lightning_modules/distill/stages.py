@@ -1,7 +1,7 @@
 """Training stages of the distill family inside Lightning: a seqrec model trained on the real training rows (the
 full-data references, TD3's pretraining and its expert trajectory) runs as its own `RealDataStage` under its own
-`lightning.pytorch.Trainer`, built by `stage_trainer` with the outer run's accelerator, precision, devices and
-strategy. So DDP, mixed precision and the accelerator reach these stages as they reach the outer fit.
+Trainer (`lightning_modules.stages.run_stage`, with the outer run's accelerator, precision, devices and strategy),
+so DDP, mixed precision and the accelerator reach these stages as they reach the outer fit.
 
 The stage does what a plain loop over the real rows did, step for step, so a seed gives the same model:
 - each epoch one `torch.randperm(rows)` from the global generator (`EpochBatches`), consecutive `batch_size`
@@ -16,12 +16,9 @@ it; validation sums are reduced over ranks.
 """
 from __future__ import annotations
 
-import contextlib
 import copy
-import logging
 import math
 import time
-import warnings
 from typing import Callable
 
 import lightning.pytorch as pl
@@ -123,51 +120,3 @@ class RealDataStage(pl.LightningModule):
     def on_fit_end(self) -> None:
         self.model.load_state_dict(self.best_state)
         self.model.eval()
-
-
-@contextlib.contextmanager
-def _quiet_lightning():
-    """A stage's Trainer would announce its devices each time; the outer run already did."""
-    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        for lg, level in zip(loggers, levels):
-            lg.setLevel(level)
-
-
-def stage_trainer(outer: pl.Trainer | None, max_epochs: int) -> pl.Trainer:
-    """A Trainer for one stage with `outer`'s accelerator, precision, devices and strategy (DDP stays DDP: inside
-    the processes `outer` launched, the stage joins the existing process group). Without an outer Trainer (a
-    module used on its own) the stage runs on the CPU in full precision. The stage keeps its best epoch in
-    memory and its caller caches it, so it writes no checkpoints and logs nothing."""
-    kwargs = dict(max_epochs=max_epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                  enable_model_summary=False, num_sanity_val_steps=0, use_distributed_sampler=False,
-                  callbacks=[], limit_train_batches=1.0, limit_val_batches=1.0, check_val_every_n_epoch=1,
-                  val_check_interval=1.0, inference_mode=False)  # kept states must be ordinary tensors
-    if outer is None:
-        kwargs.update(accelerator="cpu", devices=1, precision="32-true")
-    else:
-        root = outer.strategy.root_device
-        if outer.world_size > 1:
-            devices, strategy = outer.num_devices, "ddp"
-        else:
-            devices, strategy = ([root.index] if root.index is not None else 1), "auto"
-        # the device type, not the outer Accelerator object: Lightning picks the autocast device from the name
-        kwargs.update(accelerator=root.type, devices=devices, num_nodes=outer.num_nodes, strategy=strategy,
-                      precision=outer.precision)
-    with _quiet_lightning():
-        return pl.Trainer(**kwargs)
-
-
-def run_stage(stage: RealDataStage, outer: pl.Trainer | None, max_epochs: int, device: torch.device) -> RealDataStage:
-    """Fit `stage` under its own Trainer; its model ends on `device` (a Trainer's teardown moves it to the CPU)."""
-    trainer = stage_trainer(outer, max_epochs)
-    with _quiet_lightning(), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        trainer.fit(stage)
-    stage.model.to(device)
-    return stage

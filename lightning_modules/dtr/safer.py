@@ -36,8 +36,8 @@ Why c = 0.3 had power 0 on dtr-icu-sepsis before (two causes, both fixed): (1) t
 
 Stages in Lightning: stage 1 (`Stage1`) and the refinement (`RefineStage`) are each a Lightning fit of their own,
 started from `on_train_start` under a Trainer with the outer run's accelerator, precision, devices and strategy
-(`stages.run_stage`, shared with the distill family), so DDP, mixed precision and the accelerator reach them; each
-has its own Adam optimiser and epoch count and keeps the weights of its best validation loss (summed over
+(`lightning_modules.stages.run_stage`), so DDP, mixed precision and the accelerator reach them; each has its own
+Adam optimiser and epoch count and keeps the weights of its best validation loss (summed over
 processes). The outer Lightning epochs are the fine-tuning epochs, so the runner's checkpointing and early stopping
 select among fine-tuned models. At a fixed seed the stages draw the same batches as a plain loop would.
 
@@ -71,7 +71,7 @@ from contracts.registry import register_model, register_model_variant
 from lightning_modules.dtr.base import DTRModule
 from lightning_modules.dtr.metrics import (conformal_resplits, conformal_selection, kl_uncertainty, normalise_kappa,
                                            risk_aware_loss)
-from lightning_modules.distill.stages import run_stage
+from lightning_modules.stages import run_stage
 from lightning_modules.layers import MultiHeadAttention
 
 CURVE_ALPHAS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.75, 0.95)
