@@ -249,24 +249,21 @@ class TwoTower(pl.LightningModule):
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         history, targets = batch[R.HISTORY], batch[R.TARGET]
         B, tau = targets.shape[0], self.hp.temperature
-        # Item inputs are computed once per distinct id of the step (histories, positives, negatives), not once per
-        # history position: the side-information maps cost O(distinct items), not O(B x L).
-        with torch.no_grad():  # the hard miner ranks with the current user vectors; no gradient needed
-            u_pick = self.user_vectors(history) if self.hp.sampler == "hard" else None
-        groups = self.sample_negatives(targets, u_pick)
+        # Item inputs are computed once per distinct id (histories, then candidates), not once per history position:
+        # the side-information maps cost O(distinct items), not O(B x L).
+        seen, seen_index = history.unique(return_inverse=True)
+        u = self.user_from_input(self.item_input(seen)[seen_index], history)
+        groups = self.sample_negatives(targets, u.detach())  # the hard miner ranks with the current user vectors
         candidates = self.mixgcf_candidates(targets) if self.hp.sampler == "mixgcf" else None
-        parts = [history.reshape(-1), targets, *(g.ids.reshape(-1) for g in groups)]
+        parts = [targets, *(g.ids.reshape(-1) for g in groups)]
         if candidates is not None:
             parts.append(candidates.reshape(-1))
         unique, inverse = torch.cat(parts).unique(return_inverse=True)
-        h0 = self.item_input(unique)
-        hops = self.hops_from_input(h0)
+        hops = self.item_hops(unique)
         vectors = self.pool(hops)
-        n_hist = history.numel()
-        u = self.user_from_input(h0[inverse[:n_hist]].reshape(*history.shape, -1), history)
-        pos = vectors[inverse[n_hist:n_hist + B]]
+        pos = vectors[inverse[:B]]
         logits = [(u * pos).sum(-1, keepdim=True) / tau]
-        offset, per_row = n_hist + B, []
+        offset, per_row = B, []
         for g in groups:
             where = inverse[offset:offset + g.ids.numel()].reshape(g.ids.shape)
             offset += g.ids.numel()
@@ -282,7 +279,7 @@ class TwoTower(pl.LightningModule):
         if candidates is not None:
             where = inverse[offset:].reshape(candidates.shape)
             virtual.append(self.mixgcf_negatives(u, [hop[where] for hop in hops],
-                                                 [hop[inverse[n_hist:n_hist + B]] for hop in hops]))
+                                                 [hop[inverse[:B]] for hop in hops]))
         for v in virtual:
             logits.append(torch.einsum("bd,bmd->bm", u, F.normalize(v, dim=-1)) / tau)
         logits = torch.cat(logits, dim=1)
