@@ -210,13 +210,15 @@ def _beats(claim, board, records, sign, trivial) -> Verdict:
     for base in baselines:
         if method.n and base.n:
             diff = sign * (method.mean - base.mean)
-            line = f"{claim.method} - {base.row}: {diff:+.4f}"
+            # written so that a positive difference favours the method, whichever the metric's direction
+            first, second = (claim.method, base.row) if sign > 0 else (base.row, claim.method)
+            line = f"{first} - {second}: {diff:+.4f}"
             if method.n > 1 and base.n > 1:
                 lo, hi = welch_interval(method.values, base.values)
                 iv = (sign * lo, sign * hi) if sign > 0 else (sign * hi, sign * lo)
                 line += f", {CONFIDENCE:.0%} interval {_fmt_interval(iv)}"
                 outcomes.append((base.row, side(iv, claim.margin)))
-            evidence.append(line + (" (in the claim's direction)" if sign < 0 else ""))
+            evidence.append(line)
     if trivial is not None and trivial.n:
         evidence.append(f"trivial model {trivial.describe()}")
     if blocked:
