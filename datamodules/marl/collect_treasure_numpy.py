@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from datamodules.marl.mpe_env import MPEVectorEnv, ScenarioConfig
+from datamodules.marl.mpe_env import MPEVectorEnv, ScenarioConfig, discrete_force
 
 DT, DAMPING, ACCEL, MAX_SPEED = 0.1, 0.25, 1.5, 1.0
 COLLECTOR_SIZE, DEPOSIT_SIZE, TREASURE_SIZE = 0.05, 0.075, 0.025
@@ -86,10 +86,7 @@ class BatchedCollectTreasure(MPEVectorEnv):
     def step(self, actions: np.ndarray):
         actions = np.asarray(actions)
         E, C = self.num_envs, self.C
-        u = np.zeros((E, self.num_agents, 2))
-        u[..., 0] = np.where(actions == 1, -1.0, np.where(actions == 2, 1.0, 0.0))
-        u[..., 1] = np.where(actions == 3, -1.0, np.where(actions == 4, 1.0, 0.0))
-        u *= ACCEL
+        u = discrete_force(actions, ACCEL)
         # World.integrate_state: position with the old velocity, then damping, force / mass, speed cap
         self.pos = self.pos + self.vel * DT
         vel = self.vel * (1 - DAMPING)

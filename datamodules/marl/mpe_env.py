@@ -177,3 +177,11 @@ class MPEVectorEnv:
     def close(self) -> None:
         for env in self.envs:
             env.close()
+
+
+def discrete_force(actions: np.ndarray, scale: float) -> np.ndarray:
+    """[E, N, 2] the mpe2 discrete action space (0 no-op, 1/2 -x/+x, 3/4 -y/+y) as a force of size `scale`."""
+    force = np.zeros((*actions.shape, 2))
+    force[..., 0] = np.where(actions == 1, -1.0, np.where(actions == 2, 1.0, 0.0))
+    force[..., 1] = np.where(actions == 3, -1.0, np.where(actions == 4, 1.0, 0.0))
+    return force * scale

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from datamodules.marl.mpe_env import MPEVectorEnv, ScenarioConfig
+from datamodules.marl.mpe_env import MPEVectorEnv, ScenarioConfig, discrete_force
 
 DT, DAMPING, SENSITIVITY = 0.1, 0.25, 5.0
 AGENT_SIZE, CONTACT_FORCE, CONTACT_MARGIN = 0.15, 1e2, 1e-3
@@ -69,10 +69,7 @@ class BatchedSimpleSpread(MPEVectorEnv):
 
     def step(self, actions: np.ndarray):
         actions = np.asarray(actions)
-        force = np.zeros((self.num_envs, self.N, 2))
-        force[..., 0] = np.where(actions == 1, -1.0, np.where(actions == 2, 1.0, 0.0))
-        force[..., 1] = np.where(actions == 3, -1.0, np.where(actions == 4, 1.0, 0.0))
-        force *= SENSITIVITY
+        force = discrete_force(actions, SENSITIVITY)
         delta = self.pos[:, :, None] - self.pos[:, None]  # [E, a, b, 2] = p_a - p_b
         dist = np.sqrt(np.sum(np.square(delta), -1))
         penetration = np.logaddexp(0, -(dist - 2 * AGENT_SIZE) / CONTACT_MARGIN) * CONTACT_MARGIN
