@@ -63,6 +63,8 @@ def test_each_family_imports_only_the_base_and_its_extra():
         for path in sorted((ROOT / package).rglob("*.py")):
             parts = path.relative_to(ROOT).parts
             family = parts[1] if package in ("lightning_modules", "datamodules") and len(parts) > 2 else None
+            if len(parts) == 2 and path.stem in extras:
+                family = path.stem  # a shared module named after its own extra (datamodules/text.py)
             if parts[:2] == ("benchmarks", "perf") and path.stem.split("_")[0] in extras:
                 family = path.stem.split("_")[0]  # a family's benchmark script may use that family's extra
             # the reference implementations a benchmark installs into a venv of its own, never a dependency

@@ -25,7 +25,7 @@ Per step the model sees:
   phrasing. The note writer sees only that observation: never the behaviour policy, the action, the outcome or
   the MDP's values, so a notes-only model cannot read the label off the note (the board's leak check).
 
-Notes are embedded with all-MiniLM-L6-v2 (offline package) or TF-IDF (see datamodules/dtr/notes.py); every
+Notes are embedded with all-MiniLM-L6-v2 (offline package) or TF-IDF (see datamodules/text.py); every
 embedding is cached. Outcome: death when the episode ends in the death state, else survival.
 """
 from __future__ import annotations
@@ -38,7 +38,7 @@ from datamodules.base import DataError
 from datamodules.dtr.base import DTRDataModule
 from datamodules.dtr.mdp import (DEATH, NUM_PATIENT_STATES, STATE_COLUMNS, SURVIVAL, SepsisMDP, load_icu_sepsis,
                                  reference_survival, rollout, worst_policy)
-from datamodules.dtr.notes import embed_texts, resolve_encoder
+from datamodules.text import embed_texts, resolve_encoder
 
 DEMO_COLUMNS = ("gender", "age", "Weight_kg", "re_admission")
 NOTE_ONLY_COLUMNS = ("GCS", "mechvent", "Arterial_lactate")

@@ -29,7 +29,7 @@ from contracts.batch import dtr as B
 from contracts.registry import register_dataset
 from datamodules.base import DataError, RemoteFile, require_file
 from datamodules.dtr.base import DTRDataModule
-from datamodules.dtr.notes import embed_texts, resolve_encoder
+from datamodules.text import embed_texts, resolve_encoder
 from datamodules.tables import read_table
 
 DEMOGRAPHICS = ("gender", "age", "re_admission", "Weight_kg")

@@ -24,7 +24,7 @@ import torch
 from contracts.atomic import save_cache
 from contracts.batch import retrieval as R
 from datamodules.base import DataError, PaperboardDataModule, TensorBatchDataset, arrays_hash, load_cache
-from datamodules.dtr.notes import embed_texts, resolve_encoder
+from datamodules.text import embed_texts, resolve_encoder
 from datamodules.seqrec.base import left_padded_windows
 
 FEATURES = ("attributes", "text", "behaviour", "count", "seen_items", "user_starts")

