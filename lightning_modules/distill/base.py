@@ -47,7 +47,7 @@ from torchmetrics import MeanMetric
 from contracts.batch import distill as B
 from contracts.registry import MODELS
 from lightning_modules.safe_load import load_cached
-from lightning_modules.distill.stages import RealDataStage
+from lightning_modules.distill.stages import RealDataStage, SummaryStage
 from lightning_modules.stages import run_stage
 from lightning_modules.seqrec.metrics import ranking_metrics, target_rank
 
@@ -253,25 +253,23 @@ class DistillModule(pl.LightningModule):
 
     # ----- target training -------------------------------------------------------------------------------------
     def train_on_summary(self, name: str) -> tuple[nn.Module, float]:
-        """A fresh `name` trained `target_steps` Adam steps on the (detached) summary; returns (model, seconds)."""
-        model = self.new_target(name)
-        model.train()
-        optimizer = (torch.optim.Adam if self.inner_optimizer == "adam" else torch.optim.SGD)(
-            model.parameters(), lr=self.net_lr, weight_decay=self.net_weight_decay)
+        """A fresh `name` trained `target_steps` Adam steps on the (detached) summary, as one Lightning stage
+        (`stages.SummaryStage` under a Trainer with this run's accelerator, precision and devices); returns
+        (model, seconds)."""
         prefix = name in self.prefix_augmentation_for
-        start = time.perf_counter()
-        for step in range(self.target_steps):
-            users = self.cyclic_users(step)
-            with torch.no_grad():
-                dist, valid = self.summary_distributions(users)
-            params = dict(model.named_parameters())
-            loss = summary_loss(model, {**params, **dict(model.named_buffers())}, dist, valid, prefix, self.min_prefix)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-        return model.eval(), time.perf_counter() - start
+        optimizer = torch.optim.Adam if self.inner_optimizer == "adam" else torch.optim.SGD
 
-    def cyclic_users(self, step: int) -> torch.Tensor:
+        def loss(model: nn.Module, dist: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+            params = {**dict(model.named_parameters()), **dict(model.named_buffers())}
+            return summary_loss(model, params, dist, valid, prefix, self.min_prefix)
+
+        stage = SummaryStage(
+            self.new_target(name), self.target_steps, lambda step: self.summary_distributions(self.cyclic_users(step)),
+            loss, lambda parameters: optimizer(parameters, lr=self.net_lr, weight_decay=self.net_weight_decay))
+        run_stage(stage, self._trainer, 1, self.device)
+        return stage.model, stage.train_seconds
+
+    def cyclic_users(self, step: int | torch.Tensor) -> torch.Tensor:
         """The code's fixed order: minibatch `step` takes the next `inner_batch` synthetic users, cyclically."""
         b = min(self.inner_batch, self.num_summary_users)
         return (step * b + torch.arange(b, device=self.device)) % self.num_summary_users

@@ -1,6 +1,6 @@
 """Training stages of the distill family inside Lightning: a seqrec model trained on the real training rows (the
-full-data references, TD3's pretraining and its expert trajectory) runs as its own `RealDataStage` under its own
-Trainer (`lightning_modules.stages.run_stage`, with the outer run's accelerator, precision, devices and strategy),
+full-data references, TD3's pretraining and its expert trajectory) runs as its own `RealDataStage`, and a fresh
+target trained on a summary as a `SummaryStage`, each under its own Trainer (`lightning_modules.stages.run_stage`, with the outer run's accelerator, precision, devices and strategy),
 so DDP, mixed precision and the accelerator reach these stages as they reach the outer fit.
 
 The stage does what a plain loop over the real rows did, step for step, so a seed gives the same model:
@@ -119,4 +119,40 @@ class RealDataStage(pl.LightningModule):
 
     def on_fit_end(self) -> None:
         self.model.load_state_dict(self.best_state)
+        self.model.eval()
+
+
+class SummaryStage(pl.LightningModule):
+    """Train a fresh target for `steps` optimiser steps on a fixed (detached) summary: step s trains on
+    `batch_for(s)` (the summary's soft sequences of the code's cyclic minibatch s, computed without grad) with
+    `loss(model, dist, valid)`, the optimiser from `make_optimizer(parameters)`. One epoch of `steps` batches whose
+    batch is the step index, so it is the plain loop (zero_grad / backward / step) step for step. After fit: `model`
+    in eval mode and `train_seconds` (the training steps only, the Trainer's set-up excluded)."""
+
+    def __init__(self, model: nn.Module, steps: int, batch_for: Callable[[torch.Tensor], tuple],
+                 loss: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor],
+                 make_optimizer: Callable[..., torch.optim.Optimizer]):
+        super().__init__()
+        self.model = model
+        self.steps = steps
+        self._batch_for, self._loss, self._make_optimizer = batch_for, loss, make_optimizer
+        self.train_seconds = 0.0
+
+    def train_dataloader(self) -> DataLoader:
+        # a private generator: creating the iterator draws nothing from the global one, which the loss uses
+        return DataLoader(torch.arange(self.steps), batch_size=None, generator=torch.Generator())
+
+    def configure_optimizers(self):
+        return self._make_optimizer(self.model.parameters())
+
+    def on_train_start(self) -> None:
+        self._start = time.perf_counter()
+
+    def training_step(self, step: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        with torch.no_grad():
+            dist, valid = self._batch_for(step)
+        return self._loss(self.model, dist, valid)
+
+    def on_train_end(self) -> None:
+        self.train_seconds = time.perf_counter() - self._start
         self.model.eval()

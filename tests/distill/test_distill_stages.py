@@ -14,8 +14,8 @@ import datamodules  # noqa: F401
 import lightning_modules  # noqa: F401
 from contracts.batch import distill as B
 from contracts.registry import DATASETS, MODELS
-from lightning_modules.distill.base import DistillModule
-from lightning_modules.distill.stages import RealDataStage
+from lightning_modules.distill.base import DistillModule, summary_loss
+from lightning_modules.distill.stages import RealDataStage, SummaryStage
 from lightning_modules.seqrec.metrics import ranking_metrics
 from tests.conftest import fast_trainer
 
@@ -104,6 +104,34 @@ def test_a_stage_reproduces_at_a_fixed_seed_and_equals_the_plain_loop():
     for name, value in plain.state_dict().items():
         assert torch.equal(value, a.state_dict()[name]), name
         assert torch.equal(plain_snaps[3][name], a_snaps[3][name]), name
+
+
+def test_training_on_a_summary_is_a_lightning_stage_equal_to_the_plain_loop(monkeypatch):
+    dm = tiny_data()
+    model = MODELS.get("random_subset").cls(
+        **dm.model_kwargs(), targets=("sasrec",), target_args={"sasrec": TINY}, eval_ks=(10,), synthetic_users=6,
+        synthetic_len=8, target_steps=7, inner_batch=4)
+    fast_trainer(max_epochs=1, limit_val_batches=0).fit(model, datamodule=dm)
+    stages = []
+    monkeypatch.setattr(SummaryStage, "on_train_start", lambda self: (stages.append(self), setattr(self, "_start", 0.0)))
+    torch.manual_seed(7)
+    staged, seconds = model.train_on_summary("sasrec")
+    assert len(stages) == 1 and stages[0].trainer.global_step == 7 and seconds > 0
+
+    torch.manual_seed(7)  # the loop the stage replaces, written out
+    plain = model.new_target("sasrec").train()
+    optimizer = torch.optim.Adam(plain.parameters(), lr=model.net_lr, weight_decay=model.net_weight_decay)
+    for step in range(7):
+        with torch.no_grad():
+            dist, valid = model.summary_distributions(model.cyclic_users(step))
+        params = {**dict(plain.named_parameters()), **dict(plain.named_buffers())}
+        loss = summary_loss(plain, params, dist, valid, True, model.min_prefix)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert not staged.training
+    for name, value in plain.state_dict().items():
+        assert torch.equal(value, staged.state_dict()[name]), name
 
 
 def test_the_reference_cache_is_reused():
