@@ -17,10 +17,16 @@ Two protocol switches, so that one datamodule serves the validated protocol and 
 
 The interaction table is kept as int32 codes wherever ids fit (users and items as categorical codes, one
 stable lexsort), so a 20M-row table is preprocessed in a few GB.
+
+Item side information (`item_features=True`, on datasets whose subclass implements `item_metadata`): a per-item
+feature table in the format of `contracts.batch.seqrec` (token slots per field, a text embedding), built once from
+the dataset's item file and cached, returned by `item_features()`. It enters the data hash only when it is on, so
+a board without features keeps its hash and its batches.
 """
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,9 +35,51 @@ import torch
 
 from contracts.atomic import save_cache
 from contracts.batch import seqrec as B
+from contracts.batch.seqrec import FIELD_SIZES, ITEM_TEXT, ITEM_TOKENS, SLOT_FIELD
 from datamodules.base import DataError, PaperboardDataModule, TensorBatchDataset, arrays_hash, load_cache
 
 TRAIN_WINDOWS = ("last", "all", "prefixes")
+
+
+@dataclass
+class ItemMetadata:
+    """What a dataset knows about its items, aligned with `raw_item_ids`: per field, each item's values (any
+    hashable, an empty list when the item lacks the field), and either texts to embed (an empty string = no text) or
+    ready-made embeddings (synthetic data). `text_source` says in words what the text is; `notes` holds counts the
+    board states (e.g. items whose alignment was ambiguous)."""
+
+    fields: dict[str, list[list]]
+    texts: list[str] | None = None
+    text_embeddings: np.ndarray | None = None
+    text_source: str = "none"
+    notes: dict = field(default_factory=dict)
+
+
+def encode_fields(fields: dict[str, list[list]], num_items: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-field value lists -> (item_tokens [N+1, S], slot_field [S], field_sizes [F]) in the contract's format.
+
+    Each field's values are sorted (as strings) into its vocabulary; field f owns ids offset_f + 1 .. offset_f +
+    size_f of one shared range, and a field whose items hold up to m values gets m slots. Repeated values within an
+    item are kept once. One pass of numpy per field, no per-item Python beyond flattening the lists."""
+    blocks, slot_field, sizes, offset = [], [], [], 0
+    for index, values in enumerate(fields.values()):
+        if len(values) != num_items:
+            raise DataError(f"item metadata has {len(values)} rows for {num_items} items")
+        unique = [list(dict.fromkeys(v)) for v in values]
+        lengths = np.fromiter((len(v) for v in unique), dtype=np.int64, count=num_items)
+        flat = np.asarray([str(x) for v in unique for x in v], dtype=str)
+        vocab, codes = np.unique(flat, return_inverse=True) if len(flat) else (np.empty(0, str), np.empty(0, np.int64))
+        slots = max(int(lengths.max(initial=0)), 1)
+        block = np.zeros((num_items + 1, slots), dtype=np.int64)
+        rows = np.repeat(np.arange(1, num_items + 1), lengths)
+        cols = np.arange(len(flat)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        block[rows, cols] = codes.reshape(-1) + 1 + offset
+        blocks.append(block)
+        slot_field.extend([index] * slots)
+        sizes.append(len(vocab))
+        offset += len(vocab)
+    return (np.concatenate(blocks, axis=1), np.asarray(slot_field, dtype=np.int64),
+            np.asarray(sizes, dtype=np.int64))
 
 
 def left_padded_windows(values: np.ndarray, starts: np.ndarray, ends: np.ndarray, length: int) -> np.ndarray:
@@ -47,7 +95,8 @@ class SeqRecDataModule(PaperboardDataModule):
 
     def __init__(self, data_dir: str | None = None, max_len: int = 50, batch_size: int = 128,
                  eval_batch_size: int = 256, min_seq_len: int = 3, train_windows: str = "last",
-                 num_workers: int = 0, validation_item: bool = True):
+                 num_workers: int = 0, validation_item: bool = True, item_features: bool = False,
+                 text_encoder: str = "auto"):
         super().__init__(data_dir, batch_size, eval_batch_size, num_workers)
         if train_windows not in TRAIN_WINDOWS:
             raise ValueError(f"train_windows must be one of {TRAIN_WINDOWS}, got {train_windows!r}")
@@ -62,6 +111,10 @@ class SeqRecDataModule(PaperboardDataModule):
         self.num_items: int | None = None
         self.num_users: int | None = None
         self.has_time: bool | None = None
+        self.use_item_features = bool(item_features)
+        self.text_encoder = text_encoder
+        self._item_features: dict[str, torch.Tensor] | None = None
+        self.feature_facts: dict = {}
 
     # ----- what a subclass provides ----------------------------------------------------------------------
     def source_file(self) -> Path:
@@ -72,6 +125,14 @@ class SeqRecDataModule(PaperboardDataModule):
         """Flat arrays `user`, `item` (raw ids, any integer), optional `time` (int seconds); rows in the order the
         interactions happened within each user (ties in time keep this order)."""
         raise NotImplementedError
+
+    def item_metadata(self, raw_item_ids: np.ndarray) -> ItemMetadata:
+        """The items' side information, aligned with `raw_item_ids` (the source's ids of items 1..N)."""
+        raise DataError(f"{self.registry_name} has no item side information; run it with item_features: false")
+
+    def metadata_identity(self) -> str:
+        """Names the metadata files (path, size, mtime), so a replaced file never reads a stale feature cache."""
+        return ""
 
     # ----- shared pipeline -----------------------------------------------------------------------------
     def prepare_data(self) -> None:
@@ -183,9 +244,14 @@ class SeqRecDataModule(PaperboardDataModule):
             test[B.NEXT_TIMESTAMPS] = left_padded_windows(times, starts + 1, ends, L)
         for split in (val, test):
             split[B.SAMPLE_IDX] = np.arange(self.num_users)
-        self.data_hash = arrays_hash({**{f"train/{k}": v for k, v in train.items()},
-                                      **{f"val/{k}": v for k, v in val.items()},
-                                      **{f"test/{k}": v for k, v in test.items()}})
+        hashed = {**{f"train/{k}": v for k, v in train.items()}, **{f"val/{k}": v for k, v in val.items()},
+                  **{f"test/{k}": v for k, v in test.items()}}
+        if self.use_item_features:  # only then: a board without features keeps its data hash
+            table = self._feature_table(seq["raw_item_ids"])
+            hashed.update({f"features/{k}": table[k] for k in (ITEM_TOKENS, SLOT_FIELD, FIELD_SIZES, ITEM_TEXT)})
+            self._item_features = {k: torch.from_numpy(np.ascontiguousarray(table[k]))
+                                   for k in (ITEM_TOKENS, SLOT_FIELD, FIELD_SIZES, ITEM_TEXT)}
+        self.data_hash = arrays_hash(hashed)
         # int64 arrays become tensors without a copy
         to_tensors = lambda split: {k: torch.from_numpy(np.ascontiguousarray(v)).long() for k, v in split.items()}
         self.train_set = TensorBatchDataset(to_tensors(train))
@@ -193,13 +259,71 @@ class SeqRecDataModule(PaperboardDataModule):
         self.test_set = TensorBatchDataset(to_tensors(test))
         self.num_interactions = int(len(items))
 
+    def _feature_table(self, raw_item_ids: np.ndarray) -> dict[str, np.ndarray]:
+        """The contract's feature arrays and the facts about them (cached: text embedding is the slow part)."""
+        key = hashlib.sha1(f"{self.metadata_identity()}|{self.text_encoder}|{arrays_hash({'ids': raw_item_ids})}"
+                           .encode()).hexdigest()[:12]
+        path = self.cache_dir / f"{self.registry_name}-item-features-{key}.npz"
+        table = load_cache(path) if self.metadata_identity() else None
+        if table is None:
+            table = self.build_feature_table(raw_item_ids)
+            if self.metadata_identity():
+                save_cache(path, table)
+        self.feature_facts = {
+            "item_fields": [str(f) for f in table["field_names"]],
+            "item_feature_slots": int(table[ITEM_TOKENS].shape[1]),
+            "items_lacking_attributes": int(table["items_lacking_attributes"]),
+            "text_source": str(table["text_source"]), "text_encoder": str(table["text_encoder_used"]),
+            "text_dim": int(table[ITEM_TEXT].shape[1]), "items_lacking_text": int(table["items_lacking_text"]),
+            **{str(k): int(v) for k, v in zip(table["note_names"], table["note_values"])},
+        }
+        return table
+
+    def build_feature_table(self, raw_item_ids: np.ndarray) -> dict[str, np.ndarray]:
+        meta = self.item_metadata(raw_item_ids)
+        n = len(raw_item_ids)
+        tokens, slot_field, sizes = encode_fields(meta.fields, n)
+        if meta.text_embeddings is not None:
+            text, used = np.asarray(meta.text_embeddings, dtype=np.float32), "planted"
+            has_text = np.ones(n, dtype=bool)
+        elif meta.texts is not None:
+            from datamodules.text import embed_texts
+
+            has_text = np.array([bool(t) for t in meta.texts])
+            text, used = embed_texts(list(meta.texts), self.text_encoder, self.cache_dir)
+            text = np.array(text, dtype=np.float32)
+            text[~has_text] = 0.0  # no text: a zero vector, not the encoding of ""
+        else:
+            text, used, has_text = np.zeros((n, 0), np.float32), "none", np.zeros(n, dtype=bool)
+        return {
+            ITEM_TOKENS: tokens, SLOT_FIELD: slot_field, FIELD_SIZES: sizes,
+            ITEM_TEXT: np.concatenate([np.zeros((1, text.shape[1]), np.float32), text]),
+            "field_names": np.asarray(list(meta.fields), dtype=str),
+            "items_lacking_attributes": np.array(int((tokens[1:] == 0).all(axis=1).sum())),
+            "items_lacking_text": np.array(int((~has_text).sum()) if text.shape[1] else n),
+            "text_source": np.array(meta.text_source), "text_encoder_used": np.array(used),
+            "note_names": np.asarray(list(meta.notes), dtype=str),
+            "note_values": np.asarray(list(meta.notes.values()), dtype=np.int64),
+        }
+
+    def item_features(self) -> dict[str, torch.Tensor] | None:
+        """The per-item side information (see `contracts.batch.seqrec`), or None when `item_features` is off."""
+        if not self.use_item_features:
+            return None
+        if self._item_features is None:
+            self.setup()
+        return self._item_features
+
     def model_kwargs(self) -> dict:
         if self.num_items is None:
             self.setup()
         return {"num_items": self.num_items, "max_len": self.max_len}
 
     def describe(self) -> dict:
-        return {"data_hash": self.data_hash, "users": self.num_users, "items": self.num_items,
-                "interactions": self.num_interactions, "train_rows": len(self.train_set),
-                "has_time": self.has_time, "max_len": self.max_len, "train_windows": self.train_windows,
-                "validation_item": self.validation_item}
+        facts = {"data_hash": self.data_hash, "users": self.num_users, "items": self.num_items,
+                 "interactions": self.num_interactions, "train_rows": len(self.train_set),
+                 "has_time": self.has_time, "max_len": self.max_len, "train_windows": self.train_windows,
+                 "validation_item": self.validation_item}
+        if self.use_item_features:
+            facts.update(item_features=True, **self.feature_facts)
+        return facts

@@ -15,6 +15,10 @@ adds z: z + Dropout(FFN(z)). Flags for the other forms, stated rather than hidde
 - `residual_from_normalized=False` (with `query_only_layernorm=True`): queries normalised but raw residuals,
   x + Dropout(Attn(LN(x), x)), x + Dropout(FFN(LN(x))) -- this suite's form before the official one became the
   default; records trained with `query_only_layernorm=True` and no `residual_from_normalized` argument used it.
+
+`item_features=True` is the feature-fused baseline "SASRec with summed attribute embeddings" (not in the paper):
+an item is E[item] + its side-information embeddings (each field's mean token embedding, the projected text),
+summed, both as input and as candidate (see `side_information`). Off, the model is unchanged.
 """
 from __future__ import annotations
 
@@ -28,6 +32,8 @@ from lightning_modules.base_arguments import base_arguments
 from lightning_modules.layers import MultiHeadAttention
 from lightning_modules.seqrec.base import SeqRecModule
 from lightning_modules.seqrec.layers import BlockStack, ItemPositionInput, PreNormBlock, causal_padding_mask
+from lightning_modules.seqrec.side_information import (ItemSideInformation, ItemWithSideInformation,
+                                                       SideInformationMixin)
 
 
 class PointWiseFeedForward(nn.Module):
@@ -62,7 +68,7 @@ def self_attention_block(dim: int, num_heads: int, dropout: float, query_only_la
 
 
 @register_model("sasrec", family="seqrec")
-class SASRec(SeqRecModule):
+class SASRec(SideInformationMixin, SeqRecModule):
     def __init__(
         self,
         num_items: int,
@@ -73,6 +79,7 @@ class SASRec(SeqRecModule):
         dropout: float = 0.2,
         query_only_layernorm: bool = True,
         residual_from_normalized: bool = True,
+        item_features: bool = False,
         loss: str = "bce",
         num_negatives: int = 1,
         temperature: float = 1.0,
@@ -85,7 +92,12 @@ class SASRec(SeqRecModule):
     ):
         super().__init__(**base_arguments(SeqRecModule, locals()))
         self.save_hyperparameters()
-        self.input = ItemPositionInput(self.item_embedding, max_len, dropout)
+        items = self.item_embedding
+        if item_features:
+            self.side = ItemSideInformation(num_items, embed_dim)
+            self.side_candidates = True
+            items = ItemWithSideInformation(self.item_embedding, self.side)
+        self.input = ItemPositionInput(items, max_len, dropout)
         self.blocks = BlockStack(
             self_attention_block(embed_dim, num_heads, dropout, query_only_layernorm, residual_from_normalized)
             for _ in range(num_blocks)
