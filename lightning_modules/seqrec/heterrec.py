@@ -31,6 +31,9 @@ next-item loss (the `single_step` ablation).
 Scoring: candidates are the ID embedding plus the item's summed side embeddings (`candidate_features`; False: ID
 embeddings only), so rarely seen items score by their attributes. The training recipe is the HSTU one used by the
 family's other generative rows (sampled softmax, temperature 0.05, L2-normalised vectors, AdamW lr 1e-3).
+`dropout` applies to the embeddings, the residual branches and the FFN; `attention_dropout` (default 0) to the
+attention weights, which at L*K tokens are K^2 times SASRec's and whose dropout masks would cost about a quarter of
+a CPU training step.
 Differences from the paper that are known: no image tokens (no images here); the text encoder is MiniLM, not the
 paper's; the paper's widths, depths, S, step weights and negatives are unknown, so the defaults are ours.
 """
@@ -52,11 +55,12 @@ WITHIN_ITEM = ("full", "causal")
 AGGREGATIONS = ("mean", "id", "last")
 
 
-def transformer_stack(dim: int, num_blocks: int, num_heads: int, dropout: float, ffn_multiply: int) -> BlockStack:
+def transformer_stack(dim: int, num_blocks: int, num_heads: int, dropout: float, ffn_multiply: int,
+                      attention_dropout: float) -> BlockStack:
     ffn = lambda: nn.Sequential(nn.Linear(dim, dim * ffn_multiply), nn.GELU(), nn.Dropout(dropout),
                                 nn.Linear(dim * ffn_multiply, dim))
-    return BlockStack(PreNormBlock(MultiHeadAttention(dim, num_heads, dropout), ffn(), lambda: nn.LayerNorm(dim),
-                                   dropout) for _ in range(num_blocks))
+    return BlockStack(PreNormBlock(MultiHeadAttention(dim, num_heads, attention_dropout), ffn(),
+                                   lambda: nn.LayerNorm(dim), dropout) for _ in range(num_blocks))
 
 
 def hierarchical_token_mask(input_ids: torch.Tensor, tokens_per_item: int, within_item: str = "full") -> torch.Tensor:
@@ -129,6 +133,7 @@ class HeterRec(SideInformationMixin, SeqRecModule):
         item_blocks: int = 2,
         ffn_multiply: int = 2,
         dropout: float = 0.2,
+        attention_dropout: float = 0.0,
         htfl: bool = True,
         hct: bool = True,
         within_item: str = "full",
@@ -165,13 +170,15 @@ class HeterRec(SideInformationMixin, SeqRecModule):
         self.side_candidates = candidate_features
         self.htfl = HeterogeneousTokenFlattening(self.item_embedding, self.side, max_len, embed_dim, dropout,
                                                  flatten=htfl)
+        stack = lambda blocks: transformer_stack(embed_dim, blocks, num_heads, dropout, ffn_multiply,
+                                                 attention_dropout)
         if hct:
-            self.token_level = transformer_stack(embed_dim, token_blocks, num_heads, dropout, ffn_multiply)
+            self.token_level = stack(token_blocks)
             self.item_position = nn.Embedding(max_len, embed_dim)
             nn.init.normal_(self.item_position.weight, std=0.02)
-            self.item_level = transformer_stack(embed_dim, item_blocks, num_heads, dropout, ffn_multiply)
+            self.item_level = stack(item_blocks)
         else:
-            self.flat = transformer_stack(embed_dim, token_blocks + item_blocks, num_heads, dropout, ffn_multiply)
+            self.flat = stack(token_blocks + item_blocks)
         self.final_norm = nn.LayerNorm(embed_dim)
         self.step_heads = nn.ModuleList(nn.Linear(embed_dim, embed_dim) for _ in range(lmp_steps - 1)
                                         ) if lmp_step_heads else None
