@@ -26,7 +26,9 @@ choice a flag):
 - `msac=False` draws the same number of negatives uniformly instead (the "w/o MSAC" ablation).
 
 Evaluation ranks the held-out item among the whole catalogue (exact top-k over all item vectors), the user's
-previously seen items removed; Recall@K equals HR@K because each user has one held-out item.
+previously seen items removed; Recall@K equals HR@K because each user has one held-out item. With `eval_index`
+"ivf" or "hnsw" the run also serves the catalogue from a faiss index (`index.py`) and logs `ann_recall@K` (Recall@K
+from the index's candidates) and `index_recall@K` (how much of the exact top-K the index keeps).
 """
 from __future__ import annotations
 
@@ -43,6 +45,7 @@ from contracts.batch import retrieval as R
 from contracts.registry import register_model, register_model_variant
 from lightning_modules.retrieval import samplers as S
 from lightning_modules.retrieval.clustering import Codebooks, fuse, residual_codebooks
+from lightning_modules.retrieval.index import INDEXES, ItemIndex, approx_rank, index_recall, kept, top_candidates
 from lightning_modules.seqrec.metrics import ranking_metrics, target_rank
 
 SAMPLERS = ("uniform", "popularity", "in_batch", "mixed", "hard", "mixgcf", "esans")
@@ -95,6 +98,10 @@ class TwoTower(pl.LightningModule):
         interpolation_lambda: float = 0.3,
         esans_in_batch: bool = True,
         cluster_seed: int = 0,
+        eval_index: str = "exact",
+        index_nlist: int = 0,
+        index_nprobe: int = 8,
+        index_hnsw_m: int = 32,
         lr: float = 1e-3,
         weight_decay: float = 1e-6,
         eval_ks: tuple[int, ...] = (50, 200),
@@ -107,6 +114,8 @@ class TwoTower(pl.LightningModule):
             raise ValueError(f"unknown item_features {sorted(unknown)}; choose from {', '.join(ITEM_FEATURES)}")
         if num_items < 2:
             raise ValueError(f"num_items must be >= 2, got {num_items}")
+        if eval_index not in INDEXES:
+            raise ValueError(f"unknown eval_index {eval_index!r}; choose one of {', '.join(INDEXES)}")
         if m_o < 2 and sampler == "esans" and edis_simple:
             raise ValueError("EDIS simple interpolation mixes k = 2..m_o negatives: m_o must be >= 2")
         self.save_hyperparameters()
@@ -135,6 +144,11 @@ class TwoTower(pl.LightningModule):
         self._metric_keys = {n: n.replace("@", "_at_") for n in names}
         self.val_metrics = nn.ModuleDict({k: MeanMetric() for k in self._metric_keys.values()})
         self.test_metrics = nn.ModuleDict({k: MeanMetric() for k in self._metric_keys.values()})
+        self._index_built: ItemIndex | None = None
+        if eval_index != "exact":  # the approximate index's metrics beside the exact ones
+            self._ann_keys = [f"{kind}@{k}" for kind in ("ann_recall", "index_recall") for k in self.eval_ks]
+            self.val_ann = nn.ModuleDict({key.replace("@", "_at_"): MeanMetric() for key in self._ann_keys})
+            self.test_ann = nn.ModuleDict({key.replace("@", "_at_"): MeanMetric() for key in self._ann_keys})
 
     # ----- side information --------------------------------------------------------------------------------
     def attach_item_features(self, features: dict[str, torch.Tensor]) -> None:
@@ -336,7 +350,8 @@ class TwoTower(pl.LightningModule):
     def _evaluate(self, batch: dict, metrics: nn.ModuleDict, stage: str) -> None:
         if self._eval_items is None:
             self._eval_items = self._all_item_vectors()
-        scores = self.user_vectors(batch[R.HISTORY]) @ self._eval_items.T
+        users = self.user_vectors(batch[R.HISTORY])
+        scores = users @ self._eval_items.T
         exclude = self._seen_mask(batch[R.USER], batch[R.SEEN_END], scores.shape[1])
         rank = target_rank(scores.float(), batch[R.TARGET], exclude)
         for name, values in ranking_metrics(rank, self.eval_ks).items():
@@ -344,12 +359,34 @@ class TwoTower(pl.LightningModule):
             metric = metrics[self._metric_keys[name]]
             metric.update(values)
             self.log(f"{stage}/{name}", metric, on_step=False, on_epoch=True, batch_size=rank.shape[0])
+        if self.hp.eval_index != "exact":
+            self._evaluate_index(users, scores, exclude, batch[R.TARGET], stage)
+
+    def _evaluate_index(self, users, scores, exclude, target, stage: str) -> None:
+        """Recall@K when the catalogue is served from the approximate index, and the index's recall of the exact
+        top-K (both with the user's seen items removed)."""
+        hp, k_max = self.hp, max(self.eval_ks)
+        if self._index_built is None:
+            self._index_built = ItemIndex(hp.eval_index, self._eval_items, hp.index_nlist, hp.index_nprobe,
+                                          hp.index_hnsw_m, seed=hp.cluster_seed)
+        depth = k_max + int(exclude.sum(1).max())  # room for the seen items the filter removes (eval only)
+        found = self._index_built.search(users, depth)
+        rank = approx_rank(found, exclude, target, miss=hp.num_items + 1)
+        approx_top = top_candidates(found, kept(found, exclude), k_max)
+        exact_top = scores.float().masked_fill(exclude, float("-inf")).topk(k_max, dim=1).indices
+        metrics = self.val_ann if stage == "val" else self.test_ann
+        for k in self.eval_ks:
+            for name, values in ((f"ann_recall@{k}", (rank <= k).float()),
+                                 (f"index_recall@{k}", index_recall(approx_top, exact_top, k))):
+                metric = metrics[name.replace("@", "_at_")]
+                metric.update(values)
+                self.log(f"{stage}/{name}", metric, on_step=False, on_epoch=True, batch_size=rank.shape[0])
 
     def on_validation_epoch_start(self) -> None:
-        self._eval_items = None
+        self._eval_items, self._index_built = None, None
 
     def on_test_epoch_start(self) -> None:
-        self._eval_items = None
+        self._eval_items, self._index_built = None, None
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self._evaluate(batch, self.val_metrics, "val")
