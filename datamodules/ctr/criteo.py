@@ -55,29 +55,42 @@ def fuxictr_bucket(values: pd.Series) -> np.ndarray:
     return np.where(x > 2, np.floor(np.log(np.maximum(x, 1.0)) ** 2), np.trunc(x)).astype(np.int64)
 
 
-def read_csv_chunks(path: Path, chunk_rows: int, dense_cols, sparse_cols) -> Iterator[pd.DataFrame]:
-    """Arrow's streaming CSV reader (C++, multi-threaded) in blocks of about `chunk_rows` rows; categorical columns
-    as strings ("" kept as a value), numeric as float32 (empty -> NA), label column named `label`."""
+def read_csv_chunks(path: Path, chunk_rows: int, dense_cols, sparse_cols,
+                    block_bytes: int = 8 << 20) -> Iterator[pd.DataFrame]:
+    """Arrow's streaming CSV reader (C++) in chunks of about `chunk_rows` rows; categorical columns as strings ("" kept
+    as a value), numeric as float32 (empty -> NA), label column named `label`.
+
+    The reader parses `block_bytes` blocks and reads several blocks ahead of the consumer, so its memory is a
+    multiple of the block size: small blocks (8 MiB) joined into chunks keep it small whatever the chunk size."""
     import pyarrow as pa  # the family's extra: imported where used, so that the other families import without it
     import pyarrow.csv as pacsv
 
-    with open(path, "rb") as f:
-        sample = f.read(1 << 16)
-    bytes_per_row = max(1, len(sample) // max(1, sample.count(b"\n")))
-    read = pacsv.ReadOptions(block_size=max(1 << 16, min(chunk_rows * bytes_per_row, 1 << 30)))
+    read = pacsv.ReadOptions(block_size=block_bytes)
     convert = pacsv.ConvertOptions(column_types={**{c: pa.float32() for c in dense_cols},
                                                  **{c: pa.string() for c in sparse_cols}},
                                    strings_can_be_null=False)
+    line = 2  # the first data line, after the header
+
+    def chunk_of(batches: list) -> pd.DataFrame:
+        nonlocal line
+        chunk = pa.Table.from_batches(batches).to_pandas()
+        if "Label" in chunk.columns and "label" not in chunk.columns:  # Criteo_x4 capitalises it
+            chunk = chunk.rename(columns={"Label": "label"})
+        chunk.attrs.update(source=str(path), first_line=line)  # so that a bad value's message names its line
+        line += len(chunk)
+        return chunk
+
     try:
         reader = pacsv.open_csv(path, read_options=read, convert_options=convert)
-        line = 2  # the first data line, after the header
+        pending, rows = [], 0
         for record_batch in reader:
-            chunk = record_batch.to_pandas()
-            if "Label" in chunk.columns and "label" not in chunk.columns:  # Criteo_x4 capitalises it
-                chunk = chunk.rename(columns={"Label": "label"})
-            chunk.attrs.update(source=str(path), first_line=line)  # so that a bad value's message names its line
-            line += len(chunk)
-            yield chunk
+            pending.append(record_batch)
+            rows += record_batch.num_rows
+            if rows >= chunk_rows:
+                yield chunk_of(pending)
+                pending, rows = [], 0
+        if pending:
+            yield chunk_of(pending)
     except pa.ArrowInvalid as err:  # e.g. a non-numeric entry in a numeric column, a ragged row
         raise DataError(f"cannot parse {path}: {err}") from err
 
