@@ -109,3 +109,24 @@ def test_safer_stages_run_under_trainers_with_the_outer_precision(tiny, monkeypa
     trainer.fit(model, datamodule=tiny)
     assert seen == [("Stage1", "bf16-mixed", 2), ("RefineStage", "bf16-mixed", 2)]
     assert model.trainer is trainer and len(model.stage_log["stage1"]["val_loss"]) == 2
+
+
+def test_acil_imitates_the_survivors_and_avoids_the_deceased_patients_actions():
+    """At the same states survivors were given action 0 and deceased patients action 1 (a third of the time):
+    cloning every patient puts a third of the mass on action 1, ACIL moves it to action 0."""
+    from torch.utils.data import DataLoader
+
+    g = torch.Generator().manual_seed(0)
+    n, steps = 256, 4
+    died = (torch.rand(n, generator=g) < 1 / 3).long()
+    batch = {B.VITALS: torch.randn(n, steps, 3, generator=g), B.MEDS: torch.zeros(n, steps, 2),
+             B.NOTES: torch.zeros(n, steps, 2), B.MASK: torch.ones(n, steps), B.DEMO: torch.zeros(n, 1),
+             B.ACTION: died.clone(), B.DIED: died}
+    loader = DataLoader([batch] * 150, batch_size=None)
+    pl.seed_everything(0, verbose=False)
+    model = MODELS.get("acil").build(vitals_dim=3, meds_dim=2, notes_dim=2, demo_dim=1, history_len=steps,
+                                     hidden_dim=32, lr=3e-3, disc_lr=3e-3)
+    fast_trainer(max_epochs=1).fit(model, train_dataloaders=loader)
+    with torch.no_grad():
+        pi = torch.softmax(model(batch)["logits"], -1).mean(0)
+    assert pi[0] > 0.8 and pi[1] < 0.1, pi[:2]
