@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 BOARDS = ("dtr-icu-sepsis-knob", "dtr-icu-sepsis")
-BASELINES = ("bc_mlp", "lstm", "retain", "srl_rnn", "cql")
+BASELINES = ("bc_mlp", "lstm", "retain", "srl_rnn", "acil", "cql")
 
 
 def knob_table(records: list[dict], metric: str) -> dict:
