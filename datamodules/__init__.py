@@ -7,3 +7,4 @@ from datamodules import tsedit  # noqa: F401
 from datamodules import distill  # noqa: F401
 from datamodules import marl  # noqa: F401
 from datamodules import retrieval  # noqa: F401
+from datamodules import imitation  # noqa: F401

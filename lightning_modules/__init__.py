@@ -7,3 +7,4 @@ from lightning_modules import distill  # noqa: F401
 from lightning_modules import ctr  # noqa: F401
 from lightning_modules import marl  # noqa: F401
 from lightning_modules import retrieval  # noqa: F401
+from lightning_modules import imitation  # noqa: F401

@@ -65,6 +65,10 @@ FAMILIES = {
                     num_test_tasks=4, batch_size=16, eval_batch_size=16),
                dict(hidden_dim=8, num_blocks=1, diffusion_steps=10, sampling_steps=2, disc_steps=2,
                     share_backbone=False)),
+    "imitation": ("synthetic-microgrid",
+                  dict(days=15, episodes_per_operator=2, batch_size=8, eval_batch_size=16, rollout_envs=2, horizon=6),
+                  dict(hidden_dim=8, d_model=8, num_heads=1, num_layers=1, window=3, latent_dim=2, bc_epochs=1,
+                       simulator_steps=1, ppo_epochs=1)),
 }
 
 
@@ -179,6 +183,9 @@ def probe(model, family: str, dm) -> dict[str, torch.Tensor]:
             out["actions"] = model.act(obs, 0, model.reset_policy_state(2, model.num_agents), explore=False)[0]
         elif family == "retrieval":
             out["scores"] = model(dm.val_set.__getitems__(list(range(4)))[RETRIEVAL.HISTORY])
+        elif family == "imitation":
+            obs = torch.randn(2, model.state_dim)
+            out["actions"] = model.act(obs, 0, model.reset_policy_state(2), explore=False)[0]
         elif family == "tsedit":
             batch = dm.train_set.__getitems__(list(range(4)))
             out["eps"] = model.eps(batch[TSEDIT.X], 1, batch[TSEDIT.ATTR])
