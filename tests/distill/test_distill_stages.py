@@ -4,6 +4,8 @@ sees every training target by default."""
 from __future__ import annotations
 
 import copy
+import json
+from pathlib import Path
 
 import lightning.pytorch as pl
 import numpy as np
@@ -194,3 +196,46 @@ def test_subsets_need_a_distill_dataset():
                                             synthetic_len=6, target_args={"sasrec": TINY})
     with pytest.raises(Exception, match="user_sequences"):
         fast_trainer(max_epochs=1).fit(model, datamodule=dm)
+
+
+class RankProbe(Probe):
+    """Probe that writes, per rank, the world size its stage's Trainer ran under and a digest of the stage's model."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.unused = torch.nn.Parameter(torch.zeros(1))  # DDP wraps only a module with a trainable parameter
+
+    def build_summary(self) -> None:
+        super().build_summary()
+        model = self.probe[0]
+        digest = float(sum(p.double().sum() for p in model.state_dict().values()))
+        (Path(self.out_dir) / f"rank{self.global_rank}.json").write_text(
+            json.dumps({"world": self.stage_world, "digest": digest}))
+
+    def fit_on_real(self, model, *args, **kwargs):
+        original = RealDataStage.on_fit_start
+
+        def spy(stage):
+            self.stage_world = stage.trainer.world_size
+            original(stage)
+
+        RealDataStage.on_fit_start = spy
+        try:
+            return super().fit_on_real(model, *args, **kwargs)
+        finally:
+            RealDataStage.on_fit_start = original
+
+
+@pytest.mark.slow  # two process spawns
+@pytest.mark.timeout(600)
+def test_a_stage_inside_a_ddp_run_joins_its_process_group(tmp_path):
+    """Under a two-process DDP fit the stage trains with world size 2 in each rank (the ranks' data shards, gradients
+    all-reduced), and both ranks end with the same weights."""
+    dm = tiny_data()
+    model = RankProbe(**dm.model_kwargs(), targets=("sasrec",), target_args={"sasrec": TINY}, eval_ks=(10,),
+                      reference_batch_size=16)
+    model.out_dir = str(tmp_path)  # an instance attribute travels to the spawned ranks with the model
+    fast_trainer(max_epochs=1, limit_val_batches=0, devices=2, strategy="ddp_spawn").fit(model, datamodule=dm)
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    assert [r["world"] for r in ranks] == [2, 2]
+    assert ranks[0]["digest"] == pytest.approx(ranks[1]["digest"], rel=1e-9)
