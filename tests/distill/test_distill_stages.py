@@ -92,6 +92,7 @@ def test_a_stage_runs_under_its_own_trainer_with_the_outer_precision(monkeypatch
     assert len(model.stage_runs) == 1 and model.stage_runs[0]["epochs"] >= 3
 
 
+@pytest.mark.slow  # several tiny fits; the summary stage's equality test stays in the default tier
 def test_a_stage_reproduces_at_a_fixed_seed_and_equals_the_plain_loop():
     dm = tiny_data()
     first, second = run_probe(dm), run_probe(dm)
@@ -135,6 +136,7 @@ def test_training_on_a_summary_is_a_lightning_stage_equal_to_the_plain_loop(monk
         assert torch.equal(value, staged.state_dict()[name]), name
 
 
+@pytest.mark.slow  # several tiny fits; the summary stage's equality test stays in the default tier
 def test_the_reference_cache_is_reused():
     pl.seed_everything(0, verbose=False)
     dm = tiny_data(seed=3)
@@ -154,6 +156,7 @@ def test_the_reference_cache_is_reused():
     assert first_metrics["val/ref/fr/sasrec/ndcg@10"] == second_metrics["val/ref/fr/sasrec/ndcg@10"]
 
 
+@pytest.mark.slow  # several tiny fits; the summary stage's equality test stays in the default tier
 def test_the_real_side_sees_every_training_target(monkeypatch):
     dm = tiny_data()
     offsets = dm.inner._sequences()["offsets"]
