@@ -7,7 +7,8 @@ from contracts.registry import MODELS
 VARIANTS = [e.name for e in MODELS.entries() if e.arguments]
 DIMS = {"dtr": dict(vitals_dim=5, meds_dim=3, notes_dim=8, demo_dim=2),
         "marl": dict(obs_dim=6, n_actions=5, num_agents=3, episode_limit=10),
-        "retrieval": dict(num_items=10)}
+        "retrieval": dict(num_items=10),
+        "imitation": dict(state_dim=6, action_dim=1, horizon=24)}
 
 
 def test_the_paper_ablations_are_variants():
