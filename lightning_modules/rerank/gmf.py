@@ -1,0 +1,23 @@
+"""No reranking: the upstream ranker's own order (GMF, He et al., WWW 2017), the floor every reranker is measured
+against (LLM4Rerank's "GMF" row)."""
+from __future__ import annotations
+
+import torch
+
+from contracts.batch import rerank as B
+from contracts.registry import register_model
+from lightning_modules.rerank.base import RerankModule
+
+
+@register_model("gmf", family="rerank")
+class GMFOrder(RerankModule):
+    def __init__(self, num_users: int, num_items: int, num_genres: int, num_candidates: int, history_len: int,
+                 item_titles: list[str] | None = None, genre_names: list[str] | None = None,
+                 group_names: list[str] | None = None, eval_k: int = 10, alpha: float = 0.5):
+        super().__init__(num_users, num_items, num_genres, num_candidates, history_len, item_titles, genre_names,
+                         group_names, eval_k, alpha)
+        self.save_hyperparameters()
+
+    def rerank(self, batch: dict) -> torch.Tensor:
+        candidates = batch[B.CANDIDATES]
+        return torch.arange(candidates.shape[1], device=candidates.device).expand_as(candidates)
