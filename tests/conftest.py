@@ -29,6 +29,18 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (`-n N --dist loadgroup`) the tests that share the one PostgreSQL test database run on one
+    worker, one after another; everything else spreads over the workers."""
+    shares_postgres: dict[str, bool] = {}
+    for item in items:
+        path = str(item.path)
+        if path not in shares_postgres:
+            shares_postgres[path] = "PAPERBOARD_TEST_POSTGRES_URL" in Path(path).read_text(encoding="utf-8")
+        if shares_postgres[path]:
+            item.add_marker(pytest.mark.xdist_group("postgres"))
+
+
 def fast_trainer(**overrides):
     """A CPU Trainer for tests: no logger, no checkpoints, no progress bar."""
     import lightning.pytorch as pl
