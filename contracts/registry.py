@@ -68,6 +68,9 @@ class Registry(Generic[T]):
         self._entries[name] = Entry(name, base_entry.family, base, dict(arguments), doc)
         return self._entries[name]
 
+    def has(self, name: str) -> bool:
+        return name in self._entries
+
     def get(self, name: str) -> Entry[T]:
         if name not in self._entries:
             close = difflib.get_close_matches(name, self._entries, n=3)

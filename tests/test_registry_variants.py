@@ -33,3 +33,17 @@ def test_explicit_arguments_override_the_variants(name):
     key, value = next(iter(fixed.items()))
     default = base[key]
     assert entry.build(**DIMS[entry.family], **{key: default}).hparams[key] == default != value
+
+
+@pytest.mark.parametrize("name", [n for n in VARIANTS if "@" in n])
+def test_a_board_row_named_after_a_registered_variant_gets_its_arguments(name):
+    """A board row `base@x` that is itself a registered variant builds the variant, not the plain base."""
+    from benchmarks.boards import board_names, load_board
+    from benchmarks.runner import RunSpec, resolve
+
+    entry = MODELS.get(name)
+    board = next(b for b in map(load_board, board_names()) if name in b.models)
+    _, _, build, kwargs = resolve(board, RunSpec(board=board.name, model=name, seed=0))
+    model = build(**{**DIMS[entry.family], **kwargs})
+    assert {k: model.hparams[k] for k in entry.arguments} == entry.arguments
+
