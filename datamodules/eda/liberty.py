@@ -122,11 +122,12 @@ def _table(body: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def split_cells(text: str) -> tuple[str, list[tuple[str, int, int]]]:
     """The library header (text before the first cell) and (name, start, end) of every cell group."""
-    cells = []
-    for m in _CELL.finditer(text):
-        cells.append((m.group(1), m.start(), _group_end(text, m.end() - 1)))
-    if not cells:
+    starts = [(m.group(1), m.start()) for m in _CELL.finditer(text)]
+    if not starts:
         raise LibertyError("no cell groups found; is this a Liberty file?")
+    # cells are consecutive top-level groups: each ends where the next begins (the last at the library's brace)
+    ends = [s for _, s in starts[1:]] + [text.rstrip().rfind("}")]
+    cells = [(name, start, end) for (name, start), end in zip(starts, ends)]
     return text[: cells[0][1]], cells
 
 
