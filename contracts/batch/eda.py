@@ -39,6 +39,18 @@ class Circuit(Protocol):
     def evaluate(self, sizes: "torch.Tensor") -> dict[str, float]:
         """Integer sizes -> wns, tns, nve, area (exact STA)."""
 
+    def area(self, x: "torch.Tensor") -> "torch.Tensor":
+        """Total cell area (µm²) at sizes x."""
+
+    def inst_area(self, x: "torch.Tensor") -> "torch.Tensor":
+        """[I] cell areas at sizes x."""
+
+    def greedy(self, max_iters: int = 100, fraction: float = 0.05, start: "torch.Tensor | None" = None) -> "torch.Tensor":
+        """The reference sizer (TILOS-style greedy on the exact STA, within the area budget) -> long sizes [I]."""
+
+    def signoff(self, sizes: "torch.Tensor") -> "dict | None":
+        """OpenSTA timing of the sized netlist ({endpoint_slack, wns, tns, nve}), None when OpenSTA is absent."""
+
     def features(self, x: "torch.Tensor") -> "torch.Tensor":
         """Per-instance timing features [I, F] at sizes x (differentiable in x)."""
 

@@ -153,6 +153,10 @@ class Circuit:
             self._reach = reach[g.out_net]
         return self._reach
 
+    def greedy(self, max_iters: int = 100, fraction: float = 0.05, start: torch.Tensor | None = None) -> torch.Tensor:
+        """The reference sizer (`greedy_sizing`) on this circuit."""
+        return greedy_sizing(self, max_iters, fraction, start=start)
+
     def labels(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(omega [I], tau [I]) gatewise WNS and TNS at sizes x by exact STA."""
         with torch.no_grad():
@@ -184,13 +188,13 @@ def build_circuit(name: str, netlist: Netlist, library: Library, lib_tensors: Li
 
 
 def greedy_sizing(circuit: Circuit, max_iters: int = 100, fraction: float = 0.05, budget: float | None = None,
-                  wns_weight: float = 1.0) -> torch.Tensor:
+                  wns_weight: float = 1.0, start: torch.Tensor | None = None) -> torch.Tensor:
     """TILOS-style greedy sensitivity sizing on the exact STA: each step upsizes, by one library size, the gates with
     the best timing gain per area (sensitivity of TNS + wns_weight x WNS from the STA's derivative at the current
     sizes, i.e. the first-order effect of the next size) among gates with negative slack, keeps the step if exact
     timing improved (else halves the number of gates), and stops at the area budget, no violation, or max_iters."""
     budget = circuit.area_budget if budget is None else budget
-    x = circuit.init_size.to(torch.float64).clone()
+    x = (circuit.init_size if start is None else start).to(torch.float64).clone()
     objective = lambda r: r["tns"] + wns_weight * r["wns"]  # noqa: E731
     best = float(objective(circuit.analyse(x)))
     k = max(1, int(fraction * circuit.num_instances))
