@@ -94,7 +94,7 @@ class LLMYesNoRecommender(CandidateRecModule):
         lora = LoraConfig(r=self.hparams.lora_r, lora_alpha=self.hparams.lora_alpha,
                           lora_dropout=self.hparams.lora_dropout, target_modules="all-linear",
                           init_lora_weights="gaussian", task_type="CAUSAL_LM")
-        self.backbone = get_peft_model(model, lora).to(self.device)
+        self.backbone = get_peft_model(model, lora).to(self.device).train()
         self.tokenizer = tokenizer
         self.answer_ids = torch.tensor([self.token_id("No"), self.token_id("Yes")])
 
