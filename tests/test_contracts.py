@@ -69,6 +69,10 @@ FAMILIES = {
                 dict(num_users=60, num_items=30, num_topics=3, min_length=4, max_length=8, max_history=6,
                      num_eval_negatives=5, batch_size=16),
                 dict(embed_dim=8, hidden_dim=8, num_blocks=1, num_heads=1, num_experts=2)),
+    "rerank": ("synthetic-rerank",
+               dict(num_users=40, num_items=40, num_genres=4, sequence_len=10, num_candidates=10, history_len=4,
+                    ranker_epochs=1, batch_size=16, eval_batch_size=16),
+               dict(d_model=8, num_blocks=1, num_heads=1, hidden_dim=8, eval_k=5)),
     "imitation": ("synthetic-microgrid",
                   dict(days=15, episodes_per_operator=2, batch_size=8, eval_batch_size=16, rollout_envs=2, horizon=6),
                   dict(hidden_dim=8, d_model=8, num_heads=1, num_layers=1, window=3, latent_dim=2, bc_epochs=1,
@@ -190,6 +194,11 @@ def probe(model, family: str, dm) -> dict[str, torch.Tensor]:
         elif family == "imitation":
             obs = torch.randn(2, model.state_dim)
             out["actions"] = model.act(obs, 0, model.reset_policy_state(2), explore=False)[0]
+        elif family == "rerank":
+            batch = dm.val_set.__getitems__(list(range(4)))
+            out["order"] = model.rerank(batch)
+            if hasattr(model, "score"):
+                out["scores"] = model.score(batch)
         elif family == "mllmrec":
             out["scores"] = model.score(dm.val_set.__getitems__(list(range(4))))
         elif family == "tsedit":

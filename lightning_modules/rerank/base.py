@@ -220,3 +220,56 @@ class RerankModule(pl.LightningModule):
     @staticmethod
     def search_space(trial) -> dict:
         return {}  # nothing to tune unless a reranker says otherwise
+
+
+def order_by(scores: torch.Tensor) -> torch.Tensor:
+    """Positions sorted by descending score; ties keep the ranker's order."""
+    return torch.sort(scores, dim=-1, descending=True, stable=True).indices
+
+
+def list_relevance(scores: torch.Tensor) -> torch.Tensor:
+    """The ranker's scores [B, N] min-max scaled to [0, 1] within each list (the relevance MMR, DPP and the
+    exposure reranker trade off against diversity or fairness)."""
+    low, high = scores.min(-1, keepdim=True).values, scores.max(-1, keepdim=True).values
+    return (scores - low) / (high - low).clamp_min(1e-12)
+
+
+class ListwiseReranker(RerankModule):
+    """Base of the learned rerankers: `score(batch)` -> [B, N] logits, trained with the listwise softmax
+    cross-entropy of the held-out item (as DLCM's AttRank loss and PRM's softmax output with one clicked item);
+    lists without the held-out item carry no signal and are left out of the loss. Adam at `lr`, `weight_decay`."""
+
+    trainable = True
+
+    def __init__(self, num_users: int, num_items: int, num_genres: int, num_candidates: int, history_len: int,
+                 item_titles: list[str] | None = None, genre_names: list[str] | None = None,
+                 group_names: list[str] | None = None, eval_k: int = 10, alpha: float = 0.5, lr: float = 1e-3,
+                 weight_decay: float = 0.0):
+        super().__init__(num_users, num_items, num_genres, num_candidates, history_len, item_titles, genre_names,
+                         group_names, eval_k, alpha)
+        self.lr, self.weight_decay = lr, weight_decay
+
+    def score(self, batch: dict) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def rerank(self, batch: dict) -> torch.Tensor:
+        return order_by(self.score(batch))
+
+    def training_step(self, batch: dict, batch_idx: int):
+        target_pos = batch[B.TARGET_POS]
+        rows = target_pos >= 0
+        logits = self.score(batch)
+        if rows.any():
+            loss = torch.nn.functional.cross_entropy(logits[rows], target_pos[rows])
+        else:  # no list of this batch holds its target: a zero loss that keeps every parameter in the graph
+            loss = logits.sum() * 0.0
+        self.log("train/loss", loss, batch_size=int(rows.sum().clamp_min(1)))
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+
+    @staticmethod
+    def search_space(trial) -> dict:
+        return {"lr": trial.suggest_float("lr", 1e-4, 1e-2, log=True),
+                "weight_decay": trial.suggest_float("weight_decay", 1e-8, 1e-3, log=True)}
