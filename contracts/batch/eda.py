@@ -8,6 +8,7 @@ Training items (for modules that learn a timing model) add sized variants of a t
   TAU       [V, I] float   gatewise TNS: the sum of negative endpoint slacks over endpoints the instance reaches (ns)
   GRAD_OMEGA, GRAD_TAU [I] float  gradient labels (Delta label / Delta size between the mapped sizes and the
                                   reference sizer's sizes), valid where GRAD_MASK [I] bool
+  REF_SIZES [I] long        the reference sizer's sizes (a predictor's supervision)
 Evaluation items hold CIRCUIT only: a sizer sizes it within its area budget and is scored by exact STA (and OpenSTA
 sign-off where installed).
 """
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
     import torch
 
 CIRCUIT, SIZES, OMEGA, TAU = "circuit", "sizes", "omega", "tau"
-GRAD_OMEGA, GRAD_TAU, GRAD_MASK = "grad_omega", "grad_tau", "grad_mask"
+GRAD_OMEGA, GRAD_TAU, GRAD_MASK, REF_SIZES = "grad_omega", "grad_tau", "grad_mask", "ref_sizes"
 
 
 class Circuit(Protocol):

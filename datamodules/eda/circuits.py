@@ -158,11 +158,12 @@ class Circuit:
         return greedy_sizing(self, max_iters, fraction, start=start)
 
     def labels(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(omega [I], tau [I]) gatewise WNS and TNS at sizes x by exact STA."""
+        """(omega [I], tau [I]) gatewise WNS and TNS at sizes x by exact STA (omega capped at the clock period)."""
         with torch.no_grad():
             r = self.graph.analyse(x.to(torch.float64))
             tau = self.reach() @ r["endpoint_slack"].clamp(max=0)
-        return r["gate_slack"], tau
+        # a gate that reaches no endpoint is unconstrained: its slack is capped at the clock period
+        return r["gate_slack"].clamp(max=self.clock_period), tau
 
 
 def _left_align(paths: torch.Tensor) -> torch.Tensor:

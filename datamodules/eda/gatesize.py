@@ -145,7 +145,7 @@ class GateSizingDataModule(PaperboardDataModule):
         return {B.CIRCUIT: circuit, B.SIZES: sizes, B.OMEGA: torch.stack(omega), B.TAU: torch.stack(tau),
                 B.GRAD_OMEGA: torch.where(mask, (ref_omega - omega[0]) / safe, torch.zeros_like(delta)),
                 B.GRAD_TAU: torch.where(mask, (ref_tau - tau[0]) / safe, torch.zeros_like(delta)),
-                B.GRAD_MASK: mask}
+                B.GRAD_MASK: mask, B.REF_SIZES: reference.long()}
 
     def train_dataloader(self):
         return DataLoader(_Items(self.train_items), batch_size=None, shuffle=True, collate_fn=_identity)
@@ -222,7 +222,8 @@ class EPFLGateSizing(GateSizingDataModule):
 def synthetic_netlist(library, seed: int, num_inputs: int = 12, num_gates: int = 60, num_outputs: int = 6,
                       name: str = "synthetic") -> Netlist:
     """A random levelised netlist over the library's drive-1 cells: each gate reads random earlier nets (biased
-    towards recent ones, so paths are deep); the last `num_outputs` gates' nets are primary outputs."""
+    towards recent ones, so paths are deep); the last `num_outputs` gates' nets and every unread gate's net are
+    primary outputs."""
     rng = np.random.default_rng(seed)
     cells = [min(library.family_cells(f), key=lambda c: (c.drive != 1, c.drive)) for f in library.families]
     cells = [c for c in cells if c.family != "buf"]
@@ -239,7 +240,10 @@ def synthetic_netlist(library, seed: int, num_inputs: int = 12, num_gates: int =
         outs.append(len(net_names))
         cell_names.append(cell.name)
         net_names.append(f"g{g}")
-    po = np.array(outs[-num_outputs:], dtype=np.int64)
+    read = {n for nets in in_nets for n in nets}
+    dangling = [o for o in outs[:-num_outputs] if o not in read]  # unread gates become outputs too
+    po = np.array(dangling + outs[-num_outputs:], dtype=np.int64)
+    num_outputs = len(po)
     pi = list(range(num_inputs))
     level = _levelise(len(net_names), pi, in_nets, outs, [f"u{g}" for g in range(num_gates)])
     return Netlist(name, net_names, np.array(pi, dtype=np.int64), po, [f"out{i}" for i in range(num_outputs)],
