@@ -8,5 +8,6 @@ from datamodules import distill  # noqa: F401
 from datamodules import marl  # noqa: F401
 from datamodules import retrieval  # noqa: F401
 from datamodules import imitation  # noqa: F401
+from datamodules import eda  # noqa: F401
 from datamodules import mllmrec  # noqa: F401
 from datamodules import rerank  # noqa: F401

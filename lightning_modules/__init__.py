@@ -8,5 +8,6 @@ from lightning_modules import ctr  # noqa: F401
 from lightning_modules import marl  # noqa: F401
 from lightning_modules import retrieval  # noqa: F401
 from lightning_modules import imitation  # noqa: F401
+from lightning_modules import eda  # noqa: F401
 from lightning_modules import rerank  # noqa: F401
 from lightning_modules import mllmrec  # noqa: F401

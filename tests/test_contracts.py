@@ -77,6 +77,10 @@ FAMILIES = {
                   dict(days=15, episodes_per_operator=2, batch_size=8, eval_batch_size=16, rollout_envs=2, horizon=6),
                   dict(hidden_dim=8, d_model=8, num_heads=1, num_layers=1, window=3, latent_dim=2, bc_epochs=1,
                        simulator_steps=1, ppo_epochs=1)),
+    "eda": ("synthetic-gatesize", dict(num_gates=20, variants_per_circuit=2, reference_iters=2),
+            dict(d_model=8, num_heads=1, num_layers=1, hidden_dim=8, cnn_channels=2, scales=(4,), size_iterations=2,
+                 iterations=2, outer_iterations=2, inner_steps=1, samples=2, max_iters=2, greedy_iters=2,
+                 r2_variants=1, check_every=1)),
 }
 
 
@@ -201,6 +205,9 @@ def probe(model, family: str, dm) -> dict[str, torch.Tensor]:
                 out["scores"] = model.score(batch)
         elif family == "mllmrec":
             out["scores"] = model.score(dm.val_set.__getitems__(list(range(4))))
+        elif family == "eda":
+            with torch.enable_grad():
+                out["sizes"] = model.size(dm.circuits[dm.splits["test"][0]])
         elif family == "tsedit":
             batch = dm.train_set.__getitems__(list(range(4)))
             out["eps"] = model.eps(batch[TSEDIT.X], 1, batch[TSEDIT.ATTR])

@@ -8,7 +8,9 @@ VARIANTS = [e.name for e in MODELS.entries() if e.arguments]
 DIMS = {"dtr": dict(vitals_dim=5, meds_dim=3, notes_dim=8, demo_dim=2),
         "marl": dict(obs_dim=6, n_actions=5, num_agents=3, episode_limit=10),
         "retrieval": dict(num_items=10),
-        "imitation": dict(state_dim=6, action_dim=1, horizon=24)}
+        "imitation": dict(state_dim=6, action_dim=1, horizon=24),
+        "eda": dict(num_families=8),
+        "rerank": dict(num_users=4, num_items=30, num_genres=3, num_candidates=20, history_len=5)}
 
 
 def test_the_paper_ablations_are_variants():

@@ -116,14 +116,27 @@ class GateSizingDataModule(PaperboardDataModule):
                                           self.area_budget, self.input_slew, self.output_load, self.wire_cap_per_um,
                                           self.utilisation, self.path_length) for n in names}
         self.num_families = len(tensors.family_names)
-        rng = np.random.default_rng(self.label_seed)
-        self.train_items = [self._training_item(self.circuits[n], rng) for n in self.splits["train"]]
         self.data_hash = arrays_hash({
-            **{f"{n}/cells": np.array([hash(c) % 2**31 for c in self.circuits[n].netlist.cell])
-               for n in names},
+            **{f"{n}/cells": np.frombuffer(hashlib.sha256("\n".join(self.circuits[n].netlist.cell).encode()).digest(),
+                                           dtype=np.uint8) for n in names},
+            **{f"{n}/inputs": np.array([x for xs in self.circuits[n].netlist.in_nets for x in xs]) for n in names},
             **{f"{n}/wire": self.circuits[n].graph.wire_cap.numpy() for n in names},
             "settings": np.array([self.clock_fraction, self.area_budget, self.input_slew, self.output_load,
-                                  self.wire_cap_per_um, self.utilisation, self.variants_per_circuit, self.label_seed])})
+                                  self.wire_cap_per_um, self.utilisation, self.variants_per_circuit, self.label_seed,
+                                  self.variant_fraction, self.reference_iters, self.path_length])})
+        # labels (exact STA of the variants, the reference sizer's run) are cached by the data hash
+        labels = self.cache_dir / "labels" / f"{type(self).__name__}-{self.data_hash[:16]}.pt"
+        if labels.exists():
+            stored = torch.load(labels, weights_only=True)
+        else:
+            rng = np.random.default_rng(self.label_seed)
+            stored = [{k: v for k, v in self._training_item(self.circuits[n], rng).items() if k != B.CIRCUIT}
+                      for n in self.splits["train"]]
+            labels.parent.mkdir(parents=True, exist_ok=True)
+            tmp = labels.with_suffix(".tmp")
+            torch.save(stored, tmp)
+            tmp.replace(labels)
+        self.train_items = [{B.CIRCUIT: self.circuits[n], **item} for n, item in zip(self.splits["train"], stored)]
 
     def _training_item(self, circuit: Circuit, rng: np.random.Generator) -> dict:
         """Sized variants (random upsizing of `variant_fraction` of the gates by 1..max steps, the mapped sizes as

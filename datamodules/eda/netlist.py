@@ -121,6 +121,10 @@ class Netlist:
     in_nets: list[list[int]]
     out_net: np.ndarray
     level: np.ndarray
+    const_nets: dict[int, str] = None  # net -> Verilog literal (1'b0 / 1'b1) for constant-tied inputs
+
+    def __post_init__(self):
+        self.const_nets = dict(self.const_nets or {})
 
     @property
     def num_instances(self) -> int:
@@ -140,9 +144,11 @@ class Netlist:
         lines = [f"module {self.name} ({', '.join(ports)});"]
         lines += [f"  input {_vname(n)};" for n in pis] + [f"  output {_vname(p)};" for p in self.po_names]
         port_set = set(pis) | set(self.po_names)
-        lines += [f"  wire {_vname(n)};" for n in self.net_names if n not in port_set]
+        lines += [f"  wire {_vname(n)};" for k, n in enumerate(self.net_names)
+                  if n not in port_set and k not in self.const_nets]
+        name = lambda n: self.const_nets.get(n) or _vname(self.net_names[n])  # noqa: E731
         for i in range(self.num_instances):
-            conns = [f".{p}({_vname(self.net_names[n])})" for p, n in zip(self.in_pins[i], self.in_nets[i])]
+            conns = [f".{p}({name(n)})" for p, n in zip(self.in_pins[i], self.in_nets[i])]
             conns.append(f".{out_pins.get(cells[i], 'Y')}({_vname(self.net_names[self.out_net[i]])})")
             lines.append(f"  {cells[i]} {_vname(self.inst_names[i])} ({', '.join(conns)});")
         lines += ["endmodule", ""]
@@ -223,17 +229,19 @@ def parse_mapped_verilog(text: str, library: Library, name: str = "top") -> Netl
         po_names.append(o)
         po_nets.append(net(src))
     names = list(nets)
+    # constant-tied inputs (Yosys writes 1'h0 / 1'h1): sources like primary inputs that never switch
+    consts = {k: ("1'b1" if re.fullmatch(r"\d+'[hbd]0*1", n) else "1'b0") for k, n in enumerate(names)
+              if re.fullmatch(r"\d+'[hbd][0-9a-fA-FxXzZ]+", n)}
     for i, pn in enumerate(in_nets):
         for n in pn:
-            if n not in driver and n not in pi:
+            if n not in driver and n not in pi and n not in consts:
                 raise NetlistError(f"instance {inst_names[i]} reads net {names[n]}, which nothing drives")
     for n in po_nets:
         if n not in driver and n not in pi:
             raise NetlistError(f"output net {names[n]} is undriven")
-    level = _levelise(len(names), pi, in_nets, outs, inst_names)
-    # renumber nets: primary inputs first, then in instance order (stable)
+    level = _levelise(len(names), pi + list(consts), in_nets, outs, inst_names)
     return Netlist(name, names, np.array(pi, dtype=np.int64), np.array(po_nets, dtype=np.int64), po_names,
-                   inst_names, cells, in_pins, in_nets, np.array(outs, dtype=np.int64), level)
+                   inst_names, cells, in_pins, in_nets, np.array(outs, dtype=np.int64), level, consts)
 
 
 def _levelise(num_nets: int, pi: list[int], in_nets: list[list[int]], outs: list[int], inst_names: list[str]):

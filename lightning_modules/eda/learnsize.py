@@ -105,6 +105,8 @@ class LearnSize(SizingModule):
                     if mask.any() else torch.zeros(())
                 loss = loss + h.grad_weight * grad_loss
                 logs["grad_loss"] = grad_loss.detach()
+            if not loss.requires_grad:  # no label applies to this variant
+                continue
             opt.zero_grad()
             self.manual_backward(loss)
             nn.utils.clip_grad_norm_(self.parameters(), 1.0)
