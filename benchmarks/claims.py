@@ -49,6 +49,7 @@ class RowStats:
     seeds: list[int]
     still_improving: bool = False
     data_hashes: frozenset = frozenset()
+    needs_llm: bool = False  # the row prompts a language model and ran without one
 
     @property
     def n(self) -> int:
@@ -139,7 +140,9 @@ def row_stats(board: Board, records: list[dict], row: str, metric: str) -> RowSt
     keep = [i for i, v in enumerate(values) if not math.isnan(v)]
     return RowStats(row=row, values=[values[i] for i in keep], seeds=[runs[i]["seed"] for i in keep],
                     still_improving=any(still_improving(board, r) for r in runs),
-                    data_hashes=frozenset(runs[i].get("data_hash") for i in keep if runs[i].get("data_hash")))
+                    data_hashes=frozenset(runs[i].get("data_hash") for i in keep if runs[i].get("data_hash")),
+                    needs_llm=any(r.get("board") == board.name and r.get("model") == row
+                                  and r.get("status") == "needs_llm" for r in records))
 
 
 def _metric_recorded(board: Board, records: list[dict], metric: str) -> bool:
@@ -153,6 +156,9 @@ def _readiness(board: Board, rows: list[RowStats], trivial: RowStats | None, sig
     apply to quality metrics, not to cost fields such as seconds per epoch."""
     asked = len(board.seeds)
     for s in rows:
+        if s.n == 0 and s.needs_llm:
+            return (f"needs an LLM: {s.row} prompts a language model and ran without one on {board.name} "
+                    f"(`paperboard run {board.name} --llm SPEC`)")
         if s.n == 0:
             return f"not run: {s.row} has no finished runs on {board.name}"
     hashes = frozenset().union(*(s.data_hashes for s in rows))

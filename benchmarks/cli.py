@@ -137,7 +137,11 @@ def cmd_run(args, overrides) -> int:
         from benchmarks.scaling import plot_board
 
         print(f"paperboard: scaling plot -> {plot_board(board, all_records, data_dir=args.data_dir)}")
-    failed = sum(r["status"] != "ok" for r in records)
+    waiting = sum(r["status"] == "needs_llm" for r in records)
+    if waiting:
+        print(f"paperboard: {waiting} run(s) need an LLM (--llm or PAPERBOARD_LLM); their rows read 'needs an LLM'.",
+              file=sys.stderr)
+    failed = sum(r["status"] not in ("ok", "needs_llm") for r in records)
     if failed:
         print(f"paperboard: {failed} of {len(records)} run(s) failed; see 'Failed runs' above.", file=sys.stderr)
     return 1 if failed else 0
@@ -269,6 +273,9 @@ def make_parser() -> argparse.ArgumentParser:
                        help="runs at once, each in its own process (default 1); with --jobs N each run gets the "
                             "cores divided by N as threads unless --threads says otherwise")
         p.add_argument("--threads", type=int, help="CPU threads per run (torch, OpenMP, MKL)")
+        p.add_argument("--llm", help="the language model of the rows that prompt one: hf:/path/to/model or "
+                                     "http://host:port/v1#model=NAME (default: env PAPERBOARD_LLM; without one "
+                                     "those rows read 'needs an LLM')")
 
     p = sub.add_parser("run", help="train and evaluate a board's models over seeds")
     p.add_argument("board")
@@ -352,6 +359,10 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(f"'{args.command}' takes no --trainer./--model./--data. options")
         if getattr(args, "max_epochs", None) is not None and args.max_epochs < 1:  # 0 would be ignored silently
             raise ConfigError(f"--max-epochs {args.max_epochs}: give an epoch cap >= 1")
+        if getattr(args, "llm", None):  # the run processes read it (benchmarks.runner.resolve)
+            import os
+
+            os.environ["PAPERBOARD_LLM"] = args.llm
         if args.command == "list":
             return cmd_list(args)
         if args.command == "run":

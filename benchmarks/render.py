@@ -76,9 +76,19 @@ def _fmt(value, digits=4) -> str:
     return str(value)
 
 
+NEEDS_LLM = "needs an LLM"
+
+
+def needs_llm_rows(board: Board, records: list[dict]) -> list[str]:
+    """Rows that ran without the language model they prompt (status needs_llm) and have no finished run."""
+    done = {r["model"] for r in records if r["status"] == "ok" and r["board"] == board.name}
+    return sorted({r["model"] for r in records if r["status"] == "needs_llm" and r["board"] == board.name} - done)
+
+
 def render_markdown(board: Board, records: list[dict]) -> str:
     table = aggregate(board, records)
     ok = [r for r in records if r["status"] == "ok"]
+    waiting = needs_llm_rows(board, records)
     lines = [f"# {board.name}: {board.title}", ""]
     if board.description:
         lines += [board.description.strip(), ""]
@@ -99,7 +109,7 @@ def render_markdown(board: Board, records: list[dict]) -> str:
         lines += [f"- Hardware and versions: {'; '.join(hardware)}"]
     lines += [""]
     lines += ["## Results", ""]
-    if table.empty:
+    if table.empty and not waiting:
         lines += ["No finished runs yet. Run `paperboard run " + board.name + "`.", ""]
     else:
         header = ["model", "tuned", "seeds", *board.metrics, f"val {board.primary_metric}", "params", "train s",
@@ -117,7 +127,14 @@ def render_markdown(board: Board, records: list[dict]) -> str:
                       _fmt(r.cpu_s_per_epoch, 3), _fmt(r.eval_s, 2), _fmt(r.peak_mb, 0),
                       r.best_epochs + (" (cap)" if r.best_at_cap else ""), f"`{r.config}`", r.run_ids]
             rows.append(cells)
+        rows += [[model, "default", f"0 of {asked}", *[NEEDS_LLM] * len(board.metrics),
+                  *["-"] * (len(header) - 3 - len(board.metrics))] for model in waiting]
         lines += [md_table(header, rows), ""]
+        if waiting:
+            lines += [f"Note: {', '.join(waiting)} prompt a language model and ran without one: they read "
+                      f"\"{NEEDS_LLM}\". Give one with `paperboard run {board.name} --llm SPEC` (or env PAPERBOARD_LLM; "
+                      f"SPEC is hf:/path/to/model or an OpenAI-compatible URL, see the README).", ""]
+    if not table.empty:
         short = [f"{r.model} ({r.seeds} of {asked})" for _, r in table.iterrows() if r.seeds < asked]
         if short:
             lines += [f"Note: fewer seeds than the board's {asked}: {', '.join(short)}; claims checked on these rows "
@@ -153,7 +170,8 @@ def render_markdown(board: Board, records: list[dict]) -> str:
               c["paper protocol"]] for _, c in comparison.iterrows()]), ""]
     # a failure that a later finished run of the same model and seed replaced is history, not an open problem
     redone = {(r["model"], r["seed"], r.get("tuned", False)) for r in ok}
-    failed = [r for r in records if r["status"] != "ok" and (r["model"], r["seed"], r.get("tuned", False)) not in redone]
+    failed = [r for r in records if r["status"] not in ("ok", "needs_llm")
+              and (r["model"], r["seed"], r.get("tuned", False)) not in redone]
     if failed:
         lines += ["## Failed runs", ""]
         lines += [f"- {r['model']} seed {r['seed']} ({r['run_id'][:8]}): {str(r.get('error', '')).splitlines()[0][:200]}"

@@ -31,9 +31,10 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
 from benchmarks.boards import Board, ConfigError, load_board
-from contracts.run import RunPruned
+from contracts.run import RunNeedsLLM, RunPruned
 
 DEFAULT_MAX_EPOCHS = 200
+LLM_ENV = "PAPERBOARD_LLM"  # the LLM spec (hf:PATH or an OpenAI-compatible URL) of rows that prompt one
 
 
 @dataclass
@@ -123,6 +124,10 @@ def resolve(board: Board, spec: RunSpec):
     check_kwargs(data_entry.cls, data_kwargs, "data", board.dataset)
     model_kwargs = {**board.models[spec.model], **spec.model_args}
     check_kwargs(model_entry.cls, model_kwargs, "model", spec.model)
+    # a row that prompts an LLM and names none takes $PAPERBOARD_LLM (`paperboard run --llm`), recorded in its config
+    if os.environ.get(LLM_ENV) and model_kwargs.get("llm") is None and \
+            "llm" in inspect.signature(model_entry.cls.__init__).parameters:
+        model_kwargs["llm"] = os.environ[LLM_ENV]
     unknown = set({**board.trainer, **spec.trainer_args}) - set(inspect.signature(pl.Trainer.__init__).parameters)
     if unknown:
         raise ConfigError(f"unknown config key(s) {', '.join('trainer.' + k for k in sorted(unknown))}; "
@@ -394,6 +399,8 @@ def execute(spec: RunSpec, callbacks: list | None = None) -> dict:
             record.update(status="failed", failure_reason="diverged", diverged_epoch=err.epoch, error=str(err))
         elif isinstance(err, RunPruned):  # stopped on purpose by a caller's callback (a sweep's pruner)
             record.update(status="pruned", error=str(err))
+        elif isinstance(err, RunNeedsLLM):  # no language model configured or reachable: not a failure of the row
+            record.update(status="needs_llm", error=str(err))
         else:
             record.update(status="failed", failure_reason="error", error=f"{type(err).__name__}: {err}",
                           traceback=traceback.format_exc())
@@ -578,6 +585,8 @@ def run_board(board: Board, specs: list[RunSpec], store, quiet: bool = False, lo
             log(f"[{i}/{len(specs)}] {what} done in {record.get('wall_seconds', 0):.1f}s: test "
                 f"{board.primary_metric}={test.get(board.primary_metric, float('nan')):.4f} "
                 f"(best epoch {record.get('best_epoch')} of {record.get('epochs')} trained); {progress()}")
+        elif record["status"] == "needs_llm":
+            log(f"[{i}/{len(specs)}] {what} needs an LLM: {record.get('error')}; {progress()}")
         else:
             log(f"[{i}/{len(specs)}] {what} FAILED: {record.get('error')}; {progress()}")
         return record

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from pathlib import Path
 
 from contracts.atomic import atomic_write_bytes
@@ -28,6 +29,7 @@ class CachedClient:
         self.cache_dir = Path(cache_dir).expanduser()
         self.hits = 0
         self.misses = 0
+        self._lock = threading.Lock()  # counters stay exact when threads share the client
 
     def __repr__(self) -> str:
         return f"CachedClient({self.client!r}, {str(self.cache_dir)!r})"
@@ -46,10 +48,12 @@ class CachedClient:
     def complete(self, messages: list[dict], *, max_tokens: int = 256, temperature: float = 0.0) -> str:
         answer = self.lookup(messages, max_tokens=max_tokens, temperature=temperature)
         if answer is not None:
-            self.hits += 1
+            with self._lock:
+                self.hits += 1
             return answer
         answer = self.client.complete(messages, max_tokens=max_tokens, temperature=temperature)
-        self.misses += 1
+        with self._lock:
+            self.misses += 1
         entry = {"model": self.name, "max_tokens": int(max_tokens), "temperature": float(temperature),
                  "messages": messages, "answer": answer}
         key = cache_key(self.name, messages, max_tokens, temperature)

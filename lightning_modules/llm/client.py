@@ -16,6 +16,8 @@ import warnings
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from contracts.run import RunNeedsLLM
+
 ENV_VAR = "PAPERBOARD_LLM"
 API_KEY_ENV_VARS = ("PAPERBOARD_LLM_API_KEY", "OPENAI_API_KEY")
 HOW_TO_CONFIGURE = (
@@ -25,7 +27,7 @@ HOW_TO_CONFIGURE = (
 )
 
 
-class LLMUnavailable(RuntimeError):
+class LLMUnavailable(RunNeedsLLM):
     """No model is configured, or the configured one cannot be reached; the message says how to configure one.
     The runner records a run that raises it with status `needs_llm`, not as failed."""
 

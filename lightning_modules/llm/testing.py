@@ -60,6 +60,9 @@ class ServedModel(str):
     base_url: str
     model: str
 
+    def __reduce__(self):  # copies and pickles (a model's saved hyperparameters) are the plain spec
+        return (str, (str(self),))
+
     def set_faults(self, *, delay: float = 0.0, fail_next: int = 0) -> None:
         """From now on wait `delay` seconds before each answer, and answer HTTP 503 to the next `fail_next`."""
         import json
