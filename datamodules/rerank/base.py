@@ -110,11 +110,11 @@ class RerankDataModule(PaperboardDataModule):
         self._catalogue: Catalogue | None = None
         self._arrays: dict[str, np.ndarray] | None = None
 
-    # ----- what a dataset provides -------------------------------------------------------------------------------------
+    # ----- what a dataset provides ------------------------------------------------------------------------------------
     def catalogue(self) -> Catalogue:  # pragma: no cover
         raise NotImplementedError
 
-    # ----- building the lists ------------------------------------------------------------------------------------------
+    # ----- building the lists -----------------------------------------------------------------------------------------
     def _config_key(self, catalogue: Catalogue) -> str:
         config = {"dataset": getattr(self, "registry_name", type(self).__name__), "source": catalogue.identity,
                   "num_candidates": self.num_candidates, "force_target": self.force_target,
@@ -221,7 +221,7 @@ class RerankDataModule(PaperboardDataModule):
         self.data_hash = arrays_hash({k: v for k, v in arrays.items() if not k.endswith("_ranker_recall")}
                                      | {"genres": catalogue.genres})
 
-    # ----- what models and records get ---------------------------------------------------------------------------------
+    # ----- what models and records get --------------------------------------------------------------------------------
     @property
     def group_names(self) -> list[str]:
         if self.fairness_groups == "year":

@@ -237,28 +237,42 @@ def list_relevance(scores: torch.Tensor) -> torch.Tensor:
 class ListwiseReranker(RerankModule):
     """Base of the learned rerankers: `score(batch)` -> [B, N] logits, trained with the listwise softmax
     cross-entropy of the held-out item (as DLCM's AttRank loss and PRM's softmax output with one clicked item);
-    lists without the held-out item carry no signal and are left out of the loss. Adam at `lr`, `weight_decay`."""
+    lists without the held-out item carry no signal and are left out of the loss. Adam at `lr`, `weight_decay`.
+
+    `ranker_skip` (ours, not in PRM or DLCM): the logits are score(batch) + s z, with z the ranker's score
+    standardised within the list and s a learned scalar starting at 1, so training starts from the ranker's order
+    and learns corrections to it (the papers feed the initial ranking only as an input feature)."""
 
     trainable = True
 
     def __init__(self, num_users: int, num_items: int, num_genres: int, num_candidates: int, history_len: int,
                  item_titles: list[str] | None = None, genre_names: list[str] | None = None,
                  group_names: list[str] | None = None, eval_k: int = 10, alpha: float = 0.5, lr: float = 1e-3,
-                 weight_decay: float = 0.0):
+                 weight_decay: float = 0.0, ranker_skip: bool = True):
         super().__init__(num_users, num_items, num_genres, num_candidates, history_len, item_titles, genre_names,
                          group_names, eval_k, alpha)
         self.lr, self.weight_decay = lr, weight_decay
+        self.skip = torch.nn.Parameter(torch.ones(1)) if ranker_skip else None
 
     def score(self, batch: dict) -> torch.Tensor:  # pragma: no cover
+        """[B, N] the network's logits for the candidates."""
         raise NotImplementedError
 
+    def logits(self, batch: dict) -> torch.Tensor:
+        logits = self.score(batch)
+        if self.skip is not None:
+            scores = batch[B.SCORES]
+            z = (scores - scores.mean(-1, keepdim=True)) / scores.std(-1, keepdim=True).clamp_min(1e-6)
+            logits = logits + self.skip * z
+        return logits
+
     def rerank(self, batch: dict) -> torch.Tensor:
-        return order_by(self.score(batch))
+        return order_by(self.logits(batch))
 
     def training_step(self, batch: dict, batch_idx: int):
         target_pos = batch[B.TARGET_POS]
         rows = target_pos >= 0
-        logits = self.score(batch)
+        logits = self.logits(batch)
         if rows.any():
             loss = torch.nn.functional.cross_entropy(logits[rows], target_pos[rows])
         else:  # no list of this batch holds its target: a zero loss that keeps every parameter in the graph

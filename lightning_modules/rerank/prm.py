@@ -27,12 +27,14 @@ class PRM(ListwiseReranker):
                  item_titles: list[str] | None = None, genre_names: list[str] | None = None,
                  group_names: list[str] | None = None, eval_k: int = 10, alpha: float = 0.5, d_model: int = 64,
                  num_blocks: int = 2, num_heads: int = 4, dropout: float = 0.1, use_item_ids: bool = True,
-                 use_position: bool = True, personalised: bool = True, lr: float = 1e-3, weight_decay: float = 0.0):
+                 use_position: bool = True, personalised: bool = True, lr: float = 1e-3, weight_decay: float = 0.0,
+                 ranker_skip: bool = True):
         super().__init__(num_users, num_items, num_genres, num_candidates, history_len, item_titles, genre_names,
-                         group_names, eval_k, alpha, lr, weight_decay)
+                         group_names, eval_k, alpha, lr, weight_decay, ranker_skip)
         self.save_hyperparameters()
         self.candidate = CandidateEncoder(num_items, num_genres, d_model, use_item_ids)
-        self.personalised_vector = HistoryPooling(num_items, num_genres, d_model, use_item_ids) if personalised else None
+        self.personalised_vector = (HistoryPooling(num_items, num_genres, d_model, use_item_ids) if personalised
+                                    else None)
         self.input_layer = nn.Linear(2 * d_model if personalised else d_model, d_model)
         self.position = nn.Embedding(num_candidates, d_model) if use_position else None
         block = nn.TransformerEncoderLayer(d_model, num_heads, dim_feedforward=2 * d_model, dropout=dropout,
@@ -41,7 +43,7 @@ class PRM(ListwiseReranker):
         self.output_layer = nn.Linear(d_model, 1)
 
     def score(self, batch: dict) -> torch.Tensor:
-        x = self.candidate(batch[B.CANDIDATES], batch[B.GENRES], batch[B.SCORES])  # [B, N, D]
+        x = self.candidate(batch[B.CANDIDATES], batch[B.GENRES], batch[B.GROUP], batch[B.SCORES])  # [B, N, D]
         if self.personalised_vector is not None:
             pv = self.personalised_vector(batch[B.HISTORY], batch[B.HISTORY_GENRES])
             x = torch.cat([x, pv.unsqueeze(1).expand_as(x)], -1)
