@@ -218,7 +218,7 @@ def probe(model, family: str, dm) -> dict[str, torch.Tensor]:
 def test_a_training_step_runs_and_its_checkpoint_round_trips(name, tmp_path):
     entry = MODELS.get(name)
     if getattr(entry.cls, "needs_llm", False):
-        pytest.skip(f"{name} fine-tunes a local LLM; its family's tests train it on a tiny random one")
+        pytest.skip(f"{name} needs a language model; its family's tests run it against a tiny random one")
     dm = data(entry.family)
     pl.seed_everything(0, verbose=False)
     model = entry.build(**dm.model_kwargs(), **tiny(entry))
