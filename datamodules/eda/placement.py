@@ -50,7 +50,8 @@ def place(netlist: Netlist, cell_area: np.ndarray, utilisation: float = 0.5) -> 
     pi_xy = np.stack([np.zeros(n_pi), (np.arange(n_pi) + 0.5) / max(n_pi, 1) * die], 1)
     po_xy = np.stack([np.full(n_po, die), (np.arange(n_po) + 0.5) / max(n_po, 1) * die], 1)
     driver, nets, sinks = _pins(netlist)
-    a, b = driver[nets], sinks  # springs between node a and node b
+    keep = driver[nets] >= 0  # constant-tied pins have no driver to pull them
+    a, b = driver[nets][keep], sinks[keep]  # springs between node a and node b
     fixed_xy = np.concatenate([pi_xy, po_xy])
     # Laplacian over movable nodes; springs to fixed nodes go to the right-hand side
     a_mov, b_mov = a < I, b < I
@@ -70,8 +71,8 @@ def place(netlist: Netlist, cell_area: np.ndarray, utilisation: float = 0.5) -> 
     xy = np.stack([spla.spsolve(L.tocsc(), rhs[:, d]) for d in range(2)], 1) if I else np.zeros((0, 2))
     inst_xy = legalise(xy, die)
     all_xy = np.concatenate([inst_xy, fixed_xy])
-    node = np.concatenate([driver[driver >= 0], sinks])
-    net_of = np.concatenate([np.nonzero(driver >= 0)[0], nets])
+    node = np.concatenate([driver[driver >= 0], sinks[keep]])
+    net_of = np.concatenate([np.nonzero(driver >= 0)[0], nets[keep]])
     bbox = np.zeros((netlist.num_nets, 4))
     bbox[:, :2], bbox[:, 2:] = np.inf, -np.inf
     np.minimum.at(bbox[:, 0], net_of, all_xy[node, 0])

@@ -95,7 +95,8 @@ class SizingModule(pl.LightningModule):
         if not self.learns and circuit.name in self._cache:
             return self._cache[circuit.name]
         start = time.perf_counter()
-        with torch.enable_grad():
+        # sizing differentiates through the timing model even where Lightning evaluates under inference mode
+        with torch.inference_mode(False), torch.enable_grad():
             sizes = self.size(circuit).long()
         runtime = time.perf_counter() - start
         if sizes.shape != circuit.init_size.shape or (sizes < 0).any() or (sizes > circuit.max_size.long()).any():
@@ -139,6 +140,8 @@ class SizingModule(pl.LightningModule):
 
     def on_validation_epoch_end(self):
         self._log("val")
+        if not self.learns and self.trainer is not None and not self.trainer.sanity_checking:
+            self.trainer.should_stop = True  # nothing to learn: one epoch sizes every circuit
 
     def test_step(self, item: dict, batch_idx: int):
         self._score("test", item)

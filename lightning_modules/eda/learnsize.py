@@ -166,7 +166,7 @@ class LearnSize(SizingModule):
         init = circuit.init_size.to(torch.float64)
         preds, labels = {"tau": [], "omega": []}, {"tau": [], "omega": []}
         s_omega, s_tau = self.scale_of(circuit)
-        with torch.no_grad():
+        with torch.inference_mode(False), torch.no_grad():
             for v in range(h.r2_variants):
                 pick = torch.rand(init.shape, generator=gen) < 0.3
                 x = torch.minimum(torch.where(pick, init + torch.randint(1, 4, init.shape, generator=gen), init),

@@ -3,11 +3,14 @@ agreement with OpenSTA on c17 and two larger ISCAS-85 circuits."""
 from __future__ import annotations
 
 import itertools
+import subprocess
 
 import numpy as np
 import pytest
 import torch
 
+import lightning_modules.eda  # noqa: F401  (registers the sizers)
+from contracts.registry import MODELS
 from datamodules.eda.gatesize import ISCAS85GateSizing, SyntheticGateSizing, synthetic_netlist
 from datamodules.eda.netlist import NetlistError, bench_to_verilog, parse_mapped_verilog
 from datamodules.eda.opensta import run_opensta
@@ -171,3 +174,19 @@ def test_synthetic_datamodule_gives_labelled_variants_of_training_circuits():
     torch.testing.assert_close(item["omega"][1], omega)
     assert (item["tau"] <= 0).all() and (item["tau"].min(1).values < 0).all()
     assert item["grad_mask"].any(), "the reference sizer changed some gates"
+
+
+@needs_tools
+def test_a_resized_netlist_is_equivalent_to_the_mapped_one_by_yosys(tmp_path, iscas):
+    circuit = iscas.circuits["c880"]
+    sizes = MODELS.get("tilos").build(**iscas.model_kwargs(), max_iters=10).size(circuit)
+    gold, gate = tmp_path / "gold.v", tmp_path / "gate.v"
+    gold.write_text(circuit.netlist.to_verilog(None, circuit.out_pins))
+    gate.write_text(circuit.netlist.to_verilog(circuit.graph.cells_of(sizes), circuit.out_pins).replace(
+        f"module {circuit.name}", f"module {circuit.name}_sized"))
+    script = (f"read_liberty -ignore_miss_func {circuit.liberty_path}; read_verilog {gold} {gate}; "
+              f"equiv_make {circuit.name} {circuit.name}_sized equiv; hierarchy -top equiv; flatten; "
+              "equiv_simple; equiv_induct; equiv_status -assert")
+    proc = subprocess.run(["yosys", "-q", "-p", script], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (sizes != circuit.init_size).any()
