@@ -164,5 +164,6 @@ else:
     root = Path(__file__).resolve().parents[1]
     (tmp_path / "config.json").write_text("{}")
     done = subprocess.run([sys.executable, "-c", script, str(root / "lightning_modules/llm/client.py"), str(tmp_path)],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(root)})
     assert done.returncode == 0, done.stderr[-2000:]

@@ -20,6 +20,7 @@ import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 
 def make_handler(client, model_id: str, delay: float, fail_first: int):
@@ -117,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         from lightning_modules.llm.client import HFClient
         from lightning_modules.llm.testing import build_tiny_model
     else:  # run as a file (as tests do): its siblings import alone, without every model family of the package
+        sys.path.insert(1, str(Path(__file__).resolve().parents[2]))  # the repository, for `contracts`
         from client import HFClient
         from testing import build_tiny_model
     if args.tiny is not None:
