@@ -129,7 +129,8 @@ class MLLMRecDataModule(PaperboardDataModule):
         self.train_set, self.val_set, self.test_set = sets["train"], sets["val"], sets["test"]
         self.data_hash = arrays_hash({**arrays, "text": emb})
         self.facts = {
-            "users": int(len(np.unique(users))), "users_kept": int(sum(len(np.unique(arrays[f"{s}_user"])) for s in SPLITS)),
+            "users": int(len(np.unique(users))),
+            "users_kept": int(sum(len(np.unique(arrays[f"{s}_user"])) for s in SPLITS)),
             "items": self.num_items, "interactions": int(len(items)),
             **{f"{s}_samples": len(sets[s]) for s in SPLITS},
             **{f"{s}_negatives_hash": arrays_hash({"negatives": arrays[f"{s}_negatives"]}) for s in SPLITS},

@@ -36,8 +36,8 @@ class MLLMBeauty(MLLMRecDataModule):
     item's attribute ids (brand and categories, anonymised to integers: no names, no titles, no images)."""
 
     folder = "amazon-s3rec"
-    text_source = ("the item's anonymous S3-Rec attribute ids written as words ('a17 a28 a29'; TF-IDF keeps tokens of two or more characters): "
-                   "Beauty's offline files carry no titles, descriptions or images")
+    text_source = ("the item's anonymous S3-Rec attribute ids written as words ('a17 a28 a29'; TF-IDF keeps tokens of "
+                   "two or more characters): Beauty's offline files carry no titles, descriptions or images")
 
     def files(self) -> tuple[Path, Path]:
         return require_file(self.dataset_dir, BEAUTY), require_file(self.dataset_dir, BEAUTY_ATTRIBUTES)
@@ -64,7 +64,8 @@ class MLLMMovieLens1M(MLLMRecDataModule):
 
     folder = "movielens-1m"
     meta_folder = "movielens-1m-meta"
-    text_source = "title with year and genres from movies.dat ('Toy Story (1995). Genres: Animation, Children's, Comedy')"
+    text_source = ("title with year and genres from movies.dat "
+                   "('Toy Story (1995). Genres: Animation, Children's, Comedy')")
 
     def files(self) -> tuple[Path, Path]:
         return require_file(self.dataset_dir, ML1M), require_file(self.data_dir / self.meta_folder, ML1M_MOVIES)

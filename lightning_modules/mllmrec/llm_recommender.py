@@ -62,9 +62,10 @@ class LLMYesNoRecommender(CandidateRecModule):
         self.tokenizer = None
         self.texts: list[str] | None = None
 
-    # ----- set-up ------------------------------------------------------------------------------------------------------
+    # ----- set-up -------------------------------------------------------------------------------------------------
     def backbone_path(self) -> str:
-        for spec in (self.hparams.recommender_model, getattr(self.hparams, "llm", ""), os.environ.get("PAPERBOARD_LLM")):
+        specs = (self.hparams.recommender_model, getattr(self.hparams, "llm", ""), os.environ.get("PAPERBOARD_LLM"))
+        for spec in specs:
             if spec and (spec.startswith("hf:") or Path(spec).is_dir()):
                 return spec.removeprefix("hf:")
         LLMUnavailable, _ = llm_api()
