@@ -6,6 +6,7 @@ transformers is imported only when an `hf:` client is built, and HTTP goes throu
 """
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import time
@@ -118,7 +119,7 @@ class OpenAIClient:
                 if err.code < 500:
                     raise LLMError(f"{self.base_url}{path} answered HTTP {err.code}: {detail}") from None
                 last = f"HTTP {err.code}: {detail}"
-            except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as err:
+            except (urllib.error.URLError, http.client.HTTPException, OSError) as err:  # refused, reset, timed out
                 reason = getattr(err, "reason", err)
                 last = f"{type(reason).__name__}: {reason}"
             except json.JSONDecodeError as err:

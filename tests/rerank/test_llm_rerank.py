@@ -156,6 +156,17 @@ def test_an_invalid_answer_is_re_prompted_with_its_problem(dm, tmp_path):
     assert "missing" in retry[2]["content"] and retry[1]["content"] == script.answer(script.sent[0])
 
 
+def test_concurrent_lists_give_the_same_orders_and_counts(dm, tmp_path):
+    nexts = {ACCURACY: DIVERSITY, DIVERSITY: STOP}
+    answer = answer_with(lambda n, ids: ids[::-1] if n == ACCURACY else ids[1:] + ids[:1], nexts.get)
+    batch = batch_of(dm, 6)
+    serial, script = scripted_model(dm, tmp_path / "serial", answer)
+    threaded, threaded_script = scripted_model(dm, tmp_path / "threads", answer, llm_workers=3)
+    assert torch.equal(serial.rerank(batch), threaded.rerank(batch))
+    assert len(threaded_script.sent) == len(script.sent) == 12 and threaded.client.misses == 12
+    assert threaded.last_paths == [[ACCURACY, DIVERSITY, STOP]] * 6
+
+
 def test_after_max_reprompts_the_node_keeps_the_list_and_the_walk_stops(dm, tmp_path):
     model, script = scripted_model(dm, tmp_path, lambda messages: "I like the first one.", max_reprompts=2)
     batch = batch_of(dm, 2)
