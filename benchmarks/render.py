@@ -132,8 +132,8 @@ def render_markdown(board: Board, records: list[dict]) -> str:
         lines += [md_table(header, rows), ""]
         if waiting:
             lines += [f"Note: {', '.join(waiting)} prompt a language model and ran without one: they read "
-                      f"\"{NEEDS_LLM}\". Give one with `paperboard run {board.name} --llm SPEC` (or env PAPERBOARD_LLM; "
-                      f"SPEC is hf:/path/to/model or an OpenAI-compatible URL, see the README).", ""]
+                      f"\"{NEEDS_LLM}\". Give one with `paperboard run {board.name} --llm SPEC` (or env "
+                      f"PAPERBOARD_LLM; SPEC is hf:/path/to/model or an OpenAI-compatible URL, see the README).", ""]
     if not table.empty:
         short = [f"{r.model} ({r.seeds} of {asked})" for _, r in table.iterrows() if r.seeds < asked]
         if short:

@@ -58,8 +58,8 @@ def test_round_trip_is_deterministic_at_temperature_zero(served):
     other = client.complete([*CHAT[:1], {"role": "user", "content": "Rank [3, 2, 1]."}], max_tokens=24)
     assert other != first  # the random model's answer depends on the prompt
     # text and image parts travel; the text-only model reads the image as a placeholder
-    parts = [{"role": "user", "content": [{"type": "text", "text": "Which poster? "},
-                                          {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]}]
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+    parts = [{"role": "user", "content": [{"type": "text", "text": "Which poster? "}, image]}]
     assert isinstance(client.complete(parts, max_tokens=8), str)
 
 

@@ -47,7 +47,8 @@ class LLMClient(Protocol):
 def check_messages(messages: list[dict]) -> None:
     """One clear error for a malformed chat: a list of {"role", "content"} with str or text/image_url parts."""
     if not isinstance(messages, list) or not messages:
-        raise ValueError("messages must be a non-empty list of {'role': ..., 'content': ...} dicts (OpenAI chat format)")
+        raise ValueError("messages must be a non-empty list of {'role': ..., 'content': ...} dicts "
+                         "(OpenAI chat format)")
     for i, message in enumerate(messages):
         if not isinstance(message, dict) or message.get("role") not in ("system", "user", "assistant"):
             raise ValueError(f"messages[{i}] needs a role of system, user or assistant, got {message!r:.80}")

@@ -69,7 +69,7 @@ def test_a_node_outside_the_graph_is_invalid_and_backward_answers_name_one_node(
         parse_next_node("I am not sure what to do", NODES)
 
 
-# ----- the walk, with a scripted model ----------------------------------------------------------------------------------
+# ----- the walk, with a scripted model --------------------------------------------------------------------------------
 class Scripted:
     """An LLMClient whose answer is a function of the conversation; it keeps every conversation it was sent."""
 
@@ -203,7 +203,7 @@ def test_focus_names_a_goal_or_is_one():
         LLM4Rerank(**sizes, max_visits=0)
 
 
-# ----- RankGPT ----------------------------------------------------------------------------------------------------------
+# ----- RankGPT --------------------------------------------------------------------------------------------------------
 def test_rankgpt_reads_answers_as_the_official_code_and_slides_from_the_bottom():
     assert receive_permutation("[3] > [1] > [3] > [9] > [2]", 4) == ([2, 0, 1, 3], 3)
     assert receive_permutation("no idea", 3) == ([0, 1, 2], 0)
@@ -224,7 +224,7 @@ def test_rankgpt_prompt_is_the_official_conversation(dm, tmp_path):
     assert "The output format should be [] > []" in sent[-1]["content"]
 
 
-# ----- the real path: prompt -> HTTP -> tiny model -> parse -> rerank ------------------------------------------------
+# ----- the real path: prompt -> HTTP -> tiny model -> parse -> rerank -------------------------------------------------
 @pytest.fixture(scope="module")
 def served():
     server = shared_tiny_model()
