@@ -83,6 +83,14 @@ class Scripted:
         return self.answer(messages)
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def node_of(messages) -> str:
     return re.search(r"Current node: (\w+)", messages[0]["content"]).group(1)
 
@@ -295,7 +303,12 @@ def test_without_a_model_the_run_is_recorded_as_needing_one(tmp_path, monkeypatc
         "dataset_args": dict(num_users=30, num_items=40, num_genres=4, sequence_len=10, num_candidates=10,
                              history_len=4, ranker_epochs=1),
         "protocol": ["test"], "primary_metric": "ndcg@10", "metrics": ["hr@10", "ndcg@10", "mad"],
-        "models": {"gmf": {}, "llm4rerank": {}}, "seeds": [0, 1], "trainer": {"max_epochs": 1}}))
+        "models": {"gmf": {}, "llm4rerank": {},
+                   "llm4rerank@gone": {"llm": f"http://127.0.0.1:{free_port()}/v1#model=m", "llm_retries": 0}},
+        "seeds": [0, 1], "trainer": {"max_epochs": 1}}))
+    # a server that is not there fails the first list, inside Lightning's validation loop: still needs_llm
+    gone = execute(RunSpec(board=str(board_path), model="llm4rerank@gone", seed=0, data_dir=str(tmp_path / "data")))
+    assert gone["status"] == "needs_llm" and "did not answer" in gone["error"]
     record = execute(RunSpec(board=str(board_path), model="llm4rerank", seed=0, data_dir=str(tmp_path / "data")))
     assert record["status"] == "needs_llm" and "PAPERBOARD_LLM" in record["error"]
     board = load_board(str(board_path))
