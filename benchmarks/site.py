@@ -153,6 +153,11 @@ def board_page(board, records: list[dict], out: Path, plots: list[str], checked=
                              cell(verdict_html(v.verdict)), cell(esc(v.why))] for paper, v in verdicts]))
     ok_keys = {(r["model"], r["seed"], r.get("tuned", False)) for r in records if r["status"] == "ok"}
     failed = [r for r in records if r["status"] != "ok" and (r["model"], r["seed"], r.get("tuned", False)) not in ok_keys]
+    waiting = sorted({r["model"] for r in failed if r["status"] == "needs_llm"})
+    failed = [r for r in failed if r["status"] != "needs_llm"]
+    if waiting:  # rows that prompt a language model and ran without one are not failures
+        parts.append(f"<p>Needs an LLM (ran without a language model; <code>--llm</code>, see the README): "
+                     f"{esc(', '.join(waiting))}</p>")
     if failed:
         parts.append("<h2>Failed runs</h2><ul>" + "".join(
             f'<li><a href="../{esc(record_path(Path("runs"), r).as_posix())}">{esc(r["model"])} seed {r["seed"]}</a>: '
