@@ -11,6 +11,9 @@ import pytest
 from lightning_modules.llm import (CachedClient, LLMError, LLMUnavailable, OpenAIClient, cache_key, make_client)
 from lightning_modules.llm.testing import shared_tiny_model
 
+# one test worker starts the tiny server (several CPU-seconds of imports) and every test that talks to it runs there
+pytestmark = pytest.mark.xdist_group("tiny-llm-server")
+
 CHAT = [{"role": "system", "content": "You rank movies."}, {"role": "user", "content": "Rank [1, 2, 3]."}]
 
 

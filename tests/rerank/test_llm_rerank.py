@@ -20,6 +20,9 @@ from lightning_modules.rerank.llm4rerank import (ACCURACY, BACKWARD, DIVERSITY, 
                                                  InvalidAnswer, LLM4Rerank, parse_next_node, parse_rerank_answer)
 from lightning_modules.rerank.rankgpt import RankGPT, receive_permutation, windows
 
+# one test worker starts the tiny server (several CPU-seconds of imports) and every test that talks to it runs there
+pytestmark = pytest.mark.xdist_group("tiny-llm-server")
+
 IDS = [17, 4, 230, 9]
 
 
