@@ -114,13 +114,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--delay", type=float, default=0.0, help="seconds to wait before each answer")
     parser.add_argument("--fail-first", type=int, default=0, help="answer 503 to this many first completions")
     args = parser.parse_args(argv)
-    if __package__:
-        from lightning_modules.llm.client import HFClient
-        from lightning_modules.llm.testing import build_tiny_model
-    else:  # run as a file (as tests do): its siblings import alone, without every model family of the package
-        sys.path.insert(1, str(Path(__file__).resolve().parents[2]))  # the repository, for `contracts`
-        from client import HFClient
-        from testing import build_tiny_model
+    if not __package__:  # run as a file (as tests do): import this package without every model family's registration
+        import types
+
+        root = Path(__file__).resolve().parents[2]
+        sys.path.insert(1, str(root))
+        shell = types.ModuleType("lightning_modules")
+        shell.__path__ = [str(root / "lightning_modules")]
+        sys.modules.setdefault("lightning_modules", shell)
+    from lightning_modules.llm.client import HFClient
+    from lightning_modules.llm.testing import build_tiny_model
     if args.tiny is not None:
         import tempfile
 
@@ -130,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--model must be hf:/path/to/model (or use --tiny SEED), got {args.model!r}")
 
     client = HFClient(args.model[3:])
-    model_id = args.name or client.path.name
+    model_id = args.name or (f"tiny-random-llama-s{args.tiny}" if args.tiny is not None else client.path.name)
     server = ThreadingHTTPServer((args.host, args.port), make_handler(client, model_id, args.delay, args.fail_first))
     host, port = server.server_address[:2]
     print(f"serving http://{host}:{port}/v1 model={model_id}", flush=True)
