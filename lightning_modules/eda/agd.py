@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 
 from contracts.registry import register_model
-from lightning_modules.eda.base import SizingModule, repair_budget, timing_target
-from lightning_modules.eda.sizers import _round_and_keep_best, area_penalty
+from lightning_modules.eda.base import SizingModule, repair_budget
+from lightning_modules.eda.sizers import _round_and_keep_best, exact_sizing_loss
 
 
 @register_model("agd", family="eda")
@@ -40,9 +40,7 @@ class AGD(SizingModule):
             tau = h.temperature * (h.final_temperature / h.temperature) ** (it / max(h.iterations - 1, 1))
             p = torch.softmax(logits / tau, -1)
             x = (p * k).sum(-1)
-            r = circuit.analyse(x)
-            loss = -timing_target(r["endpoint_slack"], h.mu_tau, h.mu_omega, h.gamma) / circuit.clock_period \
-                + area_penalty(circuit, x, h.area_weight)
+            loss = exact_sizing_loss(circuit, x, h)
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -27,7 +27,7 @@ from contracts.batch import eda as B
 from contracts.registry import register_model, register_model_variant
 from lightning_modules.eda.base import SizingModule, repair_budget, soft_min
 from lightning_modules.eda.layers import LayoutEncoder, PathEncoder, mlp, r2
-from lightning_modules.eda.sizers import _round_and_keep_best, area_penalty
+from lightning_modules.eda.sizers import _round_and_keep_best, area_penalty, clamp_sizes_
 
 NUM_STATIC_FEATURES = 9  # Circuit.features: 9 columns before the family one-hot
 
@@ -147,8 +147,7 @@ class LearnSize(SizingModule):
                     score = (torch.log(omega.detach().double().clamp(max=0).abs() + 1e-6) + noise) / h.gumbel_temperature
                     x.grad *= torch.softmax(score, 0) * x.numel()
                 opt.step()
-                with torch.no_grad():
-                    x.copy_(torch.maximum(torch.minimum(x, circuit.max_size), init))
+                clamp_sizes_(circuit, x, init)
                 if h.select_with_sta and (it + 1) % h.check_every == 0:
                     best = _round_and_keep_best(circuit, x, best, h.mu_tau, h.mu_omega)
         finally:

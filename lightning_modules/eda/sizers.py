@@ -47,6 +47,20 @@ def area_penalty(circuit, x: torch.Tensor, weight: float) -> torch.Tensor:
     return weight * torch.relu(circuit.area(x) - circuit.area_budget) / circuit.initial_area
 
 
+def exact_sizing_loss(circuit, x: torch.Tensor, h) -> torch.Tensor:
+    """Minus the smoothed timing target of the exact STA at sizes x (per clock period), plus the area hinge."""
+    r = circuit.analyse(x)
+    return -timing_target(r["endpoint_slack"], h.mu_tau, h.mu_omega, h.gamma) / circuit.clock_period \
+        + area_penalty(circuit, x, h.area_weight)
+
+
+@torch.no_grad()
+def clamp_sizes_(circuit, x: torch.Tensor, smallest: torch.Tensor | None = None) -> None:
+    """Project continuous sizes into [the mapped (or given smallest) size, the family's largest] in place."""
+    low = circuit.init_size.to(x.dtype) if smallest is None else smallest
+    x.copy_(torch.maximum(torch.minimum(x, circuit.max_size), low))
+
+
 @register_model("sta_gradient", family="eda")
 class STAGradient(SizingModule):
     def __init__(self, num_families: int, signoff: bool = True, iterations: int = 60, lr: float = 0.3,
@@ -61,14 +75,11 @@ class STAGradient(SizingModule):
         opt = torch.optim.Adam([x], lr=h.lr)
         best = _round_and_keep_best(circuit, x, None, h.mu_tau, h.mu_omega)
         for it in range(h.iterations):
-            r = circuit.analyse(x)
-            loss = -timing_target(r["endpoint_slack"], h.mu_tau, h.mu_omega, h.gamma) / circuit.clock_period \
-                + area_penalty(circuit, x, h.area_weight)
+            loss = exact_sizing_loss(circuit, x, h)
             opt.zero_grad()
             loss.backward()
             opt.step()
-            with torch.no_grad():
-                x.copy_(torch.maximum(torch.minimum(x, circuit.max_size), circuit.init_size.to(torch.float64)))
+            clamp_sizes_(circuit, x)
             if (it + 1) % h.check_every == 0:
                 best = _round_and_keep_best(circuit, x, best, h.mu_tau, h.mu_omega)
         return best[1]
@@ -102,8 +113,7 @@ class LagrangianRelaxation(SizingModule):
                 opt.zero_grad()
                 lagrangian.backward()
                 opt.step()
-                with torch.no_grad():
-                    x.copy_(torch.maximum(torch.minimum(x, circuit.max_size), circuit.init_size.to(torch.float64)))
+                clamp_sizes_(circuit, x)
             with torch.no_grad():
                 slack = circuit.analyse(x)["endpoint_slack"]
                 lam = (lam * torch.exp(h.multiplier_step * (-slack / period))).clamp(min=1e-6)
