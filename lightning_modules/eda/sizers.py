@@ -130,13 +130,14 @@ class LagrangianRelaxation(SizingModule):
 @register_model("random_search", family="eda")
 class RandomSearch(SizingModule):
     def __init__(self, num_families: int, signoff: bool = True, samples: int = 32, fraction: float = 0.2,
-                 seed: int = 0):
+                 seed: int | None = None):
         super().__init__(num_families, signoff)
         self.save_hyperparameters()
 
     def size(self, circuit) -> torch.Tensor:
         h = self.hparams
-        gen = torch.Generator().manual_seed(h.seed)
+        # without a fixed seed the samples follow the run's seed (the global generator the runner seeds)
+        gen = torch.Generator().manual_seed(h.seed if h.seed is not None else int(torch.randint(2 ** 62, ()).item()))
         best = _round_and_keep_best(circuit, circuit.init_size.to(torch.float64), None, 0.5, 0.5)
         I = circuit.num_instances
         for _ in range(h.samples):
