@@ -150,10 +150,11 @@ def _metric_recorded(board: Board, records: list[dict], metric: str) -> bool:
                if r.get("board") == board.name and r.get("status") == "ok")
 
 
-def _readiness(board: Board, rows: list[RowStats], trivial: RowStats | None, sign: float,
+def _readiness(board: Board, rows: list[RowStats], trivial: RowStats | None, records: list[dict],
                quality: bool = True) -> str | None:
-    """Why these rows cannot decide the claim yet (None when they can). The learning checks (cap, trivial model)
-    apply to quality metrics, not to cost fields such as seconds per epoch."""
+    """Why these rows cannot decide the claim yet (None when they can). The epoch-cap check applies to quality
+    metrics, not to cost fields such as seconds per epoch. Whether a row has learned is judged on the board's
+    primary metric against the trivial model, whatever the claim's metric (area or runtime included)."""
     asked = len(board.seeds)
     for s in rows:
         if s.n == 0 and s.needs_llm:
@@ -168,16 +169,17 @@ def _readiness(board: Board, rows: list[RowStats], trivial: RowStats | None, sig
     for s in rows:
         if s.n < 2 or s.n < asked:
             return f"too few seeds: {s.row} has {s.n} (the board asks {asked}; a verdict needs at least 2)"
-    if not quality:
-        return None
-    for s in rows:
-        if s.still_improving:
-            return f"{s.row} was stopped by its epoch cap while still improving (`paperboard run --extend`)"
-    if trivial is not None and trivial.n:
+    if quality:
         for s in rows:
-            if s.row != trivial.row and sign * (s.mean - trivial.mean) <= 0:
-                return (f"{s.row} has not learned: it does not beat the trivial model {trivial.row} "
-                        f"({s.mean:.4f} vs {trivial.mean:.4f})")
+            if s.still_improving:
+                return f"{s.row} was stopped by its epoch cap while still improving (`paperboard run --extend`)"
+    if trivial is not None and trivial.n:
+        sign = 1.0 if board.direction == "maximize" else -1.0
+        for s in rows:
+            primary = row_stats(board, records, s.row, board.primary_metric)
+            if s.row != trivial.row and primary.n and sign * (primary.mean - trivial.mean) <= 0:
+                return (f"{s.row} has not learned: it does not beat the trivial model {trivial.row} on "
+                        f"{board.primary_metric} ({primary.mean:.4f} vs {trivial.mean:.4f})")
     return None
 
 
@@ -199,7 +201,7 @@ def evaluate(claim: Claim, records: list[dict]) -> Verdict:
     direction = claim.direction or board.direction
     sign = 1.0 if direction == "maximize" else -1.0
     # a row that does not beat the trivial model has not learned; skipped when the claim is against that model
-    trivial = (row_stats(board, records, board.trivial_model, claim.metric)
+    trivial = (row_stats(board, records, board.trivial_model, board.primary_metric)
                if board.trivial_model and claim.kind in ("beats", "ordering")
                and board.trivial_model not in claim.baselines else None)
     return {"beats": _beats, "matches": _matches, "ordering": _ordering, "property": _property}[claim.kind](
@@ -212,7 +214,7 @@ def _beats(claim, board, records, sign, trivial) -> Verdict:
     evidence, outcomes = [method.describe()], []
     for base in baselines:
         evidence.append(base.describe())
-    blocked = _readiness(board, [method, *baselines], trivial, sign, quality=claim.metric in board.metrics)
+    blocked = _readiness(board, [method, *baselines], trivial, records, quality=claim.metric in board.metrics)
     for base in baselines:
         if method.n and base.n:
             diff = sign * (method.mean - base.mean)
@@ -226,7 +228,7 @@ def _beats(claim, board, records, sign, trivial) -> Verdict:
                 outcomes.append((base.row, side(iv, claim.margin)))
             evidence.append(line)
     if trivial is not None and trivial.n:
-        evidence.append(f"trivial model {trivial.describe()}")
+        evidence.append(f"trivial model on {board.primary_metric}: {trivial.describe()}")
     if blocked:
         return Verdict(claim, "inconclusive", blocked, evidence)
     lost = [b for b, s in outcomes if s == "below"]
@@ -264,7 +266,7 @@ def _matches(claim, board, records, sign, trivial) -> Verdict:
     if ours.n:
         evidence.append(f"ours - published: {ours.mean - value:+.4f}"
                         + ("" if abs(ours.mean - value) <= tol else " (outside the tolerance)"))
-    blocked = _readiness(board, [ours], None, sign)
+    blocked = _readiness(board, [ours], None, records)
     if blocked:
         return Verdict(claim, "inconclusive", blocked, evidence, published)
     lo, hi = mean_interval(ours.values)
@@ -282,7 +284,7 @@ def _matches(claim, board, records, sign, trivial) -> Verdict:
 def _ordering(claim, board, records, sign, trivial) -> Verdict:
     stats = [row_stats(board, records, r, claim.metric) for r in claim.rows]
     evidence = [" -> ".join(s.describe() for s in stats)]
-    blocked = _readiness(board, stats, trivial, sign)
+    blocked = _readiness(board, stats, trivial, records)
     if blocked:
         return Verdict(claim, "inconclusive", blocked, evidence)
 
@@ -312,7 +314,7 @@ def _ordering(claim, board, records, sign, trivial) -> Verdict:
 def _property(claim, board, records, sign, trivial) -> Verdict:
     ours = row_stats(board, records, claim.method, claim.metric)
     evidence = [ours.describe() + f"; required {claim.metric} {claim.op} {claim.value:g}"]
-    blocked = _readiness(board, [ours], None, sign)
+    blocked = _readiness(board, [ours], None, records)
     if blocked:
         return Verdict(claim, "inconclusive", blocked, evidence)
     iv = mean_interval(ours.values)

@@ -86,6 +86,24 @@ def test_rows_that_have_not_learned_are_inconclusive():
     assert verdict.verdict == "inconclusive" and "has not learned" in verdict.why
 
 
+def test_learning_is_judged_on_the_primary_metric_whatever_the_claims_metric():
+    """On hr@10 the trivial model is ahead of gru4rec, but on the board's primary metric (ndcg@10) every row beats
+    it: the rows have learned, and the hr@10 claim is decided."""
+    def both(model, ndcg, hr):
+        recs = records(model, ndcg)
+        for r, v in zip(recs, hr):
+            r["metrics"]["test"]["hr@10"] = r["metrics"]["val"]["hr@10"] = v
+        return recs
+
+    recs = both("sasrec", [0.30, 0.31, 0.29], [0.50, 0.51, 0.49]) + both("gru4rec", [0.20, 0.21, 0.19], [0.10] * 3) \
+        + both("pop", [0.05] * 3, [0.20] * 3)
+    assert evaluate(beats(metric="hr@10"), recs).verdict == "reproduced"
+    recs = both("sasrec", [0.30, 0.31, 0.29], [0.50, 0.51, 0.49]) + both("gru4rec", [0.04] * 3, [0.30] * 3) \
+        + both("pop", [0.05] * 3, [0.20] * 3)
+    verdict = evaluate(beats(metric="hr@10"), recs)
+    assert verdict.verdict == "inconclusive" and "gru4rec has not learned" in verdict.why and "ndcg@10" in verdict.why
+
+
 def test_a_run_stopped_by_its_cap_while_improving_is_inconclusive():
     capped = records("gru4rec", [0.20, 0.21, 0.19], epochs=50, best_epoch=48)
     verdict = evaluate(beats(), records("sasrec", [0.30, 0.31, 0.29]) + capped + POP)
