@@ -69,6 +69,13 @@ class CandidatePopularity(CandidateRecModule):
         return {}
 
 
+def id_table(num_items: int, embed_dim: int) -> nn.Embedding:
+    """The item-ID table shared by the input and the candidates: row 0 is padding, N(0, 1/d) initialisation."""
+    table = nn.Embedding(num_items + 1, embed_dim, padding_idx=B.PAD)
+    nn.init.normal_(table.weight, std=embed_dim ** -0.5)
+    return table
+
+
 class IDSequenceModule(CandidateRecModule):
     """An ID-based sequence encoder scored by the inner product with the candidates' ID embeddings."""
 
@@ -90,8 +97,7 @@ class CandidateSASRec(IDSequenceModule):
         super().__init__(num_items=num_items, max_history=max_history, text_dim=0, lr=lr,
                          weight_decay=weight_decay, eval_ks=eval_ks)
         self.save_hyperparameters()
-        self.item_embedding = nn.Embedding(num_items + 1, embed_dim, padding_idx=B.PAD)
-        nn.init.normal_(self.item_embedding.weight, std=embed_dim ** -0.5)
+        self.item_embedding = id_table(num_items, embed_dim)
         self.position_embedding = nn.Embedding(max_history, embed_dim)
         self.input_dropout = nn.Dropout(dropout)
         self.blocks = BlockStack(self_attention_block(embed_dim, num_heads, dropout, True) for _ in range(num_blocks))
@@ -120,8 +126,7 @@ class CandidateGRU4Rec(IDSequenceModule):
         super().__init__(num_items=num_items, max_history=max_history, text_dim=0, lr=lr,
                          weight_decay=weight_decay, eval_ks=eval_ks)
         self.save_hyperparameters()
-        self.item_embedding = nn.Embedding(num_items + 1, embed_dim, padding_idx=B.PAD)
-        nn.init.normal_(self.item_embedding.weight, std=embed_dim ** -0.5)
+        self.item_embedding = id_table(num_items, embed_dim)
         self.embed_dropout = nn.Dropout(dropout_embed)
         self.gru = nn.GRU(embed_dim, embed_dim, num_layers=num_layers, batch_first=True,
                           dropout=dropout_hidden if num_layers > 1 else 0.0)
