@@ -82,6 +82,9 @@ def play(env: BatteryDispatchEnv, policy, starts, explore: bool, device="cpu") -
     for t in range(T):
         a, step_extras, state = policy.act(torch.as_tensor(obs, device=device), t, state, explore)
         actions[:, t] = a.detach().cpu().numpy()
+        if not np.isfinite(actions[:, t]).all():  # the battery would silently idle on NaN
+            raise FloatingPointError(f"{type(policy).__name__} gave a non-finite action at step {t}: the policy "
+                                     "diverged or produced NaN; check its inputs and learning rate")
         obs, rewards[:, t], _ = env.step(actions[:, t])
         states[:, t + 1] = obs
         for k, v in step_extras.items():
