@@ -245,3 +245,11 @@ class LLM4Rerank(LLMReranker):
 for _focus in ("accuracy", "diversity", "fairness"):
     register_model_variant(f"llm4rerank@{_focus}", LLM4Rerank,
                             f"LLM4Rerank-{_focus[0].upper()}: the Goal focuses on {_focus}", focus=_focus)
+
+# Table 4's ablations, all with the accuracy Goal as in the paper's table
+register_model_variant("llm4rerank@no_pool", LLM4Rerank, "LLM4Rerank-A without the historical pool (-H)",
+                       focus="accuracy", pool=False)
+register_model_variant("llm4rerank@fixed_path", LLM4Rerank, "LLM4Rerank-A on the fixed path Accuracy, Accuracy, Stop "
+                       "(-AR: no automatic reranking)", focus="accuracy", fixed_path="accuracy,accuracy")
+register_model_variant("llm4rerank@accuracy_only", LLM4Rerank, "LLM4Rerank-A with the Accuracy and Stop nodes only "
+                       "(-N)", focus="accuracy", other_nodes=False)
