@@ -88,6 +88,18 @@ def longest_budget_per_seed(records: list[dict]) -> list[dict]:
     return list(best.values())
 
 
+def board_rows(board_name: str, records: list[dict]) -> dict[tuple, list[dict]]:
+    """The finished runs behind each row of a board, keyed (model, tuned, config hashes, data hash): runs that differ
+    only in their epoch cap are one row, each seed at its largest cap (as the claims read them), so a row whose seeds
+    were continued to different caps does not split; the key names every config hash among its runs."""
+    groups: dict[tuple, list[dict]] = {}
+    ok = longest_budget_per_seed([r for r in records if r["status"] == "ok" and r["board"] == board_name])
+    for r in ok:
+        groups.setdefault((r["model"], bool(r.get("tuned")), settings_key(r), r.get("data_hash")), []).append(r)
+    return {(model, tuned, ",".join(sorted({r["config_hash"] for r in runs})), data): runs
+            for (model, tuned, _, data), runs in groups.items()}
+
+
 def md_table(header: list[str], rows: list[list[str]]) -> str:
     out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     out += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]

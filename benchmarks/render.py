@@ -9,18 +9,15 @@ import pandas as pd
 
 from benchmarks.boards import Board
 from benchmarks.claims import board_verdicts
-from benchmarks.records import (best_at_cap, epoch_cap, latest_per_seed, md_table, still_improving,
-                                stopped_by_cap, under_load)
+from benchmarks.records import (best_at_cap, board_rows, epoch_cap, md_table, still_improving, stopped_by_cap,
+                                under_load)
 
 
 def aggregate(board: Board, records: list[dict]) -> pd.DataFrame:
-    """One row per (model, tuned, config, data hash): mean and sample std (n-1) of each metric over seeds."""
-    ok = latest_per_seed([r for r in records if r["status"] == "ok" and r["board"] == board.name])
+    """One row per `board_rows` group (model, tuned, settings, data hash): mean and sample std (n-1) of each metric
+    over seeds."""
     rows = []
-    groups: dict[tuple, list[dict]] = {}
-    for r in ok:
-        groups.setdefault((r["model"], bool(r.get("tuned")), r["config_hash"], r.get("data_hash")), []).append(r)
-    for (model, tuned, chash, dhash), runs in groups.items():
+    for (model, tuned, chash, dhash), runs in board_rows(board.name, records).items():
         row = {"model": model, "tuned": tuned, "config": chash, "data": dhash, "seeds": len(runs)}
         if tuned:
             t = runs[0].get("tuning") or {}

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from benchmarks.boards import board_names, load_board, load_paper, paper_names
 from benchmarks.claims import board_verdicts, paper_verdicts
-from benchmarks.records import latest_per_seed
+from benchmarks.records import board_rows
 from benchmarks.render import aggregate, published_comparison
 from benchmarks.store import load_records_dir, record_path
 from contracts.atomic import atomic_write_bytes
@@ -61,15 +61,6 @@ def verdict_html(verdict: str) -> str:
     return f'<span class="verdict-{esc(verdict.replace(" ", "-"))}">{esc(verdict)}</span>'
 
 
-def _rows_of(board, records: list[dict]) -> dict[tuple, list[dict]]:
-    """The records behind each row of `aggregate` (same selection and grouping)."""
-    ok = latest_per_seed([r for r in records if r["status"] == "ok" and r["board"] == board.name])
-    groups: dict[tuple, list[dict]] = {}
-    for r in ok:
-        groups.setdefault((r["model"], bool(r.get("tuned")), r["config_hash"], r.get("data_hash")), []).append(r)
-    return groups
-
-
 def _checked(verdicts_of, what, records: list[dict]):
     """(verdicts, None), or ([], the problem) when a paper's claims do not fit its boards: the page says so and the
     rest of the site is still built."""
@@ -92,7 +83,7 @@ _WARNED: set[str] = set()
 def board_page(board, records: list[dict], out: Path, plots: list[str], checked=None) -> str:
     """`checked`: (verdicts, problem) of the board's claims, computed from every record (the caller's, else here)."""
     frame = aggregate(board, records)
-    groups = _rows_of(board, records)
+    groups = board_rows(board.name, records)
     parts = [f"<p>{esc(board.description.strip())}</p>" if board.description else ""]
     protocol = [f"Dataset: <code>{esc(board.dataset)}</code> {esc(board.dataset_args or '')}"]
     protocol += [esc(p) for p in board.protocol]
