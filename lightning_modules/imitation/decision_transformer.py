@@ -69,17 +69,21 @@ class DecisionTransformer(ImitationModule):
                                              num_layers, dropout)
         self.register_buffer("best_sdg", torch.tensor(float("-inf")))
 
-    def predict(self, returns: torch.Tensor, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """returns [B, T], states [B, T, S] (s_0..s_{T-1}), actions [B, T, A] -> a_t predicted at every t from the
-        context ending at s_t [B, T, A]."""
+    def windows_at(self, returns: torch.Tensor, states: torch.Tensor, actions: torch.Tensor) -> list[torch.Tensor]:
+        """returns [B, T], states [B, T, S] (s_0..s_{T-1}), actions [B, T, A] -> the model's inputs (returns, states,
+        actions, steps, pad) for the context ending at every step t, each [B, T, K, ...]: steps t-K+1..t, padded
+        before the episode's first step."""
         Bn, T = returns.shape
-        K = self.hparams.context
         steps = torch.arange(T, device=states.device).expand(Bn, T)
         real = torch.ones(Bn, T, dtype=torch.bool, device=states.device)
-        w = [context_windows(x, K) for x in (returns.unsqueeze(-1), states, actions, steps, real)]
-        flat = [x.reshape(Bn * T, K, *x.shape[3:]) for x in w]
-        pred = self.policy(flat[0], flat[1], flat[2], flat[3], ~flat[4])
-        return pred[:, -1].reshape(Bn, T, -1)
+        w = [context_windows(x, self.hparams.context) for x in (returns.unsqueeze(-1), states, actions, steps, real)]
+        return w[:4] + [~w[4]]
+
+    def predict(self, returns: torch.Tensor, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """a_t predicted at every t from the context ending at s_t [B, T, A] (inputs as `windows_at`)."""
+        Bn, T = returns.shape
+        flat = [x.reshape(Bn * T, *x.shape[2:]) for x in self.windows_at(returns, states, actions)]
+        return self.policy(*flat)[:, -1].reshape(Bn, T, -1)
 
     def learn(self, item: dict) -> dict:
         h = item[B.HISTORY]
@@ -99,16 +103,9 @@ class DecisionTransformer(ImitationModule):
         states = torch.stack(state["states"], 1)
         actions = torch.stack(state["actions"] + [torch.zeros(obs.shape[0], self.action_dim, device=obs.device)], 1)
         target = self.hparams.target_scale * self.best_sdg if torch.isfinite(self.best_sdg) else obs.new_zeros(())
-        K, E = self.hparams.context, obs.shape[0]
-        window = [x[:, -K:] for x in (target.expand(states.shape[:2]).unsqueeze(-1), states, actions)]
-        steps = torch.arange(t + 1 - window[1].shape[1], t + 1, device=obs.device).expand(E, -1)
-        pad = torch.zeros_like(steps, dtype=torch.bool)
-        if steps.shape[1] < K:  # the first steps of an episode: left-pad the context as in training
-            fill = K - steps.shape[1]
-            window = [torch.cat([x.new_zeros(E, fill, x.shape[-1]), x], 1) for x in window]
-            steps = torch.cat([steps.new_zeros(E, fill), steps], 1)
-            pad = torch.cat([torch.ones(E, fill, dtype=torch.bool, device=obs.device), pad], 1)
-        action = self.policy(*window, steps, pad)[:, -1].clamp(-1, 1)
+        # only the context ending now is run through the model
+        last = [x[:, -1] for x in self.windows_at(target.expand(states.shape[:2]), states, actions)]
+        action = self.policy(*last)[:, -1].clamp(-1, 1)
         state["actions"].append(action)
         return action, {}, state
 

@@ -19,7 +19,7 @@ from torch import nn
 from contracts.batch import imitation as B
 from contracts.registry import register_model
 from lightning_modules.imitation.base import ImitationModule
-from lightning_modules.imitation.layers import mlp
+from lightning_modules.imitation.layers import mlp, polyak_
 
 
 def expectile_loss(diff: torch.Tensor, tau: float) -> torch.Tensor:
@@ -69,9 +69,7 @@ class IQL(ImitationModule):
                 weight = (hp.beta * (q_t - self.v(s).squeeze(-1))).exp().clamp(max=100.0)
             pi_loss = -(weight * self.policy(tokens).log_prob(A).sum(-1)).mean()
             self.step_optimizer(pi_loss, opt_pi, self.policy.parameters())
-            with torch.no_grad():
-                for p, tp in zip(self.q.parameters(), self.q_target.parameters()):
-                    tp.lerp_(p, hp.polyak)
+            polyak_(self.q_target, self.q, hp.polyak)
         return {"v_loss": v_loss.detach(), "q_loss": q_loss.detach(), "policy_loss": pi_loss.detach(),
                 "awr_weight": weight.mean()}
 

@@ -151,10 +151,15 @@ class PerformanceEstimator(nn.Module):
             target[:, -1] = score  # terminal: no bootstrap
         return F.mse_loss(self(s, a), target)
 
-    @torch.no_grad()
     def update_target(self) -> None:
-        for p, tp in zip(self.q.parameters(), self.q_target.parameters()):
-            tp.lerp_(p, self.tau)
+        polyak_(self.q_target, self.q, self.tau)
+
+
+@torch.no_grad()
+def polyak_(target: nn.Module, source: nn.Module, rate: float) -> None:
+    """target <- (1 - rate) target + rate source, parameter by parameter."""
+    for p, tp in zip(source.parameters(), target.parameters()):
+        tp.lerp_(p, rate)
 
 
 def normalise(x: torch.Tensor) -> torch.Tensor:

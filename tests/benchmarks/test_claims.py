@@ -202,6 +202,21 @@ def test_a_row_rerun_with_a_larger_cap_counts_at_its_longest_budget():
     assert verdict.verdict == "reproduced" and any(e.startswith("gru4rec 0.2000") for e in verdict.evidence)
 
 
+def test_a_row_whose_seeds_were_continued_to_different_caps_is_one_row_on_the_board_page():
+    from benchmarks.boards import load_board
+    from benchmarks.render import aggregate
+
+    board = load_board("seqrec-ml100k")
+    runs = records("gru4rec", [0.20, 0.21, 0.19], board=board.name)
+    runs[2] = {**runs[2], "config_hash": "gru4rec-100", "config": {"trainer": {"max_epochs": 100}}}
+    other_settings = records("gru4rec", [0.5], board=board.name, config_hash="other",
+                             config={"trainer": {"max_epochs": 50}, "model_args": {"embed_dim": 8}})
+    table = aggregate(board, runs + other_settings)
+    rows = table[table.model == "gru4rec"].sort_values("seeds")
+    assert rows.seeds.tolist() == [1, 3]  # other settings stay a row of their own
+    assert rows.iloc[1].config == "gru4rec,gru4rec-100" and abs(rows.iloc[1]["ndcg@10"] - 0.20) < 1e-9
+
+
 def test_a_board_page_marks_short_rows_loaded_wall_times_and_ends_with_its_verdicts():
     from benchmarks.boards import load_board
     from benchmarks.render import render_markdown
