@@ -67,11 +67,15 @@ def latest_per_seed(records: list[dict]) -> list[dict]:
     return list(latest.values())
 
 
+# Trainer arguments that change how long a run may train or what it prints, never what it learns per epoch
+NOT_SETTINGS = frozenset({"max_epochs", "enable_progress_bar", "enable_model_summary"})
+
+
 def settings_key(record: dict) -> str:
-    """A run's settings up to its epoch cap (data, model and Trainer arguments other than max_epochs, the data
-    hash, tuned or not): runs with one key differ only in how long they were allowed to train."""
+    """A run's settings up to its epoch cap (data, model and Trainer arguments other than `NOT_SETTINGS`, the data
+    hash, tuned or not): runs with one key differ only in how long they were allowed to train or how they printed."""
     config = record.get("config") or {}
-    trainer = {k: v for k, v in (config.get("trainer") or {}).items() if k != "max_epochs"}
+    trainer = {k: v for k, v in (config.get("trainer") or {}).items() if k not in NOT_SETTINGS}
     return json.dumps([config.get("dataset_args"), config.get("model_args"), trainer, record.get("data_hash"),
                        bool(record.get("tuned"))], sort_keys=True, default=str)
 

@@ -96,13 +96,14 @@ class MicrogridDataModule(PaperboardDataModule):
     """Base of the microgrid datasets; subclasses give `load_profiles()` and `default_battery()`."""
 
     def __init__(self, horizon: int = 24, episodes_per_operator: int = 48, sdg_weight: float = 0.5,
-                 capacity_kwh: float | None = None, power_kw: float | None = None, efficiency: float | None = None,
+                 sdg_floor: float = 0.15, capacity_kwh: float | None = None, power_kw: float | None = None, efficiency: float | None = None,
                  rollout_envs: int = 16, log_seed: int = 0, data_dir: str | None = None, batch_size: int = 64,
                  eval_batch_size: int = 128, num_workers: int = 0):
         super().__init__(data_dir=data_dir, batch_size=batch_size, eval_batch_size=eval_batch_size, num_workers=0)
         if horizon < 1 or horizon > 24 * 7:
             raise ValueError(f"horizon must be 1..168 hours, got {horizon}")
         self.horizon, self.episodes_per_operator, self.sdg_weight = horizon, episodes_per_operator, sdg_weight
+        self.sdg_floor = sdg_floor
         self.battery_overrides = {k: v for k, v in dict(capacity_kwh=capacity_kwh, power_kw=power_kw,
                                                         efficiency=efficiency).items() if v is not None}
         self.rollout_envs, self.log_seed = rollout_envs, log_seed
@@ -112,7 +113,7 @@ class MicrogridDataModule(PaperboardDataModule):
         raise NotImplementedError
 
     def make_env(self) -> BatteryDispatchEnv:
-        return BatteryDispatchEnv(self.profiles, self.horizon, self.battery, self.sdg_weight)
+        return BatteryDispatchEnv(self.profiles, self.horizon, self.battery, self.sdg_weight, self.sdg_floor)
 
     def setup(self, stage: str | None = None) -> None:
         if self.profiles is not None:
@@ -170,7 +171,7 @@ class MicrogridDataModule(PaperboardDataModule):
 
     def describe(self) -> dict:
         return {"data_hash": self.data_hash, "horizon": self.horizon, "battery": dict(self.battery.__dict__),
-                "sdg_weight": self.sdg_weight, "log_episodes": int(len(self.history[B.SDG])),
+                "sdg_weight": self.sdg_weight, "sdg_floor": self.sdg_floor, "log_episodes": int(len(self.history[B.SDG])),
                 "windows": {k: int(len(v)) for k, v in self.starts.items()},
                 "operator_train_sdg": self.operator_train_sdg, "operator_test_sdg": self.operator_eval_sdg["test"]}
 

@@ -209,12 +209,14 @@ def test_a_row_whose_seeds_were_continued_to_different_caps_is_one_row_on_the_bo
     board = load_board("seqrec-ml100k")
     runs = records("gru4rec", [0.20, 0.21, 0.19], board=board.name)
     runs[2] = {**runs[2], "config_hash": "gru4rec-100", "config": {"trainer": {"max_epochs": 100}}}
+    runs[1] = {**runs[1], "config_hash": "gru4rec-quiet",  # run with --quiet: no progress bar, the same training
+               "config": {"trainer": {"max_epochs": 50, "enable_progress_bar": False}}}
     other_settings = records("gru4rec", [0.5], board=board.name, config_hash="other",
                              config={"trainer": {"max_epochs": 50}, "model_args": {"embed_dim": 8}})
     table = aggregate(board, runs + other_settings)
     rows = table[table.model == "gru4rec"].sort_values("seeds")
     assert rows.seeds.tolist() == [1, 3]  # other settings stay a row of their own
-    assert rows.iloc[1].config == "gru4rec,gru4rec-100" and abs(rows.iloc[1]["ndcg@10"] - 0.20) < 1e-9
+    assert rows.iloc[1].config == "gru4rec,gru4rec-100,gru4rec-quiet" and abs(rows.iloc[1]["ndcg@10"] - 0.20) < 1e-9
 
 
 def test_a_board_page_marks_short_rows_loaded_wall_times_and_ends_with_its_verdicts():
