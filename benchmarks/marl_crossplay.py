@@ -231,55 +231,6 @@ def _json(x):
     return x
 
 
-def learning_curves(board_name: str, records_dir: Path, out: Path, log=print) -> dict:
-    """val/return against training env steps for every row of a board, mean and spread over seeds, from the
-    `val_curve_<env steps>` test metrics of its run records (no checkpoint needed). Writes <out>.json and <out>.png."""
-    from benchmarks.boards import load_board
-    from lightning_modules.marl.base import CURVE_PREFIX
-
-    board = load_board(board_name)
-    records = [r for r, _ in load_runs(board, records_dir, need_checkpoint=False)]
-    curves: dict[str, dict] = {}
-    for model in dict.fromkeys(r["model"] for r in records):
-        per_seed = {}
-        for r in records:
-            if r["model"] == model:
-                points = {int(k[len(CURVE_PREFIX):]): v for k, v in r["metrics"]["test"].items() if k.startswith(CURVE_PREFIX)}
-                if points:
-                    per_seed[r["seed"]] = points
-        if not per_seed:
-            continue
-        steps = sorted(set.intersection(*(set(p) for p in per_seed.values())))
-        values = np.array([[per_seed[s][t] for t in steps] for s in sorted(per_seed)])
-        curves[model] = {"env_steps": steps, "seeds": sorted(per_seed), "mean": values.mean(0).tolist(),
-                         "std": (values.std(0, ddof=1) if len(values) > 1 else np.zeros(len(steps))).tolist(),
-                         "per_seed": values.tolist()}
-    if not curves:
-        raise SystemExit(f"no learning curves (val_curve_* metrics) in the records of {board.name} in {records_dir}")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for model, c in curves.items():
-        x, m, sd = np.array(c["env_steps"]), np.array(c["mean"]), np.array(c["std"])
-        ax.plot(x, m, label=f"{model} (n={len(c['seeds'])})")
-        ax.fill_between(x, m - sd, m + sd, alpha=0.15)
-    ax.set_xlabel("training env steps")
-    ax.set_ylabel("val return (greedy, fixed seeds)")
-    ax.set_title(f"{board.name}: learning curves, mean +- std over seeds", fontsize=10)
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out.with_suffix(".png"), dpi=120)
-    plt.close(fig)
-    out.with_suffix(".json").write_text(json.dumps({"board": board.name, "metric": "val/return", "curves": curves},
-                                                   indent=1))
-    log(f"learning curves of {len(curves)} rows -> {out.with_suffix('.json')}, {out.with_suffix('.png')}")
-    return curves
-
-
 def run(board_name: str, records_dir: Path, out: Path, episodes: int | None = None, update_records: bool = False,
         fraction: float = 0.5, log=print) -> dict:
     import datamodules  # noqa: F401
@@ -361,7 +312,12 @@ def main(argv: list[str] | None = None) -> int:
     import datamodules  # noqa: F401
     import lightning_modules  # noqa: F401
 
-    learning_curves(args.board, Path(args.records), Path(f"benchmarks/results/{args.board}-curves"))
+    from benchmarks.curves import learning_curves
+    from benchmarks.store import load_records_dir
+
+    learning_curves(args.board, load_records_dir(Path(args.records), args.board),
+                    Path(f"benchmarks/results/{args.board}-curves"), xlabel="training env steps",
+                    ylabel="val return (greedy, fixed seeds)")
     if args.curves_only:
         return 0
     out = Path(args.out or f"benchmarks/results/{args.board}-crossplay")

@@ -1,4 +1,9 @@
-"""What a run's callbacks may raise to stop the run with a status other than failed."""
+"""What a run's callbacks may raise to stop the run with a status other than failed, and how a run reports its
+learning curve."""
+
+# A run's validation learning curve travels as test metrics `val_curve_<step>` (one curve) or
+# `val_curve_<name>_<step>` (several), step zero-padded to 9 digits; benchmarks.curves reads them back.
+CURVE_PREFIX = "val_curve_"
 
 
 class RunNeedsLLM(RuntimeError):

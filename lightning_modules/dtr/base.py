@@ -16,6 +16,8 @@ the optimiser, and the board's evaluation:
 - `est_mort_reduction` (estimated, paper App. B): observed mortality minus the mean outcome-model death
   probability under the recommended action, over all test patients.
 Subclasses with an uncertainty score (SAFER) add the conformal selection in `extra_test_metrics`.
+Every validation epoch of training adds a point (optimizer steps so far) to the run's learning curves of
+`CURVE_METRICS`, which test reports as `val_curve_<metric>_<steps>` (contracts.run.CURVE_PREFIX).
 The eval sets arrive whole through torchmetrics `CatMetric` (synced across processes); test batches also carry
 the calibration pool (`calib`), which every metric except the conformal step excludes.
 """
@@ -31,11 +33,13 @@ from torchmetrics.functional.classification import binary_auroc, multiclass_auro
 
 from contracts.batch import dtr as B
 from contracts.registry import SIMULATORS
+from contracts.run import CURVE_PREFIX
 from lightning_modules.dtr.metrics import hit_and_reciprocal_rank, rank_of_target, worst_for_nonfinite
 
 TRAIN_ON = ("all", "survivors")
 _VISITATION: dict = {}  # id(mdp) -> (transitions under the clinicians, their state visitation)
 EVAL_KEYS = ("probs", "target", "died", "state", "calib", "cf_rec")
+CURVE_METRICS = ("mrr@3", "survival")
 
 
 class DTRModule(pl.LightningModule):
@@ -61,6 +65,8 @@ class DTRModule(pl.LightningModule):
         self.weight_decay = weight_decay
         self.topk = topk
         self.eval_store = nn.ModuleDict({k: CatMetric(nan_strategy="disable") for k in (*EVAL_KEYS, "h", "kappa", "patient")})
+        # a plain attribute: loading the best checkpoint for testing keeps the whole curve
+        self.learning_curve: list[tuple[int, dict[str, float]]] = []
 
     # ----- what a model provides ---------------------------------------------------------------------------
     def forward(self, batch: dict) -> dict:  # pragma: no cover
@@ -147,8 +153,13 @@ class DTRModule(pl.LightningModule):
         if data["probs"] is None:
             return
         metrics = self.eval_metrics(data)
+        if stage == "val" and self.trainer.state.fn == "fit":
+            self.learning_curve.append((int(self.trainer.global_step),
+                                        {k: float(metrics[k]) for k in CURVE_METRICS if k in metrics}))
         if stage == "test":
             metrics.update(self.extra_test_metrics(data))
+            for steps, values in self.learning_curve:
+                metrics.update({f"{CURVE_PREFIX}{k}_{steps:09d}": v for k, v in values.items()})
         for name, value in metrics.items():
             self.log(f"{stage}/{name}", float(value), on_epoch=True, sync_dist=False)
 

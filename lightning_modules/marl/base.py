@@ -21,8 +21,8 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from contracts.batch import marl as B
+from contracts.run import CURVE_PREFIX
 
-CURVE_PREFIX = "val_curve_"  # test metrics val_curve_<env steps>: the learning curve of the run
 
 
 def mlp(sizes: list[int], activation=nn.ReLU, layer_norm_input: bool = False) -> nn.Sequential:

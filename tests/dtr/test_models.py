@@ -49,6 +49,20 @@ def test_every_dtr_model_trains_and_reports_the_board_metrics(name, tiny):
         assert "test/curve_power_a0.5_c0.2" in metrics
 
 
+def test_a_run_reports_its_validation_learning_curve_at_test(tiny):
+    pl.seed_everything(0, verbose=False)
+    model = build("cql", tiny)
+    seen = []  # val/survival as logged after each epoch (validation runs before the epoch ends)
+    trainer = fast_trainer(max_epochs=3, limit_train_batches=2, callbacks=[pl.Callback()])
+    trainer.callbacks[0].on_train_epoch_end = lambda tr, m: seen.append(float(tr.callback_metrics["val/survival"]))
+    trainer.fit(model, datamodule=tiny)
+    metrics = trainer.test(model, datamodule=tiny, verbose=False)[0]
+    curve = {k: v for k, v in metrics.items() if k.startswith("test/val_curve_survival_")}
+    assert sorted(curve) == [f"test/val_curve_survival_{s:09d}" for s in (2, 4, 6)]  # optimizer steps
+    assert [curve[k] for k in sorted(curve)] == pytest.approx(seen)
+    assert len([k for k in metrics if k.startswith("test/val_curve_mrr@3_")]) == 3
+
+
 def test_safer_attention_is_causal():
     torch.manual_seed(0)
     layer = TransformerLayer(16, 2, 16, 0.0, use_notes=True, residual=True).eval()
