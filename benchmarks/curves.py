@@ -34,19 +34,34 @@ def learning_curves(board_name: str, records: list[dict], out: Path, curve: str 
 
     runs = latest_per_seed([r for r in records if r.get("board") == board_name and r.get("status") == "ok"
                             and not r.get("tuned")])
-    curves: dict[str, dict] = {}
-    for model in dict.fromkeys(r["model"] for r in runs):
-        per_seed = {r["seed"]: p for r in runs if r["model"] == model and (p := curve_points(r, curve))}
-        if not per_seed:
-            continue
+    per_model: dict[str, dict[int, dict[int, float]]] = {}
+    for r in runs:
+        if points := curve_points(r, curve):
+            per_model.setdefault(r["model"], {})[r["seed"]] = points
+    name = CURVE_PREFIX + (f"{curve}_" if curve else "") + "<step>"
+    if not per_model:
+        raise SystemExit(f"no learning curves ({name} test metrics) among the records of {board_name}")
+    curves = summarise(per_model)
+    write_curves(curves, out, f"{board_name}: learning curves", xlabel, ylabel or f"validation {curve or 'value'}",
+                 {"board": board_name, "curve": name, "x": xlabel})
+    log(f"learning curves of {len(curves)} rows -> {out.with_suffix('.json')}, {out.with_suffix('.png')}")
+    return curves
+
+
+def summarise(per_model: dict[str, dict[int, dict[int, float]]]) -> dict[str, dict]:
+    """{row: {seed: {step: value}}} -> per row the steps every seed reached, mean, std and per-seed values."""
+    curves = {}
+    for model, per_seed in per_model.items():
         steps = sorted(set.intersection(*(set(p) for p in per_seed.values())))
         values = np.array([[per_seed[s][t] for t in steps] for s in sorted(per_seed)])
         curves[model] = {"steps": steps, "seeds": sorted(per_seed), "mean": values.mean(0).tolist(),
                          "std": (values.std(0, ddof=1) if len(values) > 1 else np.zeros(len(steps))).tolist(),
                          "per_seed": values.tolist()}
-    name = CURVE_PREFIX + (f"{curve}_" if curve else "") + "<step>"
-    if not curves:
-        raise SystemExit(f"no learning curves ({name} test metrics) among the records of {board_name}")
+    return curves
+
+
+def write_curves(curves: dict[str, dict], out: Path, title: str, xlabel: str, ylabel: str, meta: dict) -> None:
+    """<out>.png (mean +- std per row) and <out>.json (`meta` plus the curves)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -58,17 +73,14 @@ def learning_curves(board_name: str, records: list[dict], out: Path, curve: str 
         ax.plot(x, m, label=f"{model} (n={len(c['seeds'])})")
         ax.fill_between(x, m - sd, m + sd, alpha=0.15)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel or f"validation {curve or 'value'}")
-    ax.set_title(f"{board_name}: learning curves, mean +- std over seeds", fontsize=10)
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"{title}, mean +- std over seeds", fontsize=10)
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out.with_suffix(".png"), dpi=120)
     plt.close(fig)
-    out.with_suffix(".json").write_text(json.dumps({"board": board_name, "curve": name, "x": xlabel, "curves": curves},
-                                                   indent=1) + "\n")
-    log(f"learning curves of {len(curves)} rows -> {out.with_suffix('.json')}, {out.with_suffix('.png')}")
-    return curves
+    out.with_suffix(".json").write_text(json.dumps({**meta, "curves": curves}, indent=1) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:

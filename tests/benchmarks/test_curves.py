@@ -35,3 +35,17 @@ def test_curves_average_the_steps_every_seed_reached_with_the_newest_run_per_see
 def test_no_curve_in_the_records_is_one_clear_error(tmp_path):
     with pytest.raises(SystemExit, match="no learning curves"):
         learning_curves("b", [record(0, {"survival": 0.8})], tmp_path / "c", curve="survival")
+
+
+def test_backbone_loss_curves_are_read_from_the_cached_backbones_of_the_board_data(tmp_path):
+    import torch
+
+    from benchmarks.tsedit_backbone_curves import backbone_curves
+
+    folder = tmp_path / "ett" / "tsedit-backbones"
+    folder.mkdir(parents=True)
+    for i, (data_hash, backbone, seed) in enumerate([("d1", "conv", 0), ("d1", "conv", 1), ("other", "conv", 2)]):
+        torch.save({"hparams": {"data_hash": data_hash, "backbone": backbone}, "seed": seed, "loss_every": 25,
+                    "loss_curve": [1.0 - seed / 10, 0.5]}, folder / f"{i}.pt")
+    curves = backbone_curves({"d1"}, tmp_path)
+    assert curves == {"conv": {0: {25: 1.0, 50: 0.5}, 1: {25: 0.9, 50: 0.5}}}  # another data hash is another board
