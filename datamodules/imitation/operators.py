@@ -78,6 +78,8 @@ def play(env: BatteryDispatchEnv, policy, starts, explore: bool, device="cpu") -
     rewards = np.zeros((E, T), np.float32)
     extras: dict[str, list[torch.Tensor]] = {}
     state = policy.reset_policy_state(E)
+    if hasattr(policy, "plan"):  # only a perfect-foresight oracle reads the episodes' days ahead
+        state = policy.plan(env, state)
     states[:, 0] = obs
     for t in range(T):
         a, step_extras, state = policy.act(torch.as_tensor(obs, device=device), t, state, explore)

@@ -86,3 +86,48 @@ def test_citylearn_building_reads_its_schema(shared_data):
     dm.setup()
     assert dm.battery.capacity_kwh > 0 and len(dm.profiles) == 8760
     assert dm.profiles.solar.max() > 0 and dm.profiles.price.max() > dm.profiles.price.min()
+
+
+def test_a_day_the_pv_covers_is_scored_against_the_floor_not_against_zero():
+    p = synthetic_profiles(seed=4, days=4)
+    p.solar[24:48] = p.load[24:48] + 1.0  # day 1: PV covers every hour, no import without a battery
+    env = BatteryDispatchEnv(p, horizon=24, sdg_floor=0.15)
+    env.reset(np.array([0, 24]))
+    assert env.base_emissions[1] == pytest.approx(0.15 * np.mean(p.load * p.carbon) * 24)
+    assert env.base_emissions[0] > env.emissions_floor  # an ordinary day keeps its own no-battery emissions
+    for _ in range(24):
+        env.step(np.full((2, 1), 0.5))  # charging from the grid once the PV surplus is stored
+    assert np.isfinite(env.sdg()).all() and abs(env.sdg()[1]) < 1000
+    with pytest.raises(ValueError, match="sdg_floor"):
+        BatteryDispatchEnv(p, sdg_floor=0.0)
+
+
+def test_the_perfect_foresight_schedule_beats_every_operator_on_every_day(microgrid):
+    from datamodules.imitation.operators import OPERATORS, RuleOperator, play
+    from lightning_modules.imitation import ForesightOracle
+
+    starts = microgrid.starts["test"]
+    oracle = play(microgrid.make_env(), ForesightOracle(**microgrid.model_kwargs()), starts, explore=False)
+    assert oracle[B.SDG].min() > 0
+    for i, spec in enumerate(OPERATORS):
+        operator = play(microgrid.make_env(), RuleOperator(spec, (0.05, 0.1), seed=i), starts, explore=False)
+        assert (oracle[B.SDG] >= operator[B.SDG] - 1e-3).all(), spec.name
+
+
+def test_the_perfect_foresight_schedule_is_at_least_the_best_of_a_brute_force_grid():
+    import itertools
+
+    from lightning_modules.imitation.foresight import optimal_schedule
+
+    env = BatteryDispatchEnv(synthetic_profiles(seed=5, days=3), horizon=4, battery=Battery(capacity_kwh=3.0))
+    grid = np.array(list(itertools.product([-1, -0.5, 0, 0.5, 1], repeat=4)))  # every 4-hour schedule on a grid
+    for start in (14, 30, 60):  # afternoons into the evening peak: charging and discharging both pay somewhere
+        env.reset(np.full(len(grid), start))
+        for t in range(4):
+            env.step(grid[:, t : t + 1])
+        best = env.sdg().max()
+        env.reset(np.array([start]))
+        schedule = optimal_schedule(env)
+        for t in range(4):
+            env.step(schedule[:, t : t + 1])
+        assert env.sdg()[0] >= best - 1e-6  # no schedule on the grid scores more in the same environment
