@@ -195,9 +195,10 @@ def probe(model, family: str, dm) -> dict[str, torch.Tensor]:
             out["actions"] = model.act(obs, 0, model.reset_policy_state(2, model.num_agents), explore=False)[0]
         elif family == "retrieval":
             out["scores"] = model(dm.val_set.__getitems__(list(range(4)))[RETRIEVAL.HISTORY])
-        elif family == "imitation":
-            obs = torch.randn(2, model.state_dim)
-            out["actions"] = model.act(obs, 0, model.reset_policy_state(2), explore=False)[0]
+        elif family == "imitation":  # greedy episodes in the environment (a foresight oracle acts only there)
+            from datamodules.imitation.operators import play
+
+            out["actions"] = play(dm.make_env(), model, dm.starts["test"][:2], explore=False)["actions"]
         elif family == "rerank":
             batch = dm.val_set.__getitems__(list(range(4)))
             out["order"] = model.rerank(batch)

@@ -18,12 +18,12 @@ import torch
 from scipy.optimize import linprog
 
 from contracts.registry import register_model
-from datamodules.imitation.env import BatteryDispatchEnv
 from lightning_modules.imitation.base import ImitationModule
 
 
-def optimal_schedule(env: BatteryDispatchEnv) -> np.ndarray:
-    """After `env.reset(starts)`: the SDG-optimal actions [E, T] in [-1, 1] (a_t = (c_t - d_t) / P)."""
+def optimal_schedule(env) -> np.ndarray:
+    """`env`: a datamodules.imitation.env.BatteryDispatchEnv after `reset(starts)` (the model layer does not import the
+    data layer). Returns the SDG-optimal actions [E, T] in [-1, 1] (a_t = (c_t - d_t) / P)."""
     b, w = env.battery, env.sdg_weight
     E, T = env.load.shape
     eta, P = b.eta, b.power_kw
@@ -70,7 +70,7 @@ class ForesightOracle(ImitationModule):
         super().__init__(state_dim, action_dim, horizon)
         self.save_hyperparameters()
 
-    def plan(self, env: BatteryDispatchEnv, state):
+    def plan(self, env, state):
         """Called by `play` right after the environment's reset: reads the episodes' whole days."""
         return {"schedule": torch.as_tensor(optimal_schedule(env), dtype=torch.float32)}
 
