@@ -11,19 +11,13 @@ column carries the same convergence evidence on every machine.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 import torch
 
 from benchmarks.curves import summarise, write_curves
-
-
-def cache_root() -> Path:
-    from datamodules.base import DEFAULT_DATA_DIR
-
-    return Path(os.environ.get("PAPERBOARD_CACHE") or Path(DEFAULT_DATA_DIR) / "cache").expanduser()
+from datamodules.base import cache_root
 
 
 def backbone_curves(data_hashes: set[str], root: Path) -> dict[str, dict[int, dict[int, float]]]:

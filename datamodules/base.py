@@ -166,6 +166,12 @@ class UnpaddedDistributedSampler(DistributedSampler):
         return iter(range(self.rank, self.total_size, self.num_replicas))
 
 
+def cache_root() -> Path:
+    """Preprocessed caches live apart from the data (which may be read-only): env PAPERBOARD_CACHE, else
+    ~/.cache/paperboard/cache; each dataset keeps its caches in its own folder below."""
+    return Path(os.environ.get("PAPERBOARD_CACHE") or Path(DEFAULT_DATA_DIR) / "cache").expanduser()
+
+
 class PaperboardDataModule(pl.LightningDataModule):
     """Base for every dataset: data-dir handling and the two dataloader shapes (shuffled train, unpadded eval).
 
@@ -190,10 +196,7 @@ class PaperboardDataModule(pl.LightningDataModule):
 
     @property
     def cache_dir(self) -> Path:
-        """Preprocessed caches live apart from the data (which may be read-only): env PAPERBOARD_CACHE, else
-        ~/.cache/paperboard/cache."""
-        root = os.environ.get("PAPERBOARD_CACHE") or Path(DEFAULT_DATA_DIR) / "cache"
-        return Path(root).expanduser() / self.folder
+        return cache_root() / self.folder
 
     def model_kwargs(self) -> dict:
         raise NotImplementedError
