@@ -247,7 +247,7 @@ def run(board_name: str, records_dir: Path, out: Path, episodes: int | None = No
     started = time.perf_counter()
     policies, labels, models = [], [], []
     for record, _ in runs:
-        cls = MODELS.get(record["model"].split("@", 1)[0]).cls  # "name@variant" rows: the registered model
+        cls = MODELS.for_row(record["model"]).cls
         # records (and the checkpoints they name) may come from anyone: weights only, and the recorded file only
         if record.get("checkpoint_sha256") and file_sha256(record["checkpoint"]) != record["checkpoint_sha256"]:
             raise SystemExit(f"cross-play: refusing {record['checkpoint']}: its sha256 differs from the one in the "

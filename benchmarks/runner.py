@@ -116,7 +116,7 @@ def resolve(board: Board, spec: RunSpec):
         raise ConfigError(f"model {spec.model!r} is not on board {board.name}; its models: {', '.join(board.models)}")
     # "name@variant" is a registered variant (its fixed arguments apply) or, when not registered, a board row of
     # registered model `name` with the board's arguments only (ablations, scaling grids)
-    model_entry = MODELS.get(spec.model if MODELS.has(spec.model) else spec.model.split("@", 1)[0])
+    model_entry = MODELS.for_row(spec.model)
     data_entry = DATASETS.get(board.dataset)
     if model_entry.family != data_entry.family:
         raise ConfigError(f"model {spec.model} ({model_entry.family}) cannot run on {board.dataset} ({data_entry.family})")

@@ -71,6 +71,11 @@ class Registry(Generic[T]):
     def has(self, name: str) -> bool:
         return name in self._entries
 
+    def for_row(self, row: str) -> Entry[T]:
+        """The entry a board row runs: a registered name (variants included) or, for an unregistered
+        "name@label" row (an ablation or scaling point set by the board's arguments), registered `name`."""
+        return self.get(row if row in self._entries else row.split("@", 1)[0])
+
     def get(self, name: str) -> Entry[T]:
         if name not in self._entries:
             close = difflib.get_close_matches(name, self._entries, n=3)

@@ -146,7 +146,9 @@ def make_plan(board: Board, model: str, trials: int | None = None, storage: str 
     model_over, data_over, trainer_over = (dict(overrides.get(k) or {}) for k in ("model", "data", "trainer"))
     resolve(board, RunSpec(board=board.name, model=model, seed=seed, model_args=model_over, data_args=data_over,
                            trainer_args=trainer_over))  # unknown model / config keys fail here, before any study
-    space = space_names(MODELS.get(model).cls)
+    space = space_names(MODELS.for_row(model).cls)
+    pinned = row_pins(board, model, space)
+    model_over = {**pinned, **model_over}
     cap = decide_epoch_cap(board, {"max_epochs": max_epochs or trainer_over.get("max_epochs")}, sweep=True)
     trainer_args = {**trainer_over, "max_epochs": cap}
     notes = []
@@ -154,6 +156,8 @@ def make_plan(board: Board, model: str, trials: int | None = None, storage: str 
     if prune and not can_prune:
         notes.append("pruning is off: trials train on several processes (DDP pruning is untested here)")
     target = int(trials if trials is not None else board.sweep.get("trials", 40))
+    if pinned:
+        notes.append(f"{model} is defined by its board arguments {pinned}: its sweep holds them fixed")
     if not space:
         notes.append(f"{model}'s search space is empty: its one configuration runs as a single trial "
                      f"(instead of {target})")
@@ -213,6 +217,22 @@ def create_study(plan: SweepPlan, storage=None) -> optuna.Study:
     return study
 
 
+def row_pins(board: Board, model: str, space: list[str]) -> dict:
+    """The searched parameters an unregistered "name@label" row sets on its board (e.g. `xcrossnet@paper`'s
+    embedding size, `hstu@d128`'s width): the row is defined by them, so its sweep tunes the rest only.
+    MLP shapes are given in the search space's string form ("400-400")."""
+    from contracts.registry import MODELS
+
+    if "@" not in model or MODELS.has(model):
+        return {}
+    return {k: as_stored(v) for k, v in board.models[model].items() if k in space}
+
+
+def as_stored(value):
+    """A parameter value in the form a study stores it: MLP shapes as "400-400" (every storage persists it)."""
+    return "-".join(map(str, value)) if isinstance(value, (list, tuple)) else value
+
+
 def default_params(plan: SweepPlan) -> dict:
     """The board's configuration of the model (board args over constructor defaults) for each searched parameter
     whose value lies inside its search distribution; the others are left to the sampler."""
@@ -221,7 +241,7 @@ def default_params(plan: SweepPlan) -> dict:
     import lightning_modules  # noqa: F401  (fills the registry)
     from contracts.registry import MODELS
 
-    entry = MODELS.get(plan.model)
+    entry = MODELS.for_row(plan.model)
     cls = entry.cls
     signature = inspect.signature(cls.__init__).parameters
     configured = plan.protocol["model_args"]  # the board's arguments and the fixed --model.X overrides
@@ -232,6 +252,7 @@ def default_params(plan: SweepPlan) -> dict:
         value = configured.get(name, defaults.get(name, inspect.Parameter.empty))
         if value is inspect.Parameter.empty:
             continue
+        value = as_stored(value)
         try:
             if dist._contains(dist.to_internal_repr(value)):
                 out[name] = value
@@ -359,7 +380,7 @@ class Objective:
         from contracts.registry import MODELS
 
         self.plan, self.study, self.storage, self.worker = plan, study, storage, worker
-        self.space = MODELS.get(plan.model).cls.search_space
+        self.space = MODELS.for_row(plan.model).cls.search_space
         self.trial_id: int | None = None
         self.number: int | None = None
         self.record: dict | None = None
@@ -532,4 +553,8 @@ def tuned_params(board: Board, model: str, storage_url: str | None) -> tuple[dic
     best = study.best_trial
     tuning = {"study": study.study_name, "trials": counts(study).finished, "best_value": best.value,
               "trial": best.number, "max_epochs": study.user_attrs.get("paperboard", {}).get("max_epochs")}
-    return dict(best.params), tuning
+    from contracts.registry import MODELS
+
+    # replayed through the search space, so the parameters reach the model in the form it takes (an MLP shape
+    # stored as "400-400" comes back as [400, 400])
+    return MODELS.for_row(model).cls.search_space(optuna.trial.FixedTrial(best.params)), tuning

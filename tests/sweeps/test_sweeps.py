@@ -105,6 +105,44 @@ def test_plan_budget_and_study_names(tmp_path):
     assert ddp.pruner is None and "pruning is off" in ddp.notes[0]
 
 
+def test_label_row_sweeps_with_its_defining_arguments_fixed(tmp_path):
+    """A "name@label" row (not a registered variant) is defined by its board arguments: its sweep holds the ones
+    the search space would sample fixed and tunes the rest."""
+    from lightning_modules.seqrec.sasrec import SASRec
+    from sweeps.study import make_sampler
+
+    board = load_board(write_board(tmp_path, models={"sasrec": {"embed_dim": 32},
+                                                     "sasrec@wide": {"embed_dim": 128, "num_blocks": 1}}))
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    plain, wide = make_plan(board, "sasrec", storage=url), make_plan(board, "sasrec@wide", storage=url)
+    assert plain.model_args == {}
+    assert wide.model_args == {"embed_dim": 128, "num_blocks": 1} and "holds them fixed" in wide.notes[0]
+    study = create_study(wide)
+    for number in range(3):  # the worker's sampler draws the trials (no training)
+        study.sampler = make_sampler(wide, 0, number)
+        trial = study.ask()
+        params = SASRec.search_space(trial)
+        study.tell(trial, float(number))
+        assert params["embed_dim"] == 128 and params["num_blocks"] == 1
+    params, _ = tuned_params(board, "sasrec@wide", url)
+    assert params["embed_dim"] == 128 and params["num_blocks"] == 1 and params["lr"] == study.best_trial.params["lr"]
+
+
+def test_tuned_params_reach_the_model_in_its_argument_types(tmp_path):
+    """An MLP shape is stored in the study as "400-400"; `--tuned` must hand the model [400, 400]."""
+    from lightning_modules.ctr.deepfm import DeepFM
+
+    board = load_board(str(Path(__file__).parents[2] / "benchmarks" / "boards" / "ctr-synthetic.yaml"))
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    study = create_study(make_plan(board, "deepfm", storage=url))
+    trial = study.ask()
+    DeepFM.search_space(trial)
+    study.tell(trial, 0.7)
+    params, _ = tuned_params(board, "deepfm", url)
+    assert isinstance(params["hidden_units"], list) and all(isinstance(u, int) for u in params["hidden_units"])
+    assert "-".join(map(str, params["hidden_units"])) == study.best_trial.params["hidden_units"]
+
+
 def test_refuses_sqlite_for_parallel_workers(tmp_path, capsys):
     board = write_board(tmp_path)
     for extra in (["--storage", f"sqlite:///{tmp_path / 's.db'}"], []):  # explicit, and the default SQLite file
@@ -289,7 +327,7 @@ def test_all_models_same_budget_and_tuned_params(tmp_path, capsys):
 
     params, tuning = tuned_params(board, "sasrec", url)
     best = studies["sasrec"].best_trial
-    assert params == best.params and set(params) >= {"lr", "dropout", "embed_dim"}
+    assert params == best.params and set(params) >= {"lr", "dropout", "embed_dim"}  # numbers pass as stored
     assert tuning == {"study": studies["sasrec"].study_name, "trials": 1, "best_value": best.value,
                       "trial": best.number, "max_epochs": 2}
     assert tuned_params(board, "pop", url)[0] == {}
