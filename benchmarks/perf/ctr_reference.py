@@ -39,7 +39,8 @@ REFERENCE = {
     "dcnv2": ("DCN", {"cross_num": 3, "cross_parameterization": "matrix", "dnn_hidden_units": (500, 500, 500),
                       "dnn_dropout": 0.1, "l2_reg_cross": 0.0}, {}),
     "xdeepfm": ("xDeepFM", {"cin_layer_size": (32, 32, 32), "cin_split_half": True, "cin_activation": "linear",
-                            "dnn_hidden_units": (400, 400)}, {"cin_layer_units": [32, 32, 32]}),
+                            "dnn_hidden_units": (400, 400)}, {"cin_layer_units": [32, 32, 32],
+                                                                   "cin_fields": "categorical"}),
     # DeepCTR-Torch's interacting layer keeps the embedding width (attention size = embedding size 10)
     "autoint": ("AutoInt", {"att_layer_num": 3, "att_head_num": 2, "att_res": True,
                             "dnn_hidden_units": (400, 400, 400)}, {"embed_dim": 10, "attention_dim": 10}),

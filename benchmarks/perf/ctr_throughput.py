@@ -176,7 +176,10 @@ def compare(models: list[str], data_dir: str | None, epochs: int, threads: int, 
              f"{threads} thread(s), {epochs} epochs each, Adam 1e-3)", "",
              "Own loop: our Lightning Trainer vs DeepCTR-Torch's `fit` (median epoch after the first). Bare step: "
              "forward, loss + L2, backward, Adam over one epoch of batches, no loader or trainer. Val AUC after the "
-             "same epochs from the same seed (0).", "",
+             "same epochs from the same seed (0). Our models run at the arguments `ctr_reference.REFERENCE` gives (xDeepFM's "
+             "CIN over the categorical fields only, as DeepCTR-Torch's), so each pair does the same arithmetic in "
+             "its interaction layers; the numeric fields still enter our DNNs as embeddings where DeepCTR-Torch "
+             "passes raw values.", "",
              "| model | ours rows/s (Trainer) | DeepCTR rows/s (fit) | speed-up | ours CPU s/epoch | DeepCTR CPU s/epoch "
              "| ours bare-step rows/s | DeepCTR bare-step rows/s | bare speed-up | ours val AUC | DeepCTR val AUC | "
              "params ours / DeepCTR |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]

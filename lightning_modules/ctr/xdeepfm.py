@@ -8,6 +8,9 @@ w_cin^T p^+ + b): a linear part, the DNN and the CIN share the embeddings and th
 Official code (Leavingseason/xDeepFM) differs from the equations in two switches kept here: `split_half=True`
 sends half of each hidden layer's maps to the output and half to the next layer (all maps of the last layer go to
 the output); `cin_activation="identity"` (the paper's Eq. 6 has none). FuxiCTR's CIN uses split_half=False.
+`cin_fields`: "all" (FuxiCTR: the numeric fields' embeddings enter the CIN like the categorical ones) or
+"categorical" (DeepCTR-Torch: the CIN reads the categorical embeddings only), which sets its cost (quadratic in
+the fields) and lets a speed comparison with DeepCTR-Torch run the same arithmetic.
 """
 from __future__ import annotations
 
@@ -55,13 +58,14 @@ class CIN(nn.Module):
 
 class CINAndDeep(nn.Module):
     def __init__(self, num_fields: int, embed_dim: int, cin_layer_units, split_half: bool, cin_activation: str,
-                 hidden_units, dropout: float, batch_norm: bool):
+                 hidden_units, dropout: float, batch_norm: bool, cin_num_fields: int | None = None):
         super().__init__()
-        self.cin = CIN(num_fields, cin_layer_units, split_half, cin_activation)
+        self.cin_num_fields = num_fields if cin_num_fields is None else cin_num_fields  # the leading fields
+        self.cin = CIN(self.cin_num_fields, cin_layer_units, split_half, cin_activation)
         self.dnn = MLP(num_fields * embed_dim, hidden_units, 1, dropout, batch_norm) if hidden_units else None
 
     def forward(self, dense: torch.Tensor, fields: torch.Tensor) -> torch.Tensor:  # -> logits [B, 1 or 2]
-        parts = [self.cin(fields)] + ([self.dnn(fields.flatten(1))] if self.dnn is not None else [])
+        parts = [self.cin(fields[:, :self.cin_num_fields])] + ([self.dnn(fields.flatten(1))] if self.dnn is not None else [])
         return torch.cat(parts, dim=1)
 
 
@@ -69,14 +73,19 @@ class CINAndDeep(nn.Module):
 class XDeepFM(CTRModule):
     def __init__(self, field_dims: list[int], num_dense: int, embed_dim: int = 10,
                  cin_layer_units: list[int] = (200, 200, 200), split_half: bool = True,
-                 cin_activation: str = "identity", hidden_units: list[int] = (400, 400), dropout: float = 0.0,
+                 cin_activation: str = "identity", cin_fields: str = "all", hidden_units: list[int] = (400, 400), dropout: float = 0.0,
                  batch_norm: bool = False, lr: float = 1e-3, embedding_l2: float = 1e-5, net_l2: float = 0.0,
                  lr_decay_on_plateau: bool = True, embedding_init_std: float = 1e-4):
         super().__init__(field_dims, num_dense, embed_dim, use_linear=True, lr=lr, embedding_l2=embedding_l2,
                          net_l2=net_l2, lr_decay_on_plateau=lr_decay_on_plateau, embedding_init_std=embedding_init_std)
         self.save_hyperparameters()
+        if cin_fields not in ("all", "categorical"):
+            raise ValueError(f"cin_fields must be 'all' or 'categorical', got {cin_fields!r}")
+        if cin_fields == "categorical" and not self.num_sparse:
+            raise ValueError("cin_fields='categorical' needs categorical fields; this data has none (use 'all')")
         self.interaction = CINAndDeep(self.num_fields, embed_dim, list(cin_layer_units), split_half, cin_activation,
-                                      list(hidden_units), dropout, batch_norm)
+                                      list(hidden_units), dropout, batch_norm,
+                                      self.num_sparse if cin_fields == "categorical" else None)
         self.head = SumLogits()
 
     @staticmethod

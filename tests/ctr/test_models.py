@@ -72,3 +72,23 @@ def _first_choices(cls):
 def test_beats_lr_on_planted_crosses(name, data, lr_auc):
     auc = train_and_test(name, data, **EXTRA.get(name, {}))["test/auc"]
     assert auc > lr_auc + 0.03, f"{name}: test AUC {auc:.4f} vs LR {lr_auc:.4f}"
+
+
+def test_xdeepfm_cin_fields_choose_what_the_cin_reads():
+    """cin_fields="categorical" (DeepCTR-Torch's CIN) reads only the categorical embeddings: changing the numeric
+    inputs leaves the CIN's logit alone and still moves the DNN's; "all" feeds the numeric fields to the CIN too."""
+    from lightning_modules.ctr.xdeepfm import XDeepFM
+
+    torch.manual_seed(0)
+    kwargs = dict(field_dims=[5, 7, 3], num_dense=2, embed_dim=4, cin_layer_units=[4, 4], hidden_units=[8])
+    sparse = torch.randint(0, 3, (6, 3))
+    dense, moved = torch.randn(6, 2), torch.randn(6, 2)
+    for cin_fields, cin_moves in (("categorical", False), ("all", True)):
+        model = XDeepFM(**kwargs, cin_fields=cin_fields)
+        assert model.interaction.cin.convs[0].in_channels == (9 if cin_fields == "categorical" else 25)
+        before = model.interaction(dense, model.fields(dense, sparse))
+        after = model.interaction(moved, model.fields(moved, sparse))
+        assert torch.allclose(before[:, 0], after[:, 0]) != cin_moves  # column 0: the CIN's logit
+        assert not torch.allclose(before[:, 1], after[:, 1])  # column 1: the DNN's
+    with pytest.raises(ValueError, match="cin_fields"):
+        XDeepFM(**kwargs, cin_fields="dense")
