@@ -90,6 +90,7 @@ class Claim:
     op: str = ""  # property: "<=" or ">="
     reason: str = ""  # not_testable: why
     caveat: str = ""  # what the board keeps and loses relative to the paper's setting
+    tuned: bool = False  # read the tuned rows (`run --tuned`: each model's best sweep configuration)
 
 
 def strict_fields(cls, data: dict, where: str) -> dict:

@@ -127,8 +127,9 @@ def record_value(record: dict, metric: str) -> float:
 
 
 def row_stats(board: Board, records: list[dict], row: str, metric: str) -> RowStats:
+    """The row's default-configuration runs; a claim on tuned rows passes only tuned records (`evaluate`)."""
     runs = longest_budget_per_seed([r for r in records if r.get("board") == board.name and r.get("model") == row
-                                    and r.get("status") == "ok" and not r.get("tuned")])
+                                    and r.get("status") == "ok"])
     # one configuration per row (epoch caps aside, see longest_budget_per_seed): a row re-run under other settings
     # is the group with the most seeds, the newest among equals, never a mix of both
     groups: dict[str, list[dict]] = {}
@@ -192,11 +193,15 @@ def evaluate(claim: Claim, records: list[dict]) -> Verdict:
     if claim.kind == "not_testable":
         return Verdict(claim, "not testable here", claim.reason)
     board = load_board(claim.board)
+    records = [r for r in records if bool(r.get("tuned")) == claim.tuned]  # default rows, or the tuned ones
     if not _metric_recorded(board, records, claim.metric):
         has_runs = any(r.get("board") == board.name and r.get("status") == "ok" for r in records)
         if has_runs:
             return Verdict(claim, "not testable here",
                            f"board {board.name} does not record {claim.metric!r} yet, so it cannot measure this claim")
+        if claim.tuned:
+            return Verdict(claim, "inconclusive", f"not run: board {board.name} has no finished tuned runs "
+                           f"(`paperboard sweep {board.name} --all-models`, then `paperboard run {board.name} --tuned`)")
         return Verdict(claim, "inconclusive", f"not run: board {board.name} has no finished runs")
     direction = claim.direction or board.direction
     sign = 1.0 if direction == "maximize" else -1.0

@@ -53,6 +53,17 @@ def test_overlap_is_inconclusive():
     assert evaluate(beats(), recs).verdict == "inconclusive"
 
 
+def test_tuned_claims_read_tuned_rows_and_default_claims_the_rest():
+    """Tuning reversed the order here: the default claim sees the default rows only, the tuned claim the tuned ones."""
+    tuned = {"tuned": True, "config_hash": "t"}
+    recs = (records("sasrec", [0.30, 0.31, 0.29]) + records("gru4rec", [0.20, 0.21, 0.19]) + POP
+            + records("sasrec", [0.32, 0.33, 0.31], **tuned) + records("gru4rec", [0.40, 0.41, 0.39], **tuned)
+            + records("pop", [0.05, 0.05, 0.05], **tuned))
+    assert evaluate(beats(), recs).verdict == "reproduced"
+    assert evaluate(beats(tuned=True), recs).verdict == "not reproduced"
+    assert "no finished tuned runs" in evaluate(beats(tuned=True), recs[:9]).why  # nothing tuned to judge
+
+
 def test_margin_is_required():
     recs = records("sasrec", [0.30, 0.31, 0.29]) + records("gru4rec", [0.20, 0.21, 0.19]) + POP
     assert evaluate(beats(margin=0.2), recs).verdict == "not reproduced"
