@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 from benchmarks.boards import ConfigError, load_board
 
@@ -110,7 +111,9 @@ def cmd_sweep(args: argparse.Namespace, overrides: dict) -> int:
         if args.report:
             from sweeps.report import report
 
-            report(study, plan, args.report_dir)
+            # one folder per model when several share --report-dir, so no plot overwrites another
+            where = Path(args.report_dir) / plan.model if args.report_dir and len(plans) > 1 else args.report_dir
+            report(study, plan, where)
     return status
 
 

@@ -324,6 +324,9 @@ def test_all_models_same_budget_and_tuned_params(tmp_path, capsys):
     assert main(["sweep", board_path, "--model", "sasrec", "--storage", url, "--report", "--report-dir",
                  str(tmp_path / "report")]) == 0  # report only: trains nothing
     assert f"default configuration (trial 0): val ndcg@10 {first.value:.4f}" in capsys.readouterr().out
+    assert main(["sweep", board_path, "--all-models", "--storage", url, "--report", "--report-dir",
+                 str(tmp_path / "all")]) == 0  # several models: one folder each, no plot overwritten
+    assert all((tmp_path / "all" / m / "optimization_history.png").exists() for m in ("sasrec", "gru4rec"))
 
     params, tuning = tuned_params(board, "sasrec", url)
     best = studies["sasrec"].best_trial
