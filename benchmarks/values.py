@@ -164,10 +164,9 @@ def check_overrides(board, models: list[str], overrides: dict) -> dict:
         checked["data"] = check_values(DATASETS.get(board.dataset).cls, checked["data"], "data", board.dataset)
     checked["trainer"] = check_trainer_values(checked["trainer"])
     for model in models:
-        name = model.split("@", 1)[0]
         args = dict(overrides.get("model") or {})
-        checked["model"][model] = check_values(MODELS.get(name).cls, args, "model", model) \
-            if model in board.models and name in MODELS else args
+        known = model in board.models and model.split("@", 1)[0] in MODELS
+        checked["model"][model] = check_values(MODELS.for_row(model).cls, args, "model", model) if known else args
     return checked
 
 
