@@ -78,7 +78,7 @@ class SweepPlan:
     space: list[str]     # the names of the model's search-space parameters (empty: nothing to tune)
     seed: int = 0        # the training seed of every trial, and the sampler's base seed
     data_dir: str | None = None
-    model_args: dict = field(default_factory=dict)    # fixed by --model.X (searched parameters stay fixed)
+    model_args: dict = field(default_factory=dict)    # fixed by --model.X and the row's pins (see `pins`)
     data_args: dict = field(default_factory=dict)
     trainer_args: dict = field(default_factory=dict)  # includes max_epochs = the cap
     heartbeat: int = DEFAULT_HEARTBEAT
@@ -87,6 +87,11 @@ class SweepPlan:
     notes: list[str] = field(default_factory=list)
     storage_given: bool = False
     verbose: bool = False
+
+    @property
+    def pins(self) -> dict:
+        """The searched parameters this study holds fixed (the row's defining arguments and --model.X)."""
+        return {k: v for k, v in self.model_args.items() if k in self.space}
 
     @property
     def log_dir(self) -> Path:
@@ -157,7 +162,7 @@ def make_plan(board: Board, model: str, trials: int | None = None, storage: str 
         notes.append("pruning is off: trials train on several processes (DDP pruning is untested here)")
     target = int(trials if trials is not None else board.sweep.get("trials", 40))
     if pinned:
-        notes.append(f"{model} is defined by its board arguments {pinned}: its sweep holds them fixed")
+        notes.append(f"{model} is defined by the arguments {pinned}: its sweep holds them fixed")
     if not space:
         notes.append(f"{model}'s search space is empty: its one configuration runs as a single trial "
                      f"(instead of {target})")
@@ -218,14 +223,17 @@ def create_study(plan: SweepPlan, storage=None) -> optuna.Study:
 
 
 def row_pins(board: Board, model: str, space: list[str]) -> dict:
-    """The searched parameters an unregistered "name@label" row sets on its board (e.g. `xcrossnet@paper`'s
-    embedding size, `hstu@d128`'s width): the row is defined by them, so its sweep tunes the rest only.
-    MLP shapes are given in the search space's string form ("400-400")."""
+    """The searched parameters that define a row, held fixed by its sweep so that it tunes the rest only: a
+    registered variant's fixed arguments (an ablation such as `cord_no_rc`'s influence_weight = 0 stays an
+    ablation) and the board arguments of an unregistered "name@label" row (`xcrossnet@paper`'s embedding size,
+    `hstu@d128`'s width). MLP shapes are given in the search space's string form ("400-400")."""
     from contracts.registry import MODELS
 
-    if "@" not in model or MODELS.has(model):
-        return {}
-    return {k: as_stored(v) for k, v in board.models[model].items() if k in space}
+    entry = MODELS.for_row(model)
+    pins = {k: as_stored(v) for k, v in entry.arguments.items() if k in space}
+    if "@" in model and not MODELS.has(model):
+        pins.update({k: as_stored(v) for k, v in board.models[model].items() if k in space})
+    return pins
 
 
 def as_stored(value):
@@ -235,7 +243,8 @@ def as_stored(value):
 
 def default_params(plan: SweepPlan) -> dict:
     """The board's configuration of the model (board args over constructor defaults) for each searched parameter
-    whose value lies inside its search distribution; the others are left to the sampler."""
+    whose value lies inside its search distribution; the others are left to the sampler, the pinned ones to
+    `PinnedTrial`."""
     import inspect
 
     import lightning_modules  # noqa: F401  (fills the registry)
@@ -250,7 +259,7 @@ def default_params(plan: SweepPlan) -> dict:
     out = {}
     for name, dist in probe_space(cls).items():
         value = configured.get(name, defaults.get(name, inspect.Parameter.empty))
-        if value is inspect.Parameter.empty:
+        if value is inspect.Parameter.empty or name in plan.pins:
             continue
         value = as_stored(value)
         try:
@@ -360,9 +369,31 @@ def make_sampler(plan: SweepPlan, worker: int, trials_so_far: int) -> optuna.sam
     settings = {k: v for k, v in plan.sampler.items() if k not in ("name", "seed")}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        sampler = optuna.samplers.TPESampler(seed=seed, **settings)
-        fixed = {k: v for k, v in plan.model_args.items() if k in plan.space}
-        return optuna.samplers.PartialFixedSampler(fixed, sampler) if fixed else sampler
+        return optuna.samplers.TPESampler(seed=seed, **settings)
+
+
+class PinnedTrial:
+    """A trial that answers the pinned parameters itself and asks the wrapped trial for the others. Pinned values
+    never reach the sampler or the study, so a pin outside the searched range stays legal (an ablation's weight 0
+    where the full model searches a log scale) and the study's importances cover what was searched only."""
+
+    def __init__(self, trial, pins: dict):
+        self._trial, self._pins = trial, pins
+
+    def _ask(self, kind: str, name: str, *args, **kwargs):
+        return self._pins[name] if name in self._pins else getattr(self._trial, kind)(name, *args, **kwargs)
+
+    def suggest_float(self, name, *args, **kwargs):
+        return self._ask("suggest_float", name, *args, **kwargs)
+
+    def suggest_int(self, name, *args, **kwargs):
+        return self._ask("suggest_int", name, *args, **kwargs)
+
+    def suggest_categorical(self, name, *args, **kwargs):
+        return self._ask("suggest_categorical", name, *args, **kwargs)
+
+    def __getattr__(self, attribute):
+        return getattr(self._trial, attribute)
 
 
 def run_summary(record: dict, primary: str) -> dict:
@@ -400,7 +431,7 @@ class Objective:
             if RETRY_ATTR in trial.user_attrs:  # keep a re-queued configuration queued
                 self.study.enqueue_trial(trial.params, user_attrs={RETRY_ATTR: trial.user_attrs[RETRY_ATTR]})
             raise TrialFailed(f"surplus: {len(ahead)} trials ahead of trial {trial.number} already make the target")
-        params = self.space(trial)
+        params = self.space(PinnedTrial(trial, plan.pins))
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         spec = RunSpec(board=plan.board, model=plan.model, seed=plan.seed, data_dir=plan.data_dir,
                        model_args={**plan.model_args, **params}, data_args=plan.data_args,
@@ -557,4 +588,5 @@ def tuned_params(board: Board, model: str, storage_url: str | None) -> tuple[dic
 
     # replayed through the search space, so the parameters reach the model in the form it takes (an MLP shape
     # stored as "400-400" comes back as [400, 400])
-    return MODELS.for_row(model).cls.search_space(optuna.trial.FixedTrial(best.params)), tuning
+    trial = PinnedTrial(optuna.trial.FixedTrial(best.params), plan.pins)
+    return MODELS.for_row(model).cls.search_space(trial), tuning

@@ -222,8 +222,10 @@ class CORDModule(QLearningModule):
     @staticmethod
     def search_space(trial) -> dict:
         return {**QLearningModule.search_space(trial),
-                "influence_weight": trial.suggest_float("influence_weight", 1e-4, 1e-1, log=True),
-                "heterogeneity_weight": trial.suggest_float("heterogeneity_weight", 1e-4, 1e-1, log=True),
+                # from COID's weights (0.0025, lambda 1e-3: terms ~1e-6 of the TD loss) to ones that rival it
+                "influence_weight": trial.suggest_float("influence_weight", 1e-4, 1.0, log=True),
+                "heterogeneity_weight": trial.suggest_float("heterogeneity_weight", 1e-4, 1.0, log=True),
+                "influence_lambda": trial.suggest_float("influence_lambda", 1e-3, 1.0, log=True),
                 "role_interval": trial.suggest_categorical("role_interval", [2, 4, 8])}
 
 

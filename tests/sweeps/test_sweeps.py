@@ -109,7 +109,7 @@ def test_label_row_sweeps_with_its_defining_arguments_fixed(tmp_path):
     """A "name@label" row (not a registered variant) is defined by its board arguments: its sweep holds the ones
     the search space would sample fixed and tunes the rest."""
     from lightning_modules.seqrec.sasrec import SASRec
-    from sweeps.study import make_sampler
+    from sweeps.study import PinnedTrial, make_sampler
 
     board = load_board(write_board(tmp_path, models={"sasrec": {"embed_dim": 32},
                                                      "sasrec@wide": {"embed_dim": 128, "num_blocks": 1}}))
@@ -121,9 +121,9 @@ def test_label_row_sweeps_with_its_defining_arguments_fixed(tmp_path):
     for number in range(3):  # the worker's sampler draws the trials (no training)
         study.sampler = make_sampler(wide, 0, number)
         trial = study.ask()
-        params = SASRec.search_space(trial)
+        params = SASRec.search_space(PinnedTrial(trial, wide.pins))
         study.tell(trial, float(number))
-        assert params["embed_dim"] == 128 and params["num_blocks"] == 1
+        assert params["embed_dim"] == 128 and params["num_blocks"] == 1 and "embed_dim" not in trial.params
     params, _ = tuned_params(board, "sasrec@wide", url)
     assert params["embed_dim"] == 128 and params["num_blocks"] == 1 and params["lr"] == study.best_trial.params["lr"]
 
@@ -343,3 +343,28 @@ def test_all_models_same_budget_and_tuned_params(tmp_path, capsys):
     assert spec.model_args == params and spec.tuning == tuning
     with pytest.raises(ConfigError, match=r"paperboard sweep .* --model sasrec --trials 2"):
         tuned_params(board, "sasrec", f"sqlite:///{tmp_path / 'empty.db'}")
+
+
+def test_registered_ablation_sweeps_with_its_defining_argument_fixed(tmp_path):
+    """A registered variant such as `cord_no_rc` (influence_weight = 0) is an ablation only while that argument
+    stays fixed: its sweep must not sample the term back in, and `--tuned` replays it at 0."""
+    from lightning_modules.marl.cord import CORD
+    from sweeps.study import PinnedTrial, make_sampler
+
+    board = load_board(write_board(tmp_path, family="marl", dataset="mpe-simple-spread",
+                                   dataset_args={"backend": "numpy", "num_envs": 2, "rollouts_per_epoch": 1,
+                                                 "eval_episodes": 2},
+                                   primary_metric="return", metrics=["return"],
+                                   models={"cord": {}, "cord_no_rc": {}}))
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    full, ablation = make_plan(board, "cord", storage=url), make_plan(board, "cord_no_rc", storage=url)
+    assert full.model_args == {} and ablation.model_args == {"influence_weight": 0.0}
+    study = create_study(ablation)
+    for number in range(3):  # 0 lies outside the log-scale range the full model searches: it never reaches Optuna
+        study.sampler = make_sampler(ablation, 0, number)
+        trial = study.ask()
+        params = CORD.search_space(PinnedTrial(trial, ablation.pins))
+        study.tell(trial, float(number))
+        assert params["influence_weight"] == 0.0 and params["heterogeneity_weight"] > 0
+    params, _ = tuned_params(board, "cord_no_rc", url)
+    assert params["influence_weight"] == 0.0 and params["lr"] == study.best_trial.params["lr"]
