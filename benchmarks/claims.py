@@ -16,7 +16,9 @@ entirely on the claim's side of the margin or threshold is **reproduced**, entir
 reproduced**, and straddling it **inconclusive**. A check is inconclusive by rule when its rows were trained on
 different preprocessed data (their data hashes differ), when a row has fewer than two seeds or fewer seeds than
 its board asks, when a row has not learned (it does not beat the board's `trivial_model`), or when a row was
-stopped by its epoch cap while still improving. A claim whose rows have no records says so (inconclusive: not
+stopped by its epoch cap while still improving. One exception: a `beats` claim whose method has learned is not
+reproduced when it loses significantly to a baseline that has learned, even if another baseline has not (a claim to
+beat every baseline fails on the one it loses to). A claim whose rows have no records says so (inconclusive: not
 run); a claim on a metric the board does not record is not testable here until the board measures it.
 """
 from __future__ import annotations
@@ -37,8 +39,9 @@ RULE = (f"Verdicts are computed from run records only. Per row: the board's fini
         f"Interval entirely on the claim's side of its margin, tolerance or threshold: reproduced; entirely on the "
         f"other side: not reproduced; straddling it: inconclusive. Inconclusive by rule: rows trained on different "
         f"preprocessed data (data hashes), a row with fewer than 2 seeds or fewer seeds than its board asks, a row "
-        f"that does not beat the board's trivial model, a row stopped by its epoch cap while still improving. "
-        f"`ordering` is reproduced when the last row beats the first and no step of the sequence is a significant "
+        f"that does not beat the board's trivial model, a row stopped by its epoch cap while still improving; but a "
+        f"`beats` claim whose method has learned is not reproduced when it loses significantly to a baseline that has "
+        f"learned, whatever the baselines that have not. `ordering` is reproduced when the last row beats the first and no step of the sequence is a significant "
         f"reversal; one significant reversal makes it not reproduced.")
 
 
@@ -174,13 +177,23 @@ def _readiness(board: Board, rows: list[RowStats], trivial: RowStats | None, rec
         for s in rows:
             if s.still_improving:
                 return f"{s.row} was stopped by its epoch cap while still improving (`paperboard run --extend`)"
-    if trivial is not None and trivial.n:
-        sign = 1.0 if board.direction == "maximize" else -1.0
+    if trivial is not None:
         for s in rows:
-            primary = row_stats(board, records, s.row, board.primary_metric)
-            if s.row != trivial.row and primary.n and sign * (primary.mean - trivial.mean) <= 0:
-                return (f"{s.row} has not learned: it does not beat the trivial model {trivial.row} on "
-                        f"{board.primary_metric} ({primary.mean:.4f} vs {trivial.mean:.4f})")
+            why = _not_learned(board, records, s.row, trivial)
+            if why:
+                return why
+    return None
+
+
+def _not_learned(board: Board, records: list[dict], row: str, trivial: RowStats | None) -> str | None:
+    """Why `row` has not learned (it does not beat the trivial model on the board's primary metric), else None."""
+    if trivial is None or not trivial.n or row == trivial.row:
+        return None
+    sign = 1.0 if board.direction == "maximize" else -1.0
+    primary = row_stats(board, records, row, board.primary_metric)
+    if primary.n and sign * (primary.mean - trivial.mean) <= 0:
+        return (f"{row} has not learned: it does not beat the trivial model {trivial.row} on "
+                f"{board.primary_metric} ({primary.mean:.4f} vs {trivial.mean:.4f})")
     return None
 
 
@@ -234,6 +247,15 @@ def _beats(claim, board, records, sign, trivial) -> Verdict:
             evidence.append(line)
     if trivial is not None and trivial.n:
         evidence.append(f"trivial model on {board.primary_metric}: {trivial.describe()}")
+    quality = claim.metric in board.metrics
+    unlearned = [b.row for b in baselines if _not_learned(board, records, b.row, trivial)]
+    if blocked and unlearned and not _readiness(board, [method, *(b for b in baselines if b.row not in unlearned)],
+                                                trivial, records, quality=quality):
+        lost = [b for b, s in outcomes if s == "below" and b not in unlearned]
+        if lost:  # the rows that learned already refute "beats every baseline"
+            return Verdict(claim, "not reproduced",
+                           f"{claim.method} is significantly not better than {', '.join(lost)} on {claim.metric} "
+                           f"(rows that learned; {', '.join(unlearned)} not learned)", evidence)
     if blocked:
         return Verdict(claim, "inconclusive", blocked, evidence)
     lost = [b for b, s in outcomes if s == "below"]

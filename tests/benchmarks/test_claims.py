@@ -97,6 +97,22 @@ def test_rows_that_have_not_learned_are_inconclusive():
     assert verdict.verdict == "inconclusive" and "has not learned" in verdict.why
 
 
+def test_a_loss_to_a_baseline_that_learned_refutes_beats_whatever_the_others():
+    """"Beats every baseline" fails on the learned baseline it loses to, even when another baseline has not learned;
+    a win over the learned ones stays inconclusive, and a method that has not learned refutes nothing."""
+    unlearned = records("bert4rec", [0.02, 0.021, 0.019])
+    claim = beats(baselines=["gru4rec", "bert4rec"])
+    lost = records("sasrec", [0.20, 0.21, 0.19]) + records("gru4rec", [0.30, 0.31, 0.29]) + unlearned + POP
+    verdict = evaluate(claim, lost)
+    assert verdict.verdict == "not reproduced" and "gru4rec" in verdict.why and "bert4rec not learned" in verdict.why
+    won = records("sasrec", [0.30, 0.31, 0.29]) + records("gru4rec", [0.20, 0.21, 0.19]) + unlearned + POP
+    verdict = evaluate(claim, won)
+    assert verdict.verdict == "inconclusive" and "bert4rec has not learned" in verdict.why
+    idle = records("sasrec", [0.02, 0.021, 0.019]) + records("gru4rec", [0.30, 0.31, 0.29]) + unlearned + POP
+    verdict = evaluate(claim, idle)
+    assert verdict.verdict == "inconclusive" and "sasrec has not learned" in verdict.why
+
+
 def test_learning_is_judged_on_the_primary_metric_whatever_the_claims_metric():
     """On hr@10 the trivial model is ahead of gru4rec, but on the board's primary metric (ndcg@10) every row beats
     it: the rows have learned, and the hr@10 claim is decided."""
