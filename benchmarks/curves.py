@@ -68,10 +68,12 @@ def write_curves(curves: dict[str, dict], out: Path, title: str, xlabel: str, yl
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 5))
-    for model, c in curves.items():
+    colours = plt.get_cmap("tab20").colors  # boards have more than tab10's 10 rows
+    for i, (model, c) in enumerate(curves.items()):
         x, m, sd = np.array(c["steps"]), np.array(c["mean"]), np.array(c["std"])
-        ax.plot(x, m, label=f"{model} (n={len(c['seeds'])})")
-        ax.fill_between(x, m - sd, m + sd, alpha=0.15)
+        colour = colours[(2 * i) % 20 + (2 * i) // 20]  # the saturated shades first, then the light ones
+        ax.plot(x, m, label=f"{model} (n={len(c['seeds'])})", color=colour)
+        ax.fill_between(x, m - sd, m + sd, alpha=0.15, color=colour)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(f"{title}, mean +- std over seeds", fontsize=10)
