@@ -41,8 +41,8 @@ RULE = (f"Verdicts are computed from run records only. Per row: the board's fini
         f"preprocessed data (data hashes), a row with fewer than 2 seeds or fewer seeds than its board asks, a row "
         f"that does not beat the board's trivial model, a row stopped by its epoch cap while still improving; but a "
         f"`beats` claim whose method has learned is not reproduced when it loses significantly to a baseline that has "
-        f"learned, whatever the baselines that have not. `ordering` is reproduced when the last row beats the first and no step of the sequence is a significant "
-        f"reversal; one significant reversal makes it not reproduced.")
+        f"learned, whatever the baselines that have not. `ordering` is reproduced when the last row beats the first "
+        f"and no step of the sequence is a significant reversal; one significant reversal makes it not reproduced.")
 
 
 @dataclass
@@ -232,7 +232,8 @@ def _beats(claim, board, records, sign, trivial) -> Verdict:
     evidence, outcomes = [method.describe()], []
     for base in baselines:
         evidence.append(base.describe())
-    blocked = _readiness(board, [method, *baselines], trivial, records, quality=claim.metric in board.metrics)
+    quality = claim.metric in board.metrics
+    blocked = _readiness(board, [method, *baselines], trivial, records, quality=quality)
     for base in baselines:
         if method.n and base.n:
             diff = sign * (method.mean - base.mean)
@@ -247,7 +248,6 @@ def _beats(claim, board, records, sign, trivial) -> Verdict:
             evidence.append(line)
     if trivial is not None and trivial.n:
         evidence.append(f"trivial model on {board.primary_metric}: {trivial.describe()}")
-    quality = claim.metric in board.metrics
     unlearned = [b.row for b in baselines if _not_learned(board, records, b.row, trivial)]
     if blocked and unlearned and not _readiness(board, [method, *(b for b in baselines if b.row not in unlearned)],
                                                 trivial, records, quality=quality):
