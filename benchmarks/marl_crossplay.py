@@ -194,7 +194,7 @@ def evaluate(policies: list, labels: list[str], models: list[str], env, seeds: n
     matrix = crossplay_matrix(policies, partners, env, seeds, fraction)
     scripted_self = [collect_rollout(env, p, seeds, explore=False)["return"].mean().item() for _, p in extra]
     selfplay = np.r_[np.diag(matrix[:, :len(policies)]), scripted_self]
-    random_return = collect_rollout(env, RandomPolicy(seed=0), seeds, explore=False)["return"].mean().item()
+    random_return = collect_rollout(env, RandomPolicy(env.n_actions, seed=0), seeds, explore=False)["return"].mean().item()
     best_return = float(np.max(selfplay))
     min_gain = min_gain_share * (best_return - random_return)
     by_partner = normalise_by_partner(matrix, selfplay, random_return, min_gain)

@@ -1,4 +1,4 @@
-"""Scripted (hand-written, nothing learned) teams for mpe2 collect_treasure and simple_spread: the competent
+"""Scripted (hand-written, nothing learned) teams for mpe2 collect_treasure and simple_spread and vmas dispersion: the competent
 reference of the generalisation protocol (held-out scripted partners, and the "best" end of the min-max
 normalisation).
 
@@ -138,8 +138,54 @@ class ScriptedSimpleSpread(ScriptedCollectTreasure):
         return actions, {}, state
 
 
+# vmas's nine discrete actions: index 3 * ax + ay, each axis in {none, -, +}; unit directions (0 for none)
+_VMAS_DIRECTIONS = torch.nn.functional.normalize(torch.tensor(
+    [[x, y] for x in (0.0, -1.0, 1.0) for y in (0.0, -1.0, 1.0)]), dim=-1)
+
+
+class ScriptedDispersion:
+    """A rollout policy for vmas dispersion's observations [pos, vel | per food: rel. pos, eaten | agent id]: agent k
+    heads for food k while it is uneaten, then for the nearest uneaten food, and stays put when all are eaten. It
+    needs the agent-id slots (without them every agent would pick the same food)."""
+
+    def __init__(self, n_food: int, id_slots: int, noise: float = 0.0, brake: float = 0.3, seed: int = 0):
+        if not 0.0 <= noise <= 1.0:
+            raise ValueError(f"noise is a probability of a random action; got {noise}, use a value in [0, 1]")
+        self.n_food, self.id_slots, self.noise, self.brake = n_food, id_slots, noise, brake
+        self.generator = torch.Generator().manual_seed(seed)
+
+    @classmethod
+    def for_env(cls, env, **kwargs) -> "ScriptedDispersion":
+        if env.scenario != "dispersion" or not env.agent_id:
+            raise ValueError("ScriptedDispersion plays vmas dispersion with agent_id observations only")
+        return cls(env.args.get("n_food", env.args.get("n_agents", 4)), env.id_slots, **kwargs)
+
+    def reset_policy_state(self, num_envs: int, num_agents: int):
+        return None
+
+    def act(self, obs: torch.Tensor, t: int, state, explore: bool):
+        obs = obs.float().cpu()
+        F_ = self.n_food
+        vel = obs[..., 2:4]
+        food = obs[..., 4:4 + 3 * F_].reshape(*obs.shape[:-1], F_, 3)
+        rel, alive = food[..., :2], food[..., 2] < 0.5
+        own = obs[..., 4 + 3 * F_:].argmax(-1) % F_  # [E, N] the agent's own food
+        dist = torch.where(alive, rel.norm(dim=-1), torch.tensor(1e6))
+        own_alive = alive.gather(-1, own.unsqueeze(-1)).squeeze(-1)
+        pick = torch.where(own_alive, own, dist.argmin(-1))
+        goal = rel.gather(-2, pick[..., None, None].expand(*pick.shape, 1, 2)).squeeze(-2)
+        want = goal - self.brake * vel / 10.0  # vmas velocities are per second, dt = 0.1
+        actions = (want @ _VMAS_DIRECTIONS[1:].T).argmax(-1) + 1
+        actions = torch.where(alive.any(-1), actions, torch.zeros_like(actions))
+        if self.noise > 0:
+            random = torch.randint(0, 9, actions.shape, generator=self.generator)
+            actions = torch.where(torch.rand(actions.shape, generator=self.generator) < self.noise, random, actions)
+        return actions, {}, state
+
+
 def scripted_for(env, **kwargs):
     """The scripted team of the env's scenario, or None where there is none."""
-    scenario = getattr(getattr(env, "config", None), "scenario", None)
-    cls = {"collect_treasure": ScriptedCollectTreasure, "simple_spread": ScriptedSimpleSpread}.get(scenario)
+    scenario = getattr(env, "scenario", None) or getattr(getattr(env, "config", None), "scenario", None)
+    cls = {"collect_treasure": ScriptedCollectTreasure, "simple_spread": ScriptedSimpleSpread,
+           "dispersion": ScriptedDispersion}.get(scenario)
     return None if cls is None else cls.for_env(env, **kwargs)

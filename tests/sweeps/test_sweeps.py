@@ -345,6 +345,29 @@ def test_all_models_same_budget_and_tuned_params(tmp_path, capsys):
         tuned_params(board, "sasrec", f"sqlite:///{tmp_path / 'empty.db'}")
 
 
+def test_sweep_objective_launches_each_trial_with_the_pins_and_samples_only_the_rest(tmp_path, monkeypatch):
+    """The objective builds the trial's run from the plan's pins plus what Optuna sampled: a pinned argument reaches
+    the run and never becomes a study parameter."""
+    import sweeps.trial
+    from sweeps.study import Objective, TrialFailed
+
+    board = load_board(write_board(tmp_path, family="marl", dataset="mpe-simple-spread",
+                                   dataset_args={"backend": "numpy", "num_envs": 2, "rollouts_per_epoch": 1,
+                                                 "eval_episodes": 2},
+                                   primary_metric="return", metrics=["return"], models={"cord_no_rc": {}}))
+    plan = make_plan(board, "cord_no_rc", storage=f"sqlite:///{tmp_path / 'sweeps.db'}")
+    monkeypatch.setenv("PAPERBOARD_HOME", str(tmp_path / "home"))
+    study = create_study(plan)
+    launched = []
+    monkeypatch.setattr(sweeps.trial, "launch", lambda spec, *a, **k: (launched.append(spec), (None, 1))[1])
+    trial = study.ask()
+    with pytest.raises(TrialFailed):
+        Objective(plan, study, study._storage, 0)(trial)
+    (spec,) = launched
+    assert spec.model_args["influence_weight"] == 0.0 and spec.model_args["heterogeneity_weight"] > 0
+    assert "influence_weight" not in trial.params and "heterogeneity_weight" in trial.params
+
+
 def test_registered_ablation_sweeps_with_its_defining_argument_fixed(tmp_path):
     """A registered variant such as `cord_no_rc` (influence_weight = 0) is an ablation only while that argument
     stays fixed: its sweep must not sample the term back in, and `--tuned` replays it at 0."""
