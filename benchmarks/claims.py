@@ -172,7 +172,8 @@ def _readiness(board: Board, rows: list[RowStats], trivial: RowStats | None, rec
                 f"{', '.join(sorted(hashes))})")
     for s in rows:
         if s.n < 2 or s.n < asked:
-            return f"too few seeds: {s.row} has {s.n} (the board asks {asked}; a verdict needs at least 2)"
+            return (f"too few seeds: {s.row} has {s.n}; a verdict needs {max(2, asked)} (every seed the board asks, "
+                    f"and at least 2)")
     if quality:
         for s in rows:
             if s.still_improving:
