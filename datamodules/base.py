@@ -205,12 +205,12 @@ class PaperboardDataModule(pl.LightningDataModule):
         """Facts about the prepared data for the run record (sizes, hash)."""
         return {"data_hash": self.data_hash}
 
-    def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool) -> DataLoader:
+    def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool, collate_fn=_already_batched) -> DataLoader:
         sampler = None
         if not shuffle and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             sampler = UnpaddedDistributedSampler(dataset)
         return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
-                          collate_fn=_already_batched, num_workers=self.num_workers,
+                          collate_fn=collate_fn, num_workers=self.num_workers,
                           persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:

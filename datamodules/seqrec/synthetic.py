@@ -21,10 +21,10 @@ class SyntheticSeqRec(SeqRecDataModule):
                  min_length: int = 8, max_length: int = 30, p_follow: float = 0.8, zipf_a: float = 1.2,
                  seed: int = 0, max_len: int = 20, batch_size: int = 128, eval_batch_size: int = 256,
                  min_seq_len: int = 3, train_windows: str = "last", num_workers: int = 0,
-                 validation_item: bool = True):
+                 validation_item: bool = True, length_grouped: bool = False):
         super().__init__(data_dir, max_len=max_len, batch_size=batch_size, eval_batch_size=eval_batch_size,
                          min_seq_len=min_seq_len, train_windows=train_windows, num_workers=num_workers,
-                         validation_item=validation_item)
+                         validation_item=validation_item, length_grouped=length_grouped)
         self.generator_args = dict(num_users=num_users, num_items=num_items, min_length=min_length,
                                    max_length=max_length, p_follow=p_follow, zipf_a=zipf_a, seed=seed)
 
@@ -78,10 +78,11 @@ class SyntheticAttributeSeqRec(SeqRecDataModule):
                  p_follow: float = 0.9, attribute_missing: float = 0.0, text_dim: int = 16, seed: int = 0,
                  max_len: int = 20, batch_size: int = 128, eval_batch_size: int = 256, min_seq_len: int = 3,
                  train_windows: str = "last", num_workers: int = 0, validation_item: bool = True,
-                 item_features: bool = True):
+                 item_features: bool = True, length_grouped: bool = False):
         super().__init__(data_dir, max_len=max_len, batch_size=batch_size, eval_batch_size=eval_batch_size,
                          min_seq_len=min_seq_len, train_windows=train_windows, num_workers=num_workers,
-                         validation_item=validation_item, item_features=item_features)
+                         validation_item=validation_item, item_features=item_features,
+                         length_grouped=length_grouped)
         self.generator_args = dict(num_users=num_users, num_categories=num_categories, num_brands=num_brands,
                                    items_per_cell=items_per_cell, min_length=min_length, max_length=max_length,
                                    p_follow=p_follow, attribute_missing=attribute_missing, text_dim=text_dim,

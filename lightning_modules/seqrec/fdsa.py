@@ -23,7 +23,7 @@ from contracts.registry import register_model
 from lightning_modules.base_arguments import base_arguments
 from lightning_modules.layers import MultiHeadAttention
 from lightning_modules.seqrec.base import SeqRecModule
-from lightning_modules.seqrec.layers import BlockStack, PreNormBlock, causal_padding_mask
+from lightning_modules.seqrec.layers import BlockStack, PreNormBlock, causal_padding_mask, window_positions
 from lightning_modules.seqrec.side_information import ItemSideInformation, SideInformationMixin
 
 
@@ -89,9 +89,9 @@ class FDSA(SideInformationMixin, SeqRecModule):
     def forward(self, input_ids, timestamps=None, next_timestamps=None) -> torch.Tensor:
         keep = (input_ids != PAD).unsqueeze(-1)
         mask = causal_padding_mask(input_ids)
-        positions = self.item_position.weight[: input_ids.shape[1]]
+        positions = window_positions(self.item_position, input_ids.shape[1])
         s = self.dropout(self.item_embedding(input_ids) * self.embed_dim ** 0.5 + positions) * keep
-        f = self.dropout(self.item_features(input_ids) + self.feature_position.weight[: input_ids.shape[1]]) * keep
+        f = self.dropout(self.item_features(input_ids) + window_positions(self.feature_position, input_ids.shape[1])) * keep
         o_s = self.item_norm(self.item_blocks(s, keep, mask))
         o_f = self.feature_norm(self.feature_blocks(f, keep, mask))
         return self.fusion(torch.cat([o_s, o_f], dim=-1)) * keep

@@ -50,7 +50,7 @@ from contracts.registry import register_model
 from lightning_modules.base_arguments import base_arguments
 from lightning_modules.layers import MultiHeadAttention
 from lightning_modules.seqrec.base import SeqRecModule
-from lightning_modules.seqrec.layers import BlockStack, PreNormBlock, causal_padding_mask
+from lightning_modules.seqrec.layers import BlockStack, PreNormBlock, causal_padding_mask, window_positions
 from lightning_modules.seqrec.side_information import ItemSideInformation, SideInformationMixin
 
 WITHIN_ITEM = ("full", "causal")
@@ -117,7 +117,7 @@ class HeterogeneousTokenFlattening(nn.Module):
         k = tokens.shape[-2]
         if k > self.type_embedding.num_embeddings:
             raise ValueError(f"{k} token types per item exceed the {self.type_embedding.num_embeddings} type embeddings")
-        positions = self.position_embedding.weight[:length].view(1, length, 1, -1)
+        positions = window_positions(self.position_embedding, length).view(1, length, 1, -1)
         tokens = tokens + self.type_embedding.weight[:k] + positions
         keep = (input_ids != B.PAD).view(b, length, 1, 1)
         return (self.dropout(tokens) * keep).reshape(b, length * k, -1)
@@ -201,7 +201,7 @@ class HeterRec(SideInformationMixin, SeqRecModule):
         h = self.token_level(tokens, keep_tokens, hierarchical_token_mask(input_ids, k, self.within_item))
         h = h.view(b, length, k, -1)
         items = {"mean": lambda: h.mean(2), "id": lambda: h[:, :, 0], "last": lambda: h[:, :, -1]}[self.aggregation]()
-        items = (items + self.item_position.weight[:length]) * keep_items
+        items = (items + window_positions(self.item_position, length)) * keep_items
         return self.final_norm(self.item_level(items, keep_items, causal_padding_mask(input_ids))) * keep_items
 
     # ----- LMP ---------------------------------------------------------------------------------------------------------

@@ -27,6 +27,17 @@ def causal_padding_mask(input_ids: torch.Tensor) -> torch.Tensor:
     return ((causal & keys) | eye).unsqueeze(1)
 
 
+def window_positions(table: nn.Embedding, length: int) -> torch.Tensor:
+    """[length, d]: the embeddings of a left-padded window's last `length` positions. The table holds one row per
+    position of a full window (max_len), so a batch trimmed of its all-padding leading columns (the seqrec
+    datamodule's `length_grouped`) sees exactly the positions the untrimmed window would."""
+    rows = table.num_embeddings
+    if length > rows:
+        raise ValueError(f"sequence length {length} exceeds the {rows} learned positions (max_len); build the model "
+                         f"with max_len >= {length}")
+    return table.weight[rows - length:]
+
+
 class ItemPositionInput(nn.Module):
     """x = E[item] * sqrt(d) + P[position], dropout, padding zeroed (SASRec Sec. III-A; HSTU's preprocessor)."""
 
@@ -38,8 +49,8 @@ class ItemPositionInput(nn.Module):
         self.scale = math.sqrt(item_embedding.embedding_dim)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        positions = torch.arange(input_ids.shape[1], device=input_ids.device)
-        x = self.item_embedding(input_ids) * self.scale + self.position_embedding(positions)
+        positions = window_positions(self.position_embedding, input_ids.shape[1])
+        x = self.item_embedding(input_ids) * self.scale + positions
         return self.dropout(x) * (input_ids != PAD).unsqueeze(-1)
 
 
