@@ -230,30 +230,32 @@ class SeqRecModule(pl.LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=batch[B.INPUT_IDS].shape[0])
         return loss
 
-    def sequence_loss(self, user: torch.Tensor, batch: dict) -> torch.Tensor:
-        """The configured loss over every position that has a next item."""
+    def sequence_loss(self, user: torch.Tensor, batch: dict, items: torch.Tensor | None = None) -> torch.Tensor:
+        """The configured loss over every position that has a next item. `items`: the full candidate table
+        (`item_vectors()`) when the caller already computed it for this step."""
+        table = lambda: self.item_vectors() if items is None else items
         targets = batch[B.TARGET_IDS]
         valid = targets != B.PAD
         u = self._norm_user(user[valid])  # [N, d]
         pos = targets[valid]  # [N]
         if self.loss_name == "ce":
             if not using_reference_kernels():
-                return fused_item_softmax(u, self.item_vectors(), pos, None, self.temperature)
-            logits = u @ self.item_vectors().T / self.temperature
+                return fused_item_softmax(u, table(), pos, None, self.temperature)
+            logits = u @ table().T / self.temperature
             logits[:, B.PAD] = float("-inf")
             return F.cross_entropy(logits, pos)
         if self.loss_name == "sampled_softmax":
             if self.shared_negatives:
-                return self._shared_negatives_loss(u, pos)
+                return self._shared_negatives_loss(u, pos, table())
             neg = torch.randint(1, self.num_items + 1, (pos.shape[0], self.num_negatives), device=pos.device)
             if not using_reference_kernels():
-                return fused_item_softmax(u, self.item_vectors(), pos, neg, self.temperature)
+                return fused_item_softmax(u, table(), pos, neg, self.temperature)
             pos_logit = (u * self.item_vectors(pos)).sum(-1, keepdim=True)
             if self.num_items + 1 <= self.num_negatives * u.shape[1]:
                 # Same numbers, cheaper: score the (normalised) table once and pick the negatives' columns, instead
                 # of gathering [N, k, d] negative vectors, whose backward is a slow scatter on CPU. Used while the
                 # [N, items] scores are no larger than the gathered vectors.
-                neg_logit = (u @ self.item_vectors().T).gather(1, neg)
+                neg_logit = (u @ table().T).gather(1, neg)
             else:
                 neg_logit = torch.einsum("nd,nkd->nk", u, self.item_vectors(neg))
             neg_logit = neg_logit.masked_fill(neg == pos.unsqueeze(1), -5e4 * self.temperature)
@@ -267,12 +269,13 @@ class SeqRecModule(pl.LightningModule):
             torch.cat([pos_logit, neg_logit]), torch.cat([torch.ones_like(pos_logit), torch.zeros_like(neg_logit)])
         )
 
-    def _shared_negatives_loss(self, u: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    def _shared_negatives_loss(self, u: torch.Tensor, pos: torch.Tensor, table: torch.Tensor | None = None
+                               ) -> torch.Tensor:
         """Sampled softmax with one set of `num_negatives` uniform negatives for every position of the batch (a
         different estimator from the per-position draws: negatives are correlated across positions), accidental hits
         masked as in the per-position loss. Scores are one [N, d] x [d, k] product."""
         neg = torch.randint(1, self.num_items + 1, (self.num_negatives,), device=pos.device)
-        table = self.item_vectors()
+        table = self.item_vectors() if table is None else table
         pos_logit = (u * table[pos]).sum(-1, keepdim=True)
         neg_logit = (u @ table[neg].T).masked_fill(neg.unsqueeze(0) == pos.unsqueeze(1), -5e4 * self.temperature)
         logits = torch.cat([pos_logit, neg_logit], dim=1) / self.temperature

@@ -214,13 +214,14 @@ class HeterRec(SideInformationMixin, SeqRecModule):
         """sum_s w_s * (the family's loss of head_s(u_i) against item i+s), over positions that have item i+s."""
         targets = batch[B.TARGET_IDS]
         total = user.new_zeros(())
+        items = self.item_vectors() if self.loss_name != "bce" else None  # one candidate table for all S steps
         for step, weight in enumerate(self.lmp_weights):  # S steps, a handful
             shifted = torch.full_like(targets, B.PAD)
             shifted[:, : targets.shape[1] - step] = targets[:, step:]  # item i+1+step, from the same window
             if not (shifted != B.PAD).any():
                 continue
             u = user if step == 0 or self.step_heads is None else self.step_heads[step - 1](user)
-            total = total + weight * self.sequence_loss(u, {**batch, B.TARGET_IDS: shifted})
+            total = total + weight * self.sequence_loss(u, {**batch, B.TARGET_IDS: shifted}, items)
         return total
 
     @staticmethod

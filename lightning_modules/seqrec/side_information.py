@@ -73,8 +73,9 @@ class ItemSideInformation(nn.Module):
             self.field_embedding.weight[B.PAD].zero_()
         if self.has_text:
             self.text_projection = nn.Linear(self.item_text.shape[1], self.dim).to(device)
-        # [S, F] one-hot of the slots' fields: pools slots into fields with one matrix product
+        # [S, F] one-hot of the slots' fields, and each field's slot indices
         self.register_buffer("slot_to_field", F.one_hot(self.slot_field, self.num_fields).float(), persistent=False)
+        self.field_slots = [torch.nonzero(self.slot_field == f).flatten().tolist() for f in range(self.num_fields)]
 
     def shape_from_state(self, state: dict[str, torch.Tensor], prefix: str) -> None:
         """Buffers shaped as in a saved state dict (values follow with `load_state_dict`), layers built."""
@@ -98,11 +99,12 @@ class ItemSideInformation(nn.Module):
         `num_tokens`, and which of them the item has (a field it lacks, or missing text, is a zero vector)."""
         vectors, present = [], []
         if self.field_embedding is not None and self.num_fields:
-            tokens = self.item_tokens[ids]  # [..., S]
-            counts = (tokens != B.PAD).float() @ self.slot_to_field  # [..., F]
-            pooled = torch.einsum("...sd,sf->...fd", self.field_embedding(tokens), self.slot_to_field)
-            vectors.append(pooled / counts.clamp(min=1.0).unsqueeze(-1))
-            present.append(counts > 0)
+            tokens = self.item_tokens[ids].reshape(-1, self.item_tokens.shape[1])  # [n, S]
+            # one mean-pooling embedding bag per field: padding slots neither add nor count
+            pooled = torch.stack([F.embedding_bag(tokens[:, slots], self.field_embedding.weight, mode="mean",
+                                                  padding_idx=B.PAD) for slots in self.field_slots], dim=1)
+            vectors.append(pooled.view(*ids.shape, self.num_fields, self.dim))
+            present.append((tokens != B.PAD).float().matmul(self.slot_to_field).view(*ids.shape, -1) > 0)
         if self.text_projection is not None:
             text = self.item_text[ids]
             has = (text != 0).any(-1, keepdim=True)

@@ -142,6 +142,23 @@ def test_encode_fields_gives_each_field_its_own_id_range_and_slots():
     assert tokens.tolist() == [[0, 0, 0], [2, 1, 3], [0, 0, 4], [1, 0, 0]]
 
 
+def test_feature_tokens_average_each_fields_slots_and_zero_a_missing_field():
+    from lightning_modules.seqrec.side_information import ItemSideInformation
+
+    tokens, slot_field, sizes = encode_fields({"genre": [["b", "a"], [], ["a", "a"]], "year": [["1990"], ["1995"], []]},
+                                              3)
+    side = ItemSideInformation(num_items=3, dim=4)
+    side.attach({B.ITEM_TOKENS: torch.from_numpy(tokens), B.SLOT_FIELD: torch.from_numpy(slot_field),
+                 B.FIELD_SIZES: torch.from_numpy(sizes), B.ITEM_TEXT: torch.zeros(4, 0)})
+    table = side.field_embedding.weight
+    vectors, present = side.feature_tokens(torch.tensor([[1, 2, 3]]))
+    assert vectors.shape == (1, 3, 2, 4) and present.tolist() == [[[True, True], [False, True], [True, False]]]
+    torch.testing.assert_close(vectors[0, 0, 0], (table[2] + table[1]) / 2)  # item 1: genres b and a
+    torch.testing.assert_close(vectors[0, 1, 0], torch.zeros(4))  # item 2 has no genre
+    torch.testing.assert_close(vectors[0, 2, 0], table[1])  # "a" listed twice: one token in the first slot
+    torch.testing.assert_close(vectors[0, 1, 1], table[4])
+
+
 def test_synthetic_table_counts_the_items_that_lack_attributes():
     dm = tiny_data(attribute_missing=0.3, items_per_cell=4)
     features = dm.item_features()
