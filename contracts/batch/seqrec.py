@@ -4,7 +4,10 @@ Sequences are LEFT-padded with item id 0, so position L-1 always holds the most 
 Item ids run 1..num_items. Every tensor is batched (first dim B); L is the model's max_len.
 
 Training batch:  input_ids [B,L], target_ids [B,L] (next item per position, 0 = no target),
-                 timestamps [B,L] and next_timestamps [B,L] (only on datasets with time; seconds).
+                 timestamps [B,L] and next_timestamps [B,L] (only on datasets with time; seconds),
+                 loss_scale [] float (only with length-grouped batches): the batch's target count over the mean
+                 count per batch of the epoch; a model multiplies its batch-mean loss by it, so every target
+                 weighs what it weighs under plain batching, however long the batch's rows are.
 Evaluation batch: input_ids [B,L] (history), target [B], sample_idx [B] (row of the eval set),
                  timestamps [B,L] and next_timestamps [B,L] (the last entry is the target's time).
 
@@ -26,6 +29,7 @@ TARGET = "target"
 TIMESTAMPS = "timestamps"
 NEXT_TIMESTAMPS = "next_timestamps"
 SAMPLE_IDX = "sample_idx"
+LOSS_SCALE = "loss_scale"
 
 ITEM_TOKENS = "item_tokens"
 SLOT_FIELD = "slot_field"

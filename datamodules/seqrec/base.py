@@ -20,7 +20,8 @@ stable lexsort), so a 20M-row table is preprocessed in a few GB.
 
 `length_grouped=True` (off by default) makes a batch cost its longest row instead of `max_len`: training batches
 group rows of similar length (`LengthGroupedBatchSampler`), evaluation rows are ordered by length, and every batch
-drops the leading columns that are padding in all its rows (`trim_left_padding`, exact for every seqrec model).
+drops the leading columns that are padding in all its rows (`trim_left_padding`, exact for every seqrec model), and
+a training batch carries a `loss_scale` that keeps each target's weight in the loss what plain batching gives it.
 On short-sequence data (Amazon Beauty: median 3 training targets, 50-item windows) an epoch costs a fraction; the
 price is batches of like-length users instead of uniformly drawn ones (Hugging Face's `group_by_length`).
 
@@ -31,6 +32,7 @@ a board without features keeps its hash and its batches.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +62,15 @@ def trim_left_padding(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
         return batch
     width = ids.shape[1]
     return {k: v[:, first:] if v.dim() == 2 and v.shape[1] == width else v for k, v in batch.items()}
+
+
+def trim_and_weigh(batch: dict[str, torch.Tensor], mean_targets: float) -> dict[str, torch.Tensor]:
+    """A length-grouped training batch: trimmed, with `loss_scale` = its target count / `mean_targets`. A batch of
+    short rows holds few targets; averaged over them, each would weigh many times what it weighs in a plain batch of
+    uniformly drawn rows. The scale turns the batch mean into the sum over the epoch's mean count."""
+    batch = trim_left_padding(batch)
+    targets = (batch[B.TARGET_IDS] != B.PAD).sum()
+    return {**batch, B.LOSS_SCALE: targets.float() / mean_targets}
 
 
 class LengthGroupedBatchSampler(BatchSampler):
@@ -362,7 +373,9 @@ class SeqRecDataModule(PaperboardDataModule):
             return super().train_dataloader()
         lengths = (self.train_set.tensors[B.INPUT_IDS] != B.PAD).sum(1)
         batches = LengthGroupedBatchSampler(RandomSampler(self.train_set), self.batch_size, False, lengths)
-        return DataLoader(self.train_set, batch_sampler=batches, collate_fn=trim_left_padding,
+        mean_targets = float((self.train_set.tensors[B.TARGET_IDS] != B.PAD).sum()) / len(batches)
+        return DataLoader(self.train_set, batch_sampler=batches,
+                          collate_fn=functools.partial(trim_and_weigh, mean_targets=mean_targets),
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
 
     def val_dataloader(self) -> DataLoader:

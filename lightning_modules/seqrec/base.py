@@ -226,7 +226,7 @@ class SeqRecModule(pl.LightningModule):
 
     # ----- training ----------------------------------------------------------------------------------------
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss = self.sequence_loss(self.user_vectors(batch), batch)
+        loss = self.sequence_loss(self.user_vectors(batch), batch) * batch.get(B.LOSS_SCALE, 1.0)
         self.log("train/loss", loss, prog_bar=True, batch_size=batch[B.INPUT_IDS].shape[0])
         return loss
 

@@ -173,6 +173,7 @@ class BERT4Rec(SeqRecModule):
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         originals, masked, targets = self.training_instances(batch)
         loss = self.sequence_loss(self(masked), {B.INPUT_IDS: originals, B.TARGET_IDS: targets})
+        loss = loss * batch.get(B.LOSS_SCALE, 1.0)
         self.log("train/loss", loss, prog_bar=True, batch_size=originals.shape[0])
         return loss
 

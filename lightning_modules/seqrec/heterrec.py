@@ -206,7 +206,7 @@ class HeterRec(SideInformationMixin, SeqRecModule):
 
     # ----- LMP ---------------------------------------------------------------------------------------------------------
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss = self.multi_step_loss(self.user_vectors(batch), batch)
+        loss = self.multi_step_loss(self.user_vectors(batch), batch) * batch.get(B.LOSS_SCALE, 1.0)
         self.log("train/loss", loss, prog_bar=True, batch_size=batch[B.INPUT_IDS].shape[0])
         return loss
 

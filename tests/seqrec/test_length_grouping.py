@@ -101,3 +101,17 @@ def test_lightning_can_shard_the_grouped_batches_across_ranks():
     rows = [sorted(i for b in shard.batch_sampler for i in b) for shard in shards]
     assert all(isinstance(s.batch_sampler, LengthGroupedBatchSampler) for s in shards)
     assert sorted(rows[0] + rows[1]) == list(range(100)) and not set(rows[0]) & set(rows[1])
+
+
+def test_grouped_training_batches_weigh_each_target_as_plain_batches_do():
+    """The loss scale is the batch's target count over the mean per batch: it averages 1 over an epoch, and a batch
+    mean times it is the batch's loss sum over that mean."""
+    dm = SyntheticSeqRec(num_users=300, num_items=60, max_len=20, min_length=3, max_length=25, seed=2,
+                         batch_size=32, length_grouped=True)
+    dm.setup()
+    batches = list(dm.train_dataloader())
+    scales = torch.stack([b[B.LOSS_SCALE] for b in batches])
+    counts = torch.tensor([float((b[B.TARGET_IDS] != B.PAD).sum()) for b in batches])
+    torch.testing.assert_close(scales.mean(), torch.tensor(1.0))
+    torch.testing.assert_close(scales / scales.max(), counts / counts.max())
+    assert scales.max() > 2 * scales.min()  # short and long batches do differ
