@@ -115,3 +115,17 @@ def test_grouped_training_batches_weigh_each_target_as_plain_batches_do():
     torch.testing.assert_close(scales.mean(), torch.tensor(1.0))
     torch.testing.assert_close(scales / scales.max(), counts / counts.max())
     assert scales.max() > 2 * scales.min()  # short and long batches do differ
+
+
+@pytest.mark.parametrize("name", LEARNERS)
+def test_every_model_multiplies_its_training_loss_by_the_batch_loss_scale(name, attrs):
+    cls = MODELS.get(name).cls
+    torch.manual_seed(0)
+    model = cls(**small_kwargs(cls, attrs.num_items, attrs.max_len))
+    model.log = lambda *args, **kwargs: None  # no Trainer attached
+    batch = short_rows(attrs.train_set)
+    losses = []
+    for scale in (1.0, 2.5):
+        torch.manual_seed(1)  # the same negatives, masks and dropout for both
+        losses.append(model.training_step({**batch, B.LOSS_SCALE: torch.tensor(scale)}, 0))
+    torch.testing.assert_close(losses[1], 2.5 * losses[0])
