@@ -43,6 +43,9 @@ class Board:
     protocol: list[str] = field(default_factory=list)
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     trainer: dict = field(default_factory=dict)  # Lightning Trainer kwargs (max_epochs, ...)
+    # per-row Trainer kwargs on top of `trainer` (say why in the protocol): e.g. {fdsa: {min_epochs: 40}} keeps
+    # early stopping from ending a row that sits on a plateau before it learns; other rows' configs are untouched
+    row_trainer: dict[str, dict] = field(default_factory=dict)
     early_stopping_patience: int | None = 10
     sweep: dict = field(default_factory=lambda: {"trials": 40})
     published: list[Published] = field(default_factory=list)
@@ -54,6 +57,10 @@ class Board:
     @property
     def mode(self) -> str:
         return "max" if self.direction == "maximize" else "min"
+
+    def trainer_for(self, row: str) -> dict:
+        """The board's Trainer kwargs for one row: `trainer`, then the row's `row_trainer` entry."""
+        return {**self.trainer, **self.row_trainer.get(row, {})}
 
 
 @dataclass(frozen=True)
@@ -122,6 +129,13 @@ def board_from_dict(data: dict, where: str) -> Board:
     data["models"] = {name: dict(args or {}) for name, args in data["models"].items()}
     if data.get("direction", "maximize") not in ("maximize", "minimize"):
         raise ConfigError(f"{where}: direction must be 'maximize' or 'minimize'")
+    data["row_trainer"] = {row: dict(args or {}) for row, args in (data.get("row_trainer") or {}).items()}
+    stray = sorted(set(data["row_trainer"]) - set(data["models"]))
+    if stray:
+        raise ConfigError(f"{where}: row_trainer names row(s) {', '.join(stray)} that are not among the board's models")
+    if any("max_epochs" in args for args in data["row_trainer"].values()):
+        raise ConfigError(f"{where}: row_trainer may not set max_epochs: the epoch cap is the board's `trainer`, "
+                          f"the same budget for every row")
     if data.get("trivial_model") and data["trivial_model"] not in data["models"]:
         raise ConfigError(f"{where}: trivial_model {data['trivial_model']!r} is not among the board's models")
     if data["primary_metric"] not in data["metrics"]:

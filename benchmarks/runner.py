@@ -128,7 +128,7 @@ def resolve(board: Board, spec: RunSpec):
     if os.environ.get(LLM_ENV) and model_kwargs.get("llm") is None and \
             "llm" in inspect.signature(model_entry.cls.__init__).parameters:
         model_kwargs["llm"] = os.environ[LLM_ENV]
-    unknown = set({**board.trainer, **spec.trainer_args}) - set(inspect.signature(pl.Trainer.__init__).parameters)
+    unknown = set({**board.trainer_for(spec.model), **spec.trainer_args}) - set(inspect.signature(pl.Trainer.__init__).parameters)
     if unknown:
         raise ConfigError(f"unknown config key(s) {', '.join('trainer.' + k for k in sorted(unknown))}; "
                           f"these pass to lightning.pytorch.Trainer, which does not take them")
@@ -146,7 +146,7 @@ def decide_epoch_cap(board: Board, trainer_args: dict | None = None, sweep: bool
 
 def trainer_kwargs(board: Board, spec: RunSpec) -> dict:
     """The run's Trainer arguments: our defaults, then the board's, then the run's overrides."""
-    return {"devices": 1, **board.trainer, **spec.trainer_args,
+    return {"devices": 1, **board.trainer_for(spec.model), **spec.trainer_args,
             "max_epochs": decide_epoch_cap(board, spec.trainer_args)}
 
 

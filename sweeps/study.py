@@ -157,7 +157,7 @@ def make_plan(board: Board, model: str, trials: int | None = None, storage: str 
     cap = decide_epoch_cap(board, {"max_epochs": max_epochs or trainer_over.get("max_epochs")}, sweep=True)
     trainer_args = {**trainer_over, "max_epochs": cap}
     notes = []
-    can_prune = prune and not multi_process({**board.trainer, **trainer_args})
+    can_prune = prune and not multi_process({**board.trainer_for(model), **trainer_args})
     if prune and not can_prune:
         notes.append("pruning is off: trials train on several processes (DDP pruning is untested here)")
     target = int(trials if trials is not None else board.sweep.get("trials", 40))
@@ -173,7 +173,7 @@ def make_plan(board: Board, model: str, trials: int | None = None, storage: str 
         "dataset": board.dataset, "dataset_args": {**board.dataset_args, **data_over},
         "primary_metric": board.primary_metric, "direction": board.direction,
         "early_stopping_patience": board.early_stopping_patience,
-        "trainer": {**board.trainer, **trainer_args}, "model_args": {**board.models[model], **model_over},
+        "trainer": {**board.trainer_for(model), **trainer_args}, "model_args": {**board.models[model], **model_over},
         "pruner": pruner, "sampler": sampler, "training_seed": seed,
     }
     storage_url = storages.resolve_url(storage)

@@ -107,3 +107,40 @@ def test_a_worker_that_dies_leaves_a_failed_record_with_its_timing(monkeypatch):
     assert record["status"] == "failed" and record["failure_reason"] == "error"
     assert record["cpu_seconds"] >= 0 and math.isfinite(record["cpu_seconds"]) and record["wall_seconds"] > 0
     assert len(record["load_avg"]["start"]) == 3 and len(record["load_avg"]["end"]) == 3
+
+
+def _quickstart_variant(tmp_path, name: str, **changes) -> str:
+    import yaml
+    from benchmarks.boards import BOARDS_DIR
+    board = yaml.safe_load((BOARDS_DIR / "quickstart.yaml").read_text())
+    board.update(name=name, dataset_args={"num_users": 120, "num_items": 40, "max_len": 10, "seed": 0}, **changes)
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(board))
+    return str(path)
+
+
+def test_row_trainer_keeps_its_row_training_past_early_stopping_and_leaves_other_rows_alone(tmp_path):
+    from benchmarks.boards import load_board
+    from benchmarks.runner import trainer_kwargs
+    plain = load_board(_quickstart_variant(tmp_path, "qs-plain", early_stopping_patience=1,
+                                           trainer={"max_epochs": 12}))
+    board = _quickstart_variant(tmp_path, "qs-rows", early_stopping_patience=1, trainer={"max_epochs": 12},
+                                row_trainer={"pop": {"min_epochs": 5}})
+    rows = load_board(board)
+    # the other rows' Trainer arguments (part of their config hash) are those of the board without row_trainer
+    for row in ("sasrec", "gru4rec"):
+        assert trainer_kwargs(rows, RunSpec(board=board, model=row, seed=0)) == \
+               trainer_kwargs(plain, RunSpec(board=board, model=row, seed=0))
+    assert trainer_kwargs(rows, RunSpec(board=board, model="pop", seed=0))["min_epochs"] == 5
+    # pop's validation never improves after its first epoch: patience 1 would stop it at epoch 2
+    record = execute(RunSpec(board=board, model="pop", seed=0, trainer_args=FAST))
+    assert record["status"] == "ok", record.get("error")
+    assert record["epochs"] >= 5 and record["config"]["trainer"]["min_epochs"] == 5
+
+
+@pytest.mark.parametrize("row_trainer, problem", [({"nope": {"min_epochs": 3}}, "not among the board's models"),
+                                                  ({"pop": {"max_epochs": 3}}, "may not set max_epochs")])
+def test_a_bad_row_trainer_is_one_clear_error(tmp_path, row_trainer, problem):
+    from benchmarks.boards import ConfigError, load_board
+    with pytest.raises(ConfigError, match=problem):
+        load_board(_quickstart_variant(tmp_path, "qs-bad", row_trainer=row_trainer))
