@@ -189,6 +189,21 @@ class EpochTimer(pl.Callback):
         self.train_cpu_seconds.append(cpu_seconds() - self._cpu_start - self._val_cpu)
 
 
+class EarlyStoppingAfterMinEpochs(EarlyStopping):
+    """Early stopping whose patience starts counting at the Trainer's `min_epochs` (a board's `row_trainer`).
+
+    Lightning's own keeps a stop signal raised during the first min_epochs and acts on it at min_epochs, so a run
+    that left a long plateau just before then still stops there while improving; here epochs before min_epochs
+    never count against patience (the best score is still tracked from epoch 0)."""
+
+    def _run_early_stopping_check(self, trainer: pl.Trainer) -> None:
+        stop_before = trainer.should_stop
+        super()._run_early_stopping_check(trainer)
+        if trainer.current_epoch + 1 < (trainer.min_epochs or 0):
+            self.wait_count = 0
+            trainer.should_stop = stop_before
+
+
 class Diverged(RuntimeError):
     """A run whose training loss or validation monitor became NaN or inf: recorded as failed, reason 'diverged'."""
 
@@ -336,7 +351,8 @@ def execute(spec: RunSpec, callbacks: list | None = None) -> dict:
         # the guard precedes the caller's callbacks, so a sweep's pruner never records a diverged trial as pruned
         run_callbacks = [checkpoint, timer, DivergenceGuard(monitor), *(callbacks or [])]
         if board.early_stopping_patience:
-            run_callbacks.append(EarlyStopping(monitor=monitor, mode=board.mode, patience=board.early_stopping_patience))
+            run_callbacks.append(EarlyStoppingAfterMinEpochs(monitor=monitor, mode=board.mode,
+                                                              patience=board.early_stopping_patience))
         label = f"{board.name} {spec.model} seed={spec.seed}" + (f" trial {spec.sweep['trial_number']}" if spec.sweep else "")
         run_callbacks.append(EpochProgress(monitor, board.mode, label))
         logger = _wandb_logger(board, spec, wandb_config)

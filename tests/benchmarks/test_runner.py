@@ -9,7 +9,8 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import EarlyStopping
 
-from benchmarks.runner import Diverged, DivergenceGuard, RunSpec, execute, run_in_subprocess
+from benchmarks.runner import (Diverged, DivergenceGuard, EarlyStoppingAfterMinEpochs, RunSpec, execute,
+                               run_in_subprocess)
 
 FAST = {"enable_progress_bar": False}
 
@@ -21,6 +22,41 @@ def test_a_diverging_run_is_recorded_failed_with_reason_diverged():
     assert record["diverged_epoch"] == 0
     assert record["error"] == "diverged: train/loss is nan at epoch 0"
     assert "metrics" not in record  # no numbers of a diverged run reach a board
+
+
+class ScriptedMonitor(pl.LightningModule):
+    """Logs validation score `scores[epoch]`: a plateau, then a late rise, then a plateau again."""
+
+    def __init__(self, scores: list[float]):
+        super().__init__()
+        self.layer = torch.nn.Linear(2, 1)
+        self.scores = scores
+
+    def training_step(self, batch, batch_idx):
+        return self.layer(batch[0]).pow(2).mean()
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val/score", self.scores[self.current_epoch])
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+    def train_dataloader(self):
+        return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(8, 2)), batch_size=4)
+
+    val_dataloader = train_dataloader
+
+
+@pytest.mark.parametrize("stopper, epochs", [(EarlyStopping, 5), (EarlyStoppingAfterMinEpochs, 8)])
+def test_patience_counts_from_min_epochs_so_a_run_rising_at_min_epochs_goes_on(stopper, epochs):
+    # patience 2 runs out at epoch 2 on the plateau; the rise begins at epoch 4, min_epochs is 5.
+    # Lightning's EarlyStopping acts on that old signal at min_epochs; ours follows the rise to its end
+    scores = [1.0, 0.5, 0.5, 0.5, 2.0, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0]
+    trainer = pl.Trainer(max_epochs=len(scores), min_epochs=5, logger=False, enable_checkpointing=False,
+                         callbacks=[stopper("val/score", mode="max", patience=2)], enable_progress_bar=False,
+                         enable_model_summary=False, num_sanity_val_steps=0)
+    trainer.fit(ScriptedMonitor(scores))
+    assert trainer.current_epoch == epochs
 
 
 class NaNMonitor(pl.LightningModule):
