@@ -128,7 +128,8 @@ def resolve(board: Board, spec: RunSpec):
     if os.environ.get(LLM_ENV) and model_kwargs.get("llm") is None and \
             "llm" in inspect.signature(model_entry.cls.__init__).parameters:
         model_kwargs["llm"] = os.environ[LLM_ENV]
-    unknown = set({**board.trainer_for(spec.model), **spec.trainer_args}) - set(inspect.signature(pl.Trainer.__init__).parameters)
+    trainer_keys = {**board.trainer_for(spec.model), **spec.trainer_args}
+    unknown = set(trainer_keys) - set(inspect.signature(pl.Trainer.__init__).parameters)
     if unknown:
         raise ConfigError(f"unknown config key(s) {', '.join('trainer.' + k for k in sorted(unknown))}; "
                           f"these pass to lightning.pytorch.Trainer, which does not take them")

@@ -308,8 +308,8 @@ class SeqRecDataModule(PaperboardDataModule):
             table = self._feature_table(seq["raw_item_ids"])
             hashed.update({f"features/{k}": table[k] for k in (ITEM_TOKENS, SLOT_FIELD, FIELD_SIZES)})
             # encoded text enters as what it was computed from (machine-independent); a planted table as its values
-            hashed["features/" + ("text_identity" if table["text_identity"].size else ITEM_TEXT)] = \
-                table["text_identity"] if table["text_identity"].size else table[ITEM_TEXT]
+            text_key = "text_identity" if table["text_identity"].size else ITEM_TEXT
+            hashed[f"features/{text_key}"] = table[text_key]
             self._item_features = {k: torch.from_numpy(np.ascontiguousarray(table[k]))
                                    for k in (ITEM_TOKENS, SLOT_FIELD, FIELD_SIZES, ITEM_TEXT)}
         self.data_hash = arrays_hash(hashed)
