@@ -281,17 +281,18 @@ class SeqRecModule(pl.LightningModule):
         logits = torch.cat([pos_logit, neg_logit], dim=1) / self.temperature
         return F.cross_entropy(logits, torch.zeros_like(pos))
 
-    def _negatives_outside_sequence(self, input_ids: torch.Tensor, targets: torch.Tensor, tries: int = 4) -> torch.Tensor:
-        """One uniform negative per position, redrawn (vectorised, a few rounds) where it hits the sequence."""
+    def _negatives_outside_sequence(self, input_ids: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """One uniform negative per position outside the user's training sequence: draws that hit it are redrawn
+        (vectorised) until none does. A sequence of L ids leaves at least one item free when the catalogue is larger
+        than L, so the loop ends; a tiny catalogue a sequence can cover is sampled plainly."""
         seq = torch.cat([input_ids, targets[:, -1:]], dim=1)  # every item of the user's training sequence
         neg = torch.randint(1, self.num_items + 1, targets.shape, device=targets.device)
         if self.num_items <= seq.shape[1]:
-            return neg  # tiny catalogues: a sequence can cover every item
-        for _ in range(tries):
-            hit = (neg.unsqueeze(-1) == seq.unsqueeze(1)).any(-1)
-            if not hit.any():
-                break
+            return neg
+        hit = (neg.unsqueeze(-1) == seq.unsqueeze(1)).any(-1)
+        while hit.any():
             neg = torch.where(hit, torch.randint_like(neg, 1, self.num_items + 1), neg)
+            hit = (neg.unsqueeze(-1) == seq.unsqueeze(1)).any(-1)
         return neg
 
     def configure_optimizers(self):

@@ -105,6 +105,9 @@ def test_bce_negatives_avoid_the_users_items():
     targets = torch.tensor([[0, 2, 3, 4, 5, 6]] * 200)
     negatives = model._negatives_outside_sequence(inputs, targets)
     assert not torch.isin(negatives, torch.arange(1, 7)).any()
+    # a catalogue barely larger than the sequence leaves two valid negatives, and every draw lands on them
+    crowded = MODELS.get("sasrec").cls(num_items=8, max_len=6)
+    assert torch.isin(crowded._negatives_outside_sequence(inputs, targets), torch.tensor([7, 8])).all()
 
 
 def test_unknown_loss_is_a_clear_error():
