@@ -54,6 +54,12 @@ def text_identity(texts: list[str], encoder: str, tfidf_dim: int = 64) -> np.nda
     return np.frombuffer(digest, dtype=np.uint8).copy()
 
 
+def text_hash_entry(embeddings: np.ndarray, identity: np.ndarray | None) -> np.ndarray:
+    """What a data hash holds for an embedding table: its `text_identity` when it encodes text (machine-independent),
+    its values when it is planted or absent (then they are exact on every machine)."""
+    return identity if identity is not None and identity.size else embeddings
+
+
 def embed_texts(texts: list[str], encoder: str, cache_dir: Path, tfidf_dim: int = 64,
                 batch_size: int = 256) -> tuple[np.ndarray, str]:
     """[len(texts), D] float32 embeddings and the encoder actually used; cached under cache_dir by content hash."""

@@ -97,7 +97,8 @@ class DTRDataModule(PaperboardDataModule):
     def build_steps(self) -> dict[str, np.ndarray]:
         """Per-step arrays, sorted by (patient, t): patient [S] (0..P-1), t [S], vitals [S,Fv], meds [S,Fm],
         note [S] (row of note_table, -1 = no note), action [S] (label 0..24), state [S] (-1 without an MDP);
-        per patient: demo [P,Fd], died [P]; and note_table [U,Fn]."""
+        per patient: demo [P,Fd], died [P]; and note_table [U,Fn] with note_identity (`text_identity` of the notes
+        it encodes; omitted or empty when the table is not an encoding of text)."""
         raise NotImplementedError
 
     def cache_key(self) -> str:
@@ -110,7 +111,7 @@ class DTRDataModule(PaperboardDataModule):
 
     def _arrays(self) -> dict[str, np.ndarray]:
         key = hashlib.sha1(f"{self.cache_key()}|L{self.history_len}|{self.split_fractions}|{self.split_seed}|"
-                           f"outcome{self.outcome_model}".encode()).hexdigest()[:16]
+                           f"outcome{self.outcome_model}|v2".encode()).hexdigest()[:16]
         path = self.cache_dir / f"{self.registry_name}-{key}.npz"
         cached = load_cache(path)
         if cached is not None:
@@ -235,7 +236,21 @@ class DTRDataModule(PaperboardDataModule):
                      "validation_samples": len(self.val_set),
                      "calibration_samples": len(calib[B.ACTION]), "test_samples": len(test[B.ACTION]),
                      "avg_length": float(S / len(a["died"])), **{k: v for k, v in self.extra_info().items()}}
-        self.data_hash = arrays_hash({k: v for k, v in a.items()})
+        self.data_hash = arrays_hash(self._hashed(a))
+
+    def _hashed(self, a: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The arrays as a data hash reads them. Two are fitted floats whose last bits differ between machines and
+        enter as what they are computed from: the note table (the notes and the encoder, `text_identity`) and the
+        estimated outcomes (the other arrays, which are hashed, and the estimator's library version)."""
+        from importlib.metadata import version
+
+        from datamodules.text import text_hash_entry
+
+        hashed = {k: v for k, v in a.items() if k != "note_identity"}
+        hashed["note_table"] = text_hash_entry(a["note_table"], a.get("note_identity"))
+        if self.outcome_model:
+            hashed["cf_mortality"] = np.frombuffer(f"mlp64|scikit-learn {version('scikit-learn')}".encode(), np.uint8)
+        return hashed
 
     def extra_info(self) -> dict:
         return {}

@@ -38,7 +38,7 @@ from datamodules.base import DataError
 from datamodules.dtr.base import DTRDataModule
 from datamodules.dtr.mdp import (DEATH, NUM_PATIENT_STATES, STATE_COLUMNS, SURVIVAL, SepsisMDP, load_icu_sepsis,
                                  reference_survival, rollout, worst_policy)
-from datamodules.text import embed_texts, resolve_encoder
+from datamodules.text import embed_texts, resolve_encoder, text_identity
 
 DEMO_COLUMNS = ("gender", "age", "Weight_kg", "re_admission")
 NOTE_ONLY_COLUMNS = ("GCS", "mechvent", "Arterial_lactate")
@@ -210,9 +210,10 @@ class ICUSepsisDataModule(DTRDataModule):
         observed = vec[state] + rng.normal(size=(len(state), vec.shape[1])) * self.note_noise_std * col_std
         texts = write_notes((observed - col_mean) / col_std.clip(1e-6), rng)
         unique, note_index = np.unique(np.array(texts, dtype=object), return_inverse=True)
-        table, _ = embed_texts(list(unique), self.text_encoder, self.cache_dir, self.tfidf_dim)
+        table, used = embed_texts(list(unique), self.text_encoder, self.cache_dir, self.tfidf_dim)
         return {"patient": patient.astype(np.int64), "t": t.astype(np.int64), "vitals": vitals.astype(np.float32),
                 "meds": meds.astype(np.float32), "note": note_index.astype(np.int64), "note_table": table,
+                "note_identity": text_identity(list(unique), used, self.tfidf_dim),
                 "action": label.astype(np.int64), "state": state.astype(np.int64),
                 "demo": demo.astype(np.float32), "died": (outcome != SURVIVAL).astype(np.float32),
                 "group": cohort["group"].astype(np.int8), "worst": cohort["worst"][patient, t]}

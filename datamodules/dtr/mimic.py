@@ -29,7 +29,7 @@ from contracts.batch import dtr as B
 from contracts.registry import register_dataset
 from datamodules.base import DataError, RemoteFile, require_file
 from datamodules.dtr.base import DTRDataModule
-from datamodules.text import embed_texts, resolve_encoder
+from datamodules.text import embed_texts, resolve_encoder, text_identity
 from datamodules.tables import read_table
 
 DEMOGRAPHICS = ("gender", "age", "re_admission", "Weight_kg")
@@ -112,17 +112,19 @@ class MIMICSepsisDataModule(DTRDataModule):
         died = frame["died_in_hosp"].to_numpy(dtype=np.float64)[first]
         if not np.isin(died, (0, 1)).all():
             raise DataError(f"{table_path}: died_in_hosp must be 0 or 1")
-        note, table = self._notes(notes_path, frame, len(frame))
+        note, table, identity = self._notes(notes_path, frame, len(frame))
         return {"patient": patient.astype(np.int64), "t": t.astype(np.int64),
                 "vitals": np.stack([z[c] for c in VITALS], 1).astype(np.float32),
                 "meds": np.stack([z[c] for c in MEDICATION], 1).astype(np.float32), "note": note,
-                "note_table": table, "action": action.astype(np.int64),
+                "note_table": table, "note_identity": identity, "action": action.astype(np.int64),
                 "state": np.full(len(frame), -1, dtype=np.int64), "demo": demo.astype(np.float32),
                 "died": died.astype(np.float32)}
 
-    def _notes(self, notes_path, frame: pd.DataFrame, num_steps: int) -> tuple[np.ndarray, np.ndarray]:
+    def _notes(self, notes_path, frame: pd.DataFrame, num_steps: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each step's row of the note table (-1: no note), the table, and what the table was computed from."""
         if notes_path is None:
-            return np.full(num_steps, -1, dtype=np.int64), np.zeros((1, self.tfidf_dim), dtype=np.float32)
+            return (np.full(num_steps, -1, dtype=np.int64), np.zeros((1, self.tfidf_dim), dtype=np.float32),
+                    np.zeros(0, np.uint8))
         notes = read_table(notes_path, ["icustayid", "bloc", "text"])
         notes = notes.dropna(subset=["text"]).drop_duplicates(["icustayid", "bloc"], keep="last")
         merged = frame[["icustayid", "bloc"]].merge(notes, on=["icustayid", "bloc"], how="left")
@@ -130,7 +132,7 @@ class MIMICSepsisDataModule(DTRDataModule):
         if not has.any():
             raise DataError(f"{notes_path}: no note matches a (icustayid, bloc) of MIMICtable.csv")
         texts, index = np.unique(merged["text"][has].astype(str).to_numpy(), return_inverse=True)
-        table, _ = embed_texts(list(texts), self.text_encoder, self.cache_dir, self.tfidf_dim)
+        table, used = embed_texts(list(texts), self.text_encoder, self.cache_dir, self.tfidf_dim)
         note = np.full(num_steps, -1, dtype=np.int64)
         note[has] = index
-        return note, table
+        return note, table, text_identity(list(texts), used, self.tfidf_dim)

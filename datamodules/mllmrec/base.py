@@ -111,13 +111,15 @@ class MLLMRecDataModule(PaperboardDataModule):
         self.num_items = len(texts) - 1
         self._texts = texts
         planted = self.planted_text_embeddings()
+        identity = np.zeros(0, np.uint8)
         if planted is not None:
             emb, used = planted.astype(np.float32), "planted"
         else:
-            from datamodules.text import embed_texts
+            from datamodules.text import embed_texts, text_identity
 
             emb, used = embed_texts(texts[1:], self.text_encoder, self.cache_dir, tfidf_dim=self.tfidf_dim)
             emb = np.concatenate([np.zeros((1, emb.shape[1]), np.float32), np.asarray(emb, np.float32)])
+            identity = text_identity(texts[1:], used, self.tfidf_dim)
         self._text_embeddings = emb
         sets = {}
         for split in SPLITS:
@@ -127,7 +129,9 @@ class MLLMRecDataModule(PaperboardDataModule):
                                                                arrays[f"{split}_negatives"]], axis=1)),
                 B.USER: torch.from_numpy(arrays[f"{split}_user"])})
         self.train_set, self.val_set, self.test_set = sets["train"], sets["val"], sets["test"]
-        self.data_hash = arrays_hash({**arrays, "text": emb})
+        from datamodules.text import text_hash_entry
+
+        self.data_hash = arrays_hash({**arrays, "text": text_hash_entry(emb, identity)})
         self.facts = {
             "users": int(len(np.unique(users))),
             "users_kept": int(sum(len(np.unique(arrays[f"{s}_user"])) for s in SPLITS)),

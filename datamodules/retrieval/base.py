@@ -24,7 +24,7 @@ import torch
 from contracts.atomic import save_cache
 from contracts.batch import retrieval as R
 from datamodules.base import DataError, PaperboardDataModule, TensorBatchDataset, arrays_hash, load_cache
-from datamodules.text import embed_texts, resolve_encoder
+from datamodules.text import embed_texts, resolve_encoder, text_hash_entry, text_identity
 from datamodules.seqrec.base import left_padded_windows
 
 FEATURES = ("attributes", "text", "behaviour", "count", "seen_items", "user_starts")
@@ -107,7 +107,7 @@ class RetrievalDataModule(PaperboardDataModule):
         self._prepared()
 
     def _prepared(self) -> dict[str, np.ndarray]:
-        key = hashlib.sha1(f"{self.cache_key()}|{self.text_encoder}|{self.behaviour_dim}|{self.behaviour_window}"
+        key = hashlib.sha1(f"{self.cache_key()}|{self.text_encoder}|{self.behaviour_dim}|{self.behaviour_window}|v2"
                            .encode()).hexdigest()[:12]
         path = self.cache_dir / f"{self.registry_name}-retrieval-{key}.npz"
         cached = load_cache(path)
@@ -135,9 +135,11 @@ class RetrievalDataModule(PaperboardDataModule):
             emb[np.array([not t for t in texts])] = 0.0  # no text: a zero vector, not the encoding of ""
             arrays["text"] = np.concatenate([np.zeros((1, emb.shape[1]), np.float32), emb])
             arrays["text_encoder_used"] = np.array(used)
+            arrays["text_identity"] = text_identity(list(texts), used)
         else:
             arrays["text"] = np.zeros((num_items + 1, 1), np.float32)
             arrays["text_encoder_used"] = np.array("none")
+            arrays["text_identity"] = np.zeros(0, np.uint8)
         arrays["behaviour"] = behaviour_factors(items, offsets, num_items, self.behaviour_dim, self.behaviour_window)
         _, positions = training_targets(offsets)
         arrays["count"] = np.bincount(items[positions], minlength=num_items + 1).astype(np.float32)
@@ -164,7 +166,8 @@ class RetrievalDataModule(PaperboardDataModule):
                 R.USER: users, R.SEEN_END: ends - 1}
         self.data_hash = arrays_hash({**{f"train/{k}": v for k, v in train.items()},
                                       **{f"test/{k}": v for k, v in test.items()},
-                                      "attributes": data["attributes"], "text": data["text"]})
+                                      "attributes": data["attributes"],
+                                      "text": text_hash_entry(data["text"], data.get("text_identity"))})
         as_tensors = lambda split: {k: torch.from_numpy(np.ascontiguousarray(v)).long() for k, v in split.items()}
         self.train_set = TensorBatchDataset(as_tensors(train))
         self.val_set = TensorBatchDataset(as_tensors(val))
