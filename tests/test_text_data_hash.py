@@ -5,13 +5,14 @@ import pytest
 
 import datamodules  # noqa: F401  (fills the registry)
 import datamodules.dtr.icu_sepsis
+import datamodules.mllmrec.base
 import datamodules.retrieval.base
 import datamodules.text as text
 from contracts.registry import DATASETS
 
 CASES = {
     "retrieval-ml100k": ({}, [datamodules.retrieval.base]),
-    "mllm-beauty": ({"max_users": 300}, [text]),
+    "mllm-beauty": ({"max_users": 300}, [datamodules.mllmrec.base]),
     "icu-sepsis": ({"num_patients": 200}, [datamodules.dtr.icu_sepsis]),
 }
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from importlib.metadata import version
 
 import numpy as np
 import torch
@@ -21,6 +22,7 @@ from torch.utils.data import Dataset
 from contracts.atomic import save_cache
 from contracts.batch import dtr as B
 from datamodules.base import DataError, PaperboardDataModule, arrays_hash, load_cache
+from datamodules.text import text_hash_entry
 
 WINDOWS = ("all", "first")
 
@@ -242,10 +244,6 @@ class DTRDataModule(PaperboardDataModule):
         """The arrays as a data hash reads them. Two are fitted floats whose last bits differ between machines and
         enter as what they are computed from: the note table (the notes and the encoder, `text_identity`) and the
         estimated outcomes (the other arrays, which are hashed, and the estimator's library version)."""
-        from importlib.metadata import version
-
-        from datamodules.text import text_hash_entry
-
         hashed = {k: v for k, v in a.items() if k != "note_identity"}
         hashed["note_table"] = text_hash_entry(a["note_table"], a.get("note_identity"))
         if self.outcome_model:

@@ -23,6 +23,7 @@ import torch
 from contracts.atomic import save_cache
 from contracts.batch import mllmrec as B
 from datamodules.base import DataError, PaperboardDataModule, TensorBatchDataset, arrays_hash, load_cache
+from datamodules.text import embed_texts, text_hash_entry, text_identity
 
 SPLITS = ("train", "val", "test")
 
@@ -115,8 +116,6 @@ class MLLMRecDataModule(PaperboardDataModule):
         if planted is not None:
             emb, used = planted.astype(np.float32), "planted"
         else:
-            from datamodules.text import embed_texts, text_identity
-
             emb, used = embed_texts(texts[1:], self.text_encoder, self.cache_dir, tfidf_dim=self.tfidf_dim)
             emb = np.concatenate([np.zeros((1, emb.shape[1]), np.float32), np.asarray(emb, np.float32)])
             identity = text_identity(texts[1:], used, self.tfidf_dim)
@@ -129,8 +128,6 @@ class MLLMRecDataModule(PaperboardDataModule):
                                                                arrays[f"{split}_negatives"]], axis=1)),
                 B.USER: torch.from_numpy(arrays[f"{split}_user"])})
         self.train_set, self.val_set, self.test_set = sets["train"], sets["val"], sets["test"]
-        from datamodules.text import text_hash_entry
-
         self.data_hash = arrays_hash({**arrays, "text": text_hash_entry(emb, identity)})
         self.facts = {
             "users": int(len(np.unique(users))),
