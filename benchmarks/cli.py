@@ -100,7 +100,8 @@ def build_specs(board, args, overrides) -> list:
             trainer_args["max_epochs"] = args.max_epochs
         for seed in seeds:
             spec = RunSpec(board=args.board, model=model, seed=seed, data_dir=args.data_dir, model_args=model_args,
-                           data_args=overrides["data"], trainer_args=trainer_args, tuning=tuning)
+                           data_args=overrides["data"], trainer_args=trainer_args, tuning=tuning,
+                           compile=args.compile)
             resolve(board, spec)  # fail fast on an unknown model or config key, before any training
             specs.append(spec)
     return specs
@@ -273,6 +274,9 @@ def make_parser() -> argparse.ArgumentParser:
                        help="runs at once, each in its own process (default 1); with --jobs N each run gets the "
                             "cores divided by N as threads unless --threads says otherwise")
         p.add_argument("--threads", type=int, help="CPU threads per run (torch, OpenMP, MKL)")
+        p.add_argument("--compile", action="store_true",
+                       help="train through torch.compile (recorded in each record as 'compiled'); the first epoch "
+                            "pays the compilation. Measured on CPU for the CTR models: benchmarks/results/ctr-perf.md")
         p.add_argument("--llm", help="the language model of the rows that prompt one: hf:/path/to/model or "
                                      "http://host:port/v1#model=NAME (default: env PAPERBOARD_LLM; without one "
                                      "those rows read 'needs an LLM')")

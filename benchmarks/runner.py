@@ -54,6 +54,9 @@ class RunSpec:
     # continue a run that hit a smaller epoch cap (`paperboard run --extend`):
     # {"run_id", "checkpoint", "epochs", "max_epochs", "train_seconds"} of that run's record
     resume_from: dict | None = None
+    # train through `torch.compile` (inductor): same model and loss, float rounding may differ; recorded, not part
+    # of the config (like the thread count)
+    compile: bool = False
 
 
 def check_kwargs(cls, kwargs: dict, prefix: str, owner: str) -> None:
@@ -362,6 +365,10 @@ def execute(spec: RunSpec, callbacks: list | None = None) -> dict:
                              enable_model_summary=False, **trainer_args)
         resume_path = adopt_checkpoint(spec.resume_from["checkpoint"], checkpoint.dirpath) if spec.resume_from else None
         fit_start, fit_cpu_start = time.perf_counter(), cpu_seconds()
+        if spec.compile:
+            # in place (nn.Module.compile): every `model(...)` call of the steps, here and in the scoring below, runs
+            # compiled, while the steps themselves (logging, metrics) stay eager; parameter names are unchanged
+            model.compile()
         trainer.fit(model, datamodule=datamodule, ckpt_path=resume_path)
         train_seconds = time.perf_counter() - fit_start + (spec.resume_from or {}).get("train_seconds", 0.0)
         train_cpu = cpu_seconds() - fit_cpu_start + ((spec.resume_from or {}).get("train_cpu_seconds") or 0.0)
@@ -397,7 +404,7 @@ def execute(spec: RunSpec, callbacks: list | None = None) -> dict:
             train_epoch_cpu_seconds=round(sum(timer.train_cpu_seconds) / max(1, len(timer.train_cpu_seconds)), 4),
             eval_seconds=round(eval_seconds, 3),
             world_size=trainer.world_size, strategy=type(trainer.strategy).__name__,
-            precision=str(trainer.precision), accelerator=type(trainer.accelerator).__name__,
+            precision=str(trainer.precision), accelerator=type(trainer.accelerator).__name__, compiled=spec.compile,
             checkpoint=best if spec.keep_checkpoint else None,
         )
         if spec.resume_from:

@@ -143,6 +143,13 @@ def measure(model_name: str, data_dir: str | None, batch_size: int, epochs: int,
         loss.backward()
         model.optim.step()
     plain_wall, plain_cpu = time.perf_counter() - w, time.process_time() - c
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:  # one batch's forward and backward, as ours is counted
+        idx = perm[:batch_size]
+        loss = model.loss_func(model(x_all[idx]).squeeze(-1), y_all[idx], reduction="sum")
+        (loss + model.get_regularization_loss() + model.aux_loss).backward()
+    model.optim.zero_grad()
     rows = len(y_train)
     steady = slice(1, None) if epochs > 1 else slice(None)  # the first epoch pays the warm-up
     return {"impl": f"DeepCTR-Torch {deepctr_torch.__version__} {cls_name}", "model": model_name, "rows": rows,
@@ -150,6 +157,7 @@ def measure(model_name: str, data_dir: str | None, batch_size: int, epochs: int,
             "cpu_s_per_epoch": statistics.median(cpu[steady]),
             "fit_rows_per_s": rows / statistics.median(wall[steady]),
             "plain_rows_per_s": rows / plain_wall, "plain_cpu_s": plain_cpu, "val_auc": auc,
+            "train_flops_per_row": counter.get_total_flops() / len(idx),
             "params": sum(p.numel() for p in model.parameters()), "threads": torch.get_num_threads()}
 
 

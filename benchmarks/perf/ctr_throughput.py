@@ -11,7 +11,8 @@ I1-I13, C1-C26), read in chunks, hashed, split 7:2:1, indexed and encoded exactl
 `--compare deepctr` measures each model beside DeepCTR-Torch's model of the same network (benchmarks.perf.
 ctr_reference: its own venv, never a project dependency) on the Adult split, at the same batch size (1024) and
 threads: training rows/s of each library's own loop (our Lightning Trainer, its `fit`) and of the bare training
-step, and the validation AUC both reach after the same epochs (Adam 1e-3, no learning-rate decay).
+step, and the validation AUC both reach after the same epochs (Adam 1e-3, no learning-rate decay); our bare step
+again through `torch.compile`; and each bare step's achieved GFLOP/s beside this machine's matrix-product peak.
 
 Each model and the pipeline run in a fresh subprocess, so each peak RSS is its own. Numbers depend on the machine
 (and on its load): quote them with its description, which the report includes.
@@ -140,25 +141,51 @@ def measure_lightning(model_name: str, data_dir: str | None, epochs: int, thread
         scores = torch.cat([model(b[B.DENSE], b[B.SPARSE]) for b in dm.val_dataloader()])
     auc = float(roc_auc_score(dm.val_set.tensors[B.LABEL].numpy(), scores.numpy()))
 
-    model = build()
-    model.train()
-    optimiser = model.configure_optimizers()
-    optimiser = optimiser["optimizer"] if isinstance(optimiser, dict) else optimiser
-    w, c = time.perf_counter(), time.process_time()
-    for batch in dm.train_dataloader():
-        logits = model(batch[B.DENSE], batch[B.SPARSE])
-        loss = F.binary_cross_entropy_with_logits(logits, batch[B.LABEL]) + model.regularization()
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-    plain_wall, plain_cpu = time.perf_counter() - w, time.process_time() - c
+    batches = list(dm.train_dataloader())
     rows = len(dm.train_set)
+
+    def bare_epoch(compiled: bool) -> tuple[float, float]:
+        """(wall, CPU) seconds of one epoch of bare steps; compiled: `torch.compile` of the forward (its
+        backward follows through AOTAutograd), timed on the epoch after the one that compiles."""
+        model = build()
+        model.train()
+        optimiser = model.configure_optimizers()
+        optimiser = optimiser["optimizer"] if isinstance(optimiser, dict) else optimiser
+        forward = torch.compile(model) if compiled else model
+        for _ in range(2 if compiled else 1):
+            w, c = time.perf_counter(), time.process_time()
+            for batch in batches:
+                logits = forward(batch[B.DENSE], batch[B.SPARSE])
+                loss = F.binary_cross_entropy_with_logits(logits, batch[B.LABEL]) + model.regularization()
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                optimiser.step()
+        return time.perf_counter() - w, time.process_time() - c
+
+    plain_wall, plain_cpu = bare_epoch(compiled=False)
+    compiled_wall, compiled_cpu = bare_epoch(compiled=True)
     steady = slice(1, None) if epochs > 1 else slice(None)
     return {"impl": "paperboard", "model": model_name, "rows": rows, "epochs": epochs,
             "s_per_epoch": statistics.median(clock.wall[steady]), "cpu_s_per_epoch": statistics.median(clock.cpu[steady]),
             "fit_rows_per_s": rows / statistics.median(clock.wall[steady]), "plain_rows_per_s": rows / plain_wall,
-            "plain_cpu_s": plain_cpu, "val_auc": auc, "params": sum(p.numel() for p in model.parameters()),
-            "threads": torch.get_num_threads()}
+            "plain_cpu_s": plain_cpu, "compiled_rows_per_s": rows / compiled_wall, "compiled_cpu_s": compiled_cpu,
+            "train_flops_per_row": train_flops_per_row(build(), batches[0]), "val_auc": auc,
+            "params": sum(p.numel() for p in model.parameters()), "threads": torch.get_num_threads()}
+
+
+def train_flops_per_row(model, batch: dict) -> float:
+    """FLOPs of one training step's forward and backward per row (torch's FlopCounterMode: matrix products,
+    convolutions and attention; elementwise work is not counted), the numerator of achieved GFLOP/s."""
+    import torch.nn.functional as F
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from contracts.batch import ctr as B
+
+    model.train()
+    with FlopCounterMode(display=False) as counter:
+        logits = model(batch[B.DENSE], batch[B.SPARSE])
+        (F.binary_cross_entropy_with_logits(logits, batch[B.LABEL]) + model.regularization()).backward()
+    return counter.get_total_flops() / batch[B.LABEL].shape[0]
 
 
 def compare(models: list[str], data_dir: str | None, epochs: int, threads: int, batch_size: int) -> list[str]:
@@ -169,6 +196,9 @@ def compare(models: list[str], data_dir: str | None, epochs: int, threads: int, 
         reference_python = str(ensure_venv())
     except RuntimeError as err:
         reference_python, why = None, str(err)
+    from benchmarks.perf.matmul_peak import measure as matmul_peak
+
+    peak = matmul_peak(threads, (256, 512, 1024))
     common = ["--epochs", str(epochs), "--threads", str(threads), "--batch-size", str(batch_size)]
     if data_dir:
         common += ["--data-dir", data_dir]
@@ -180,9 +210,22 @@ def compare(models: list[str], data_dir: str | None, epochs: int, threads: int, 
              "CIN over the categorical fields only, as DeepCTR-Torch's), so each pair does the same arithmetic in "
              "its interaction layers; the numeric fields still enter our DNNs as embeddings where DeepCTR-Torch "
              "passes raw values.", "",
+             "Compiled: our bare step with `torch.compile` of the forward (default inductor backend), timed on the "
+             "epoch after the one that compiles. GFLOP/s: the bare step's forward and backward FLOPs (torch's "
+             "FlopCounterMode, one batch, times the rows) over its CPU seconds; the yardstick is this machine's "
+             f"float32 matrix product at {threads} thread(s) (`benchmarks.perf.matmul_peak`): "
+             + ", ".join(f"{n}: {g} GFLOP/s" for n, g in peak["gflops_by_size"].items())
+             + f", peak {peak['peak_gflops']} GFLOP/s. A step whose GFLOP/s is near the peak has little left to "
+             "gain at the same arithmetic.", "",
              "| model | ours rows/s (Trainer) | DeepCTR rows/s (fit) | speed-up | ours CPU s/epoch | DeepCTR CPU s/epoch "
-             "| ours bare-step rows/s | DeepCTR bare-step rows/s | bare speed-up | ours val AUC | DeepCTR val AUC | "
-             "params ours / DeepCTR |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| ours bare-step rows/s | DeepCTR bare-step rows/s | bare speed-up | ours compiled rows/s | "
+             "ours / DeepCTR GFLOP/s (% of peak) | ours val AUC | DeepCTR val AUC | params ours / DeepCTR |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+
+    def gflops(result: dict) -> str:
+        value = result["train_flops_per_row"] * result["rows"] / result["plain_cpu_s"] / 1e9
+        return f"{value:.1f} ({100 * value / peak['peak_gflops']:.0f}%)"
+
     for name in models:
         ours = run_child(["--child-lightning", name, *common])
         print(json.dumps(ours), flush=True)
@@ -194,16 +237,19 @@ def compare(models: list[str], data_dir: str | None, epochs: int, threads: int, 
             ref = run_child(["--model", name, *common], python=reference_python, module="benchmarks.perf.ctr_reference")
         print(json.dumps(ref), flush=True)
         if "error" in ours:
-            lines.append(f"| {name} | error: {ours['error'][:100]} |" + " |" * 10)
+            lines.append(f"| {name} | error: {ours['error'][:100]} |" + " |" * 12)
             continue
         if "error" in ref:
             lines.append(f"| {name} | {ours['fit_rows_per_s']:,.0f} | {ref['error'][:60]} | | {ours['cpu_s_per_epoch']:.2f} "
-                         f"| | {ours['plain_rows_per_s']:,.0f} | | | {ours['val_auc']:.4f} | | {ours['params']:,} |")
+                         f"| | {ours['plain_rows_per_s']:,.0f} | | | {ours['compiled_rows_per_s']:,.0f} | "
+                         f"{gflops(ours)} | {ours['val_auc']:.4f} | | {ours['params']:,} |")
             continue
         lines.append(f"| {name} | {ours['fit_rows_per_s']:,.0f} | {ref['fit_rows_per_s']:,.0f} | "
                      f"**{ours['fit_rows_per_s'] / ref['fit_rows_per_s']:.2f}x** | {ours['cpu_s_per_epoch']:.2f} | "
                      f"{ref['cpu_s_per_epoch']:.2f} | {ours['plain_rows_per_s']:,.0f} | {ref['plain_rows_per_s']:,.0f} | "
-                     f"{ours['plain_rows_per_s'] / ref['plain_rows_per_s']:.2f}x | {ours['val_auc']:.4f} | "
+                     f"{ours['plain_rows_per_s'] / ref['plain_rows_per_s']:.2f}x | "
+                     f"{ours['compiled_rows_per_s']:,.0f} | "
+                     f"{gflops(ours)} / {gflops(ref)} | {ours['val_auc']:.4f} | "
                      f"{ref['val_auc']:.4f} | {ours['params']:,} / {ref['params']:,} |")
     return lines + [""]
 
