@@ -37,6 +37,21 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def bare_steps(forward, model, optimiser, batches) -> None:
+    """One pass of training steps: `forward` (the model, or its compiled form), BCE + the model's L2, backward,
+    the optimiser's step; no trainer, logging or metrics."""
+    import torch.nn.functional as F
+
+    from contracts.batch import ctr as B
+
+    for batch in batches:
+        logits = forward(batch[B.DENSE], batch[B.SPARSE])
+        loss = F.binary_cross_entropy_with_logits(logits, batch[B.LABEL]) + model.regularization()
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+
+
 def measure_model(model_name: str, board_name: str, data_dir: str | None, epochs: int) -> dict:
     import torch
 
@@ -45,7 +60,6 @@ def measure_model(model_name: str, board_name: str, data_dir: str | None, epochs
     from benchmarks.boards import load_board
     from benchmarks.runner import RunSpec, resolve
     from contracts.batch import ctr as B
-    import torch.nn.functional as F
 
     board = load_board(board_name)
     data_cls, data_kwargs, model_cls, model_kwargs = resolve(board, RunSpec(board.name, model_name, 0))
@@ -62,12 +76,7 @@ def measure_model(model_name: str, board_name: str, data_dir: str | None, epochs
 
     def one_epoch() -> float:
         start = time.perf_counter()
-        for batch in loader:
-            logits = model(batch[B.DENSE], batch[B.SPARSE])
-            loss = F.binary_cross_entropy_with_logits(logits, batch[B.LABEL]) + model.regularization()
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
+        bare_steps(model, model, optimiser, loader)
         return time.perf_counter() - start
 
     for i, batch in enumerate(loader):  # warm-up: allocator, kernels
@@ -100,7 +109,6 @@ def measure_lightning(model_name: str, data_dir: str | None, epochs: int, thread
     import lightning.pytorch as pl
     import numpy as np
     import torch
-    import torch.nn.functional as F
     from sklearn.metrics import roc_auc_score
 
     import lightning_modules  # noqa: F401
@@ -154,12 +162,7 @@ def measure_lightning(model_name: str, data_dir: str | None, epochs: int, thread
         forward = torch.compile(model) if compiled else model
         for _ in range(2 if compiled else 1):
             w, c = time.perf_counter(), time.process_time()
-            for batch in batches:
-                logits = forward(batch[B.DENSE], batch[B.SPARSE])
-                loss = F.binary_cross_entropy_with_logits(logits, batch[B.LABEL]) + model.regularization()
-                optimiser.zero_grad(set_to_none=True)
-                loss.backward()
-                optimiser.step()
+            bare_steps(forward, model, optimiser, batches)
         return time.perf_counter() - w, time.process_time() - c
 
     plain_wall, plain_cpu = bare_epoch(compiled=False)
