@@ -132,15 +132,16 @@ class InnerProduct(nn.Module):
     def __init__(self, num_fields: int):
         super().__init__()
         rows, cols = torch.triu_indices(num_fields, num_fields, offset=1)
-        self.register_buffer("rows", rows, persistent=False)
-        self.register_buffer("cols", cols, persistent=False)
+        self.register_buffer("upper", rows * num_fields + cols, persistent=False)  # (i, j) in the flattened Gram
 
     @property
     def num_pairs(self) -> int:
-        return int(self.rows.numel())
+        return int(self.upper.numel())
 
     def forward(self, fields: torch.Tensor) -> torch.Tensor:  # [B, F, K] -> [B, F(F-1)/2]
-        return (fields[:, self.rows] * fields[:, self.cols]).sum(-1)
+        # One batched Gram matrix and a gather of its upper triangle: the pairwise form (gather both sides of every
+        # pair, multiply, sum) costs ~4x as much at Adult's 14 fields, mostly in the scatter of its backward.
+        return torch.bmm(fields, fields.transpose(1, 2)).flatten(1)[:, self.upper]
 
 
 class SumLogits(nn.Module):

@@ -1,8 +1,9 @@
-"""The ctr family's shared layers: the 16-bit-mask dropout behaves as inverted dropout at its rate."""
+"""The ctr family's shared layers: the 16-bit-mask dropout behaves as inverted dropout at its rate; the inner-product
+layer returns every pair's product in row-major order."""
 import pytest
 import torch
 
-from lightning_modules.ctr.layers import MLP, Dropout
+from lightning_modules.ctr.layers import MLP, Dropout, InnerProduct
 
 
 def test_dropout_rate_scale_gradient_and_eval():
@@ -26,3 +27,17 @@ def test_dropout_bad_rate_and_mlp_uses_it():
     mlp = MLP(4, [8, 8], 1, dropout=0.5)
     assert sum(isinstance(m, Dropout) for m in mlp) == 2
     assert not any(isinstance(m, Dropout) for m in MLP(4, [8], 1, dropout=0.0))
+
+
+def test_inner_product_is_every_pair_in_row_major_order_with_its_gradient():
+    torch.manual_seed(0)
+    fields = torch.randn(3, 5, 4, dtype=torch.float64, requires_grad=True)
+    pairs = [(i, j) for i in range(5) for j in range(i + 1, 5)]
+    expected = torch.stack([(fields[:, i] * fields[:, j]).sum(-1) for i, j in pairs], dim=1)
+    layer = InnerProduct(5)
+    assert layer.num_pairs == 10
+    assert torch.allclose(layer(fields), expected)
+    weights = torch.randn(3, 10, dtype=torch.float64)
+    grad, = torch.autograd.grad((layer(fields) * weights).sum(), fields)
+    grad_expected, = torch.autograd.grad((expected * weights).sum(), fields)
+    assert torch.allclose(grad, grad_expected)
