@@ -276,7 +276,7 @@ def make_parser() -> argparse.ArgumentParser:
         p.add_argument("--threads", type=int, help="CPU threads per run (torch, OpenMP, MKL)")
         p.add_argument("--compile", action="store_true",
                        help="train through torch.compile (recorded in each record as 'compiled'); the first epoch "
-                            "pays the compilation. Measured on CPU for the CTR models: benchmarks/results/ctr-perf.md")
+                            "pays the compilation. CTR models only (benchmarks/results/ctr-perf.md)")
         p.add_argument("--llm", help="the language model of the rows that prompt one: hf:/path/to/model or "
                                      "http://host:port/v1#model=NAME (default: env PAPERBOARD_LLM; without one "
                                      "those rows read 'needs an LLM')")

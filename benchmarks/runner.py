@@ -59,6 +59,11 @@ class RunSpec:
     compile: bool = False
 
 
+# families whose steps run the module through `model(...)`, which `--compile` compiles in place (nn.Module.compile);
+# the others score through other methods (user_vectors, encoders, policies) that it would leave eager
+COMPILED_FAMILIES = ("ctr",)
+
+
 def check_kwargs(cls, kwargs: dict, prefix: str, owner: str) -> None:
     """Reject a key the class's __init__ does not take, naming the valid ones."""
     params = inspect.signature(cls.__init__).parameters
@@ -123,6 +128,10 @@ def resolve(board: Board, spec: RunSpec):
     data_entry = DATASETS.get(board.dataset)
     if model_entry.family != data_entry.family:
         raise ConfigError(f"model {spec.model} ({model_entry.family}) cannot run on {board.dataset} ({data_entry.family})")
+    if spec.compile and model_entry.family not in COMPILED_FAMILIES:
+        raise ConfigError(f"--compile: {spec.model} is a {model_entry.family} model, whose training step does not "
+                          f"call the module's forward, so compiling it would change nothing; it applies to the "
+                          f"{', '.join(COMPILED_FAMILIES)} family. Run without --compile.")
     data_kwargs = {**board.dataset_args, **spec.data_args}
     check_kwargs(data_entry.cls, data_kwargs, "data", board.dataset)
     model_kwargs = {**board.models[spec.model], **spec.model_args}

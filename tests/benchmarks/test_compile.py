@@ -3,7 +3,15 @@ import pytest
 import torch._dynamo
 from torch._dynamo.utils import counters
 
-from benchmarks.runner import RunSpec, execute
+from benchmarks.boards import ConfigError, load_board
+from benchmarks.runner import RunSpec, execute, resolve
+
+
+def test_compile_is_refused_where_it_would_compile_nothing():
+    """A seqrec step scores through user_vectors(), never the module's forward: --compile would be a silent no-op."""
+    with pytest.raises(ConfigError, match=r"--compile: sasrec is a seqrec model.*Run without --compile"):
+        resolve(load_board("quickstart"), RunSpec(board="quickstart", model="sasrec", seed=0, compile=True))
+    resolve(load_board("ctr-synthetic"), RunSpec(board="ctr-synthetic", model="fm", seed=0, compile=True))
 
 
 @pytest.mark.slow  # inductor compiles the forward and backward, then the eval graph: ~20-40 s of CPU
