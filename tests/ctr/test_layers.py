@@ -1,8 +1,9 @@
 """The ctr family's shared layers: the 16-bit-mask dropout behaves as inverted dropout at its rate; the inner-product
-layer returns every pair's product in row-major order."""
+layer returns every pair's product in row-major order; AutoInt's interacting layer computes its paper's equations."""
 import pytest
 import torch
 
+from lightning_modules.ctr.autoint import InteractingLayer
 from lightning_modules.ctr.layers import MLP, Dropout, InnerProduct
 
 
@@ -41,3 +42,20 @@ def test_inner_product_is_every_pair_in_row_major_order_with_its_gradient():
     grad, = torch.autograd.grad((layer(fields) * weights).sum(), fields)
     grad_expected, = torch.autograd.grad((expected * weights).sum(), fields)
     assert torch.allclose(grad, grad_expected)
+
+
+@pytest.mark.parametrize("use_residual,use_scale", [(True, False), (False, True)])
+def test_interacting_layer_is_autoints_equations_per_head(use_residual, use_scale):
+    """Eq. 5-8 of AutoInt written out head by head: alpha = softmax over keys of <W_Q e_m, W_K e_k> (scaled when
+    asked), heads concatenated, ReLU(. + W_Res e)."""
+    torch.manual_seed(0)
+    layer = InteractingLayer(6, 8, 2, use_residual, use_scale).double()
+    e = torch.randn(3, 5, 6, dtype=torch.float64)
+    heads = []
+    for h in range(2):
+        cols = slice(4 * h, 4 * h + 4)
+        q, k, v = (e @ lin.weight[cols].T for lin in (layer.query, layer.key, layer.value))
+        scores = q @ k.transpose(1, 2) * (4 ** -0.5 if use_scale else 1.0)
+        heads.append(torch.softmax(scores, dim=-1) @ v)
+    expected = torch.cat(heads, dim=-1) + (e @ layer.residual.weight.T if use_residual else 0)
+    assert torch.allclose(layer(e), torch.relu(expected))
