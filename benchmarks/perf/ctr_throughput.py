@@ -37,16 +37,20 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def bare_steps(forward, model, optimiser, batches) -> None:
-    """One pass of training steps: `forward` (the model, or its compiled form), BCE + the model's L2, backward,
-    the optimiser's step; no trainer, logging or metrics."""
+def step_loss(model, batch: dict):
+    """The bare step's loss: BCE of the model's logits + its L2 terms."""
     import torch.nn.functional as F
 
     from contracts.batch import ctr as B
 
+    logits = model(batch[B.DENSE], batch[B.SPARSE])
+    return F.binary_cross_entropy_with_logits(logits, batch[B.LABEL]) + model.regularization()
+
+
+def bare_steps(model, optimiser, batches) -> None:
+    """One pass of training steps: loss, backward, the optimiser's step; no trainer, logging or metrics."""
     for batch in batches:
-        logits = forward(batch[B.DENSE], batch[B.SPARSE])
-        loss = F.binary_cross_entropy_with_logits(logits, batch[B.LABEL]) + model.regularization()
+        loss = step_loss(model, batch)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
@@ -76,7 +80,7 @@ def measure_model(model_name: str, board_name: str, data_dir: str | None, epochs
 
     def one_epoch() -> float:
         start = time.perf_counter()
-        bare_steps(model, model, optimiser, loader)
+        bare_steps(model, optimiser, loader)
         return time.perf_counter() - start
 
     for i, batch in enumerate(loader):  # warm-up: allocator, kernels
@@ -153,16 +157,17 @@ def measure_lightning(model_name: str, data_dir: str | None, epochs: int, thread
     rows = len(dm.train_set)
 
     def bare_epoch(compiled: bool) -> tuple[float, float]:
-        """(wall, CPU) seconds of one epoch of bare steps; compiled: `torch.compile` of the forward (its
-        backward follows through AOTAutograd), timed on the epoch after the one that compiles."""
+        """(wall, CPU) seconds of one epoch of bare steps; compiled: the model compiled in place as `paperboard run
+        --compile` does (its backward follows through AOTAutograd), timed on the epoch after the one that compiles."""
         model = build()
         model.train()
         optimiser = model.configure_optimizers()
         optimiser = optimiser["optimizer"] if isinstance(optimiser, dict) else optimiser
-        forward = torch.compile(model) if compiled else model
+        if compiled:
+            model.compile()
         for _ in range(2 if compiled else 1):
             w, c = time.perf_counter(), time.process_time()
-            bare_steps(forward, model, optimiser, batches)
+            bare_steps(model, optimiser, batches)
         return time.perf_counter() - w, time.process_time() - c
 
     plain_wall, plain_cpu = bare_epoch(compiled=False)
@@ -179,15 +184,13 @@ def measure_lightning(model_name: str, data_dir: str | None, epochs: int, thread
 def train_flops_per_row(model, batch: dict) -> float:
     """FLOPs of one training step's forward and backward per row (torch's FlopCounterMode: matrix products,
     convolutions and attention; elementwise work is not counted), the numerator of achieved GFLOP/s."""
-    import torch.nn.functional as F
     from torch.utils.flop_counter import FlopCounterMode
 
     from contracts.batch import ctr as B
 
     model.train()
     with FlopCounterMode(display=False) as counter:
-        logits = model(batch[B.DENSE], batch[B.SPARSE])
-        (F.binary_cross_entropy_with_logits(logits, batch[B.LABEL]) + model.regularization()).backward()
+        step_loss(model, batch).backward()
     return counter.get_total_flops() / batch[B.LABEL].shape[0]
 
 
