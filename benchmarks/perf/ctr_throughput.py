@@ -7,12 +7,17 @@ I1-I13, C1-C26), read in chunks, hashed, split 7:2:1, indexed and encoded exactl
     python -m benchmarks.perf.ctr_throughput --board ctr-synthetic --models xcrossnet,dcnv2 --skip-pipeline
     python -m benchmarks.perf.ctr_throughput --skip-models --pipeline-rows 1000000 --chunk-rows 250000
     python -m benchmarks.perf.ctr_throughput --compare deepctr --data-dir ../shared/data --skip-pipeline
+    python -m benchmarks.perf.ctr_throughput --compare deepctr --precision bf16-mixed --data-dir ../shared/data \
+        --skip-pipeline --out benchmarks/results/ctr-perf-bf16.md
 
 `--compare deepctr` measures each model beside DeepCTR-Torch's model of the same network (benchmarks.perf.
 ctr_reference: its own venv, never a project dependency) on the Adult split, at the same batch size (1024) and
 threads: training rows/s of each library's own loop (our Lightning Trainer, its `fit`) and of the bare training
 step, and the validation AUC both reach after the same epochs (Adam 1e-3, no learning-rate decay); our bare step
 again through `torch.compile`; and each bare step's achieved GFLOP/s beside this machine's matrix-product peak.
+`--precision bf16-mixed` runs our side as `paperboard run --trainer.precision bf16-mixed` does (Lightning's CPU
+autocast to bfloat16: matrix products in bf16, weights, optimiser and reductions in float32) and measures it
+against the bfloat16 matrix-product peak; DeepCTR-Torch has no mixed precision, so its side stays float32.
 
 Each model and the pipeline run in a fresh subprocess, so each peak RSS is its own. Numbers depend on the machine
 (and on its load): quote them with its description, which the report includes.
@@ -47,10 +52,14 @@ def step_loss(model, batch: dict):
     return F.binary_cross_entropy_with_logits(logits, batch[B.LABEL]) + model.regularization()
 
 
-def bare_steps(model, optimiser, batches) -> None:
-    """One pass of training steps: loss, backward, the optimiser's step; no trainer, logging or metrics."""
+def bare_steps(model, optimiser, batches, bf16: bool = False) -> None:
+    """One pass of training steps: loss, backward, the optimiser's step; no trainer, logging or metrics. bf16: the
+    forward under CPU autocast to bfloat16, as Lightning's `bf16-mixed` precision runs it."""
+    import torch
+
     for batch in batches:
-        loss = step_loss(model, batch)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = step_loss(model, batch)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
@@ -104,7 +113,7 @@ def measure_model(model_name: str, board_name: str, data_dir: str | None, epochs
 
 
 def measure_lightning(model_name: str, data_dir: str | None, epochs: int, threads: int, batch_size: int,
-                      seed: int = 0) -> dict:
+                      precision: str = "32-true", seed: int = 0) -> dict:
     """Our side of `--compare`: the model in a Lightning Trainer (no validation, logging or checkpoints during the
     timed epochs), seconds per epoch (wall and CPU, median after the first), then the validation AUC; and the
     bare step (forward, loss + L2, backward, Adam) over one epoch."""
@@ -144,7 +153,9 @@ def measure_lightning(model_name: str, data_dir: str | None, epochs: int, thread
             self.wall.append(time.perf_counter() - self._w), self.cpu.append(time.process_time() - self._c)
 
     model, clock = build(), EpochClock()
-    trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+    bf16 = precision == "bf16-mixed"
+    trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, precision=precision, logger=False,
+                         enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
                          num_sanity_val_steps=0, callbacks=[clock])
     trainer.fit(model, train_dataloaders=dm.train_dataloader())
@@ -167,13 +178,13 @@ def measure_lightning(model_name: str, data_dir: str | None, epochs: int, thread
             model.compile()
         for _ in range(2 if compiled else 1):
             w, c = time.perf_counter(), time.process_time()
-            bare_steps(model, optimiser, batches)
+            bare_steps(model, optimiser, batches, bf16)
         return time.perf_counter() - w, time.process_time() - c
 
     plain_wall, plain_cpu = bare_epoch(compiled=False)
     compiled_wall, compiled_cpu = bare_epoch(compiled=True)
     steady = slice(1, None) if epochs > 1 else slice(None)
-    return {"impl": "paperboard", "model": model_name, "rows": rows, "epochs": epochs,
+    return {"impl": "paperboard", "model": model_name, "precision": precision, "rows": rows, "epochs": epochs,
             "s_per_epoch": statistics.median(clock.wall[steady]), "cpu_s_per_epoch": statistics.median(clock.cpu[steady]),
             "fit_rows_per_s": rows / statistics.median(clock.wall[steady]), "plain_rows_per_s": rows / plain_wall,
             "plain_cpu_s": plain_cpu, "compiled_rows_per_s": rows / compiled_wall, "compiled_cpu_s": compiled_cpu,
@@ -194,7 +205,8 @@ def train_flops_per_row(model, batch: dict) -> float:
     return counter.get_total_flops() / batch[B.LABEL].shape[0]
 
 
-def compare(models: list[str], data_dir: str | None, epochs: int, threads: int, batch_size: int) -> list[str]:
+def compare(models: list[str], data_dir: str | None, epochs: int, threads: int, batch_size: int,
+            precision: str = "32-true") -> list[str]:
     """Each model and its DeepCTR-Torch twin, one after the other, each in a fresh process; markdown lines."""
     from benchmarks.perf.ctr_reference import REFERENCE, VERSION, ensure_venv
 
@@ -204,12 +216,24 @@ def compare(models: list[str], data_dir: str | None, epochs: int, threads: int, 
         reference_python, why = None, str(err)
     from benchmarks.perf.matmul_peak import measure as matmul_peak
 
-    peak = matmul_peak(threads, (256, 512, 1024))
+    bf16 = precision == "bf16-mixed"
+    fp32_peak = matmul_peak(threads, (256, 512, 1024))
+    ours_peak = matmul_peak(threads, (256, 512, 1024), "bfloat16") if bf16 else fp32_peak
+
+    def yardstick(peak: dict) -> str:
+        return (f"{peak['dtype']} matrix product at {threads} thread(s): "
+                + ", ".join(f"{n}: {g} GFLOP/s" for n, g in peak["gflops_by_size"].items())
+                + f", peak {peak['peak_gflops']} GFLOP/s")
+
     common = ["--epochs", str(epochs), "--threads", str(threads), "--batch-size", str(batch_size)]
     if data_dir:
         common += ["--data-dir", data_dir]
+    yardsticks = (f"for ours the {yardstick(ours_peak)}; for DeepCTR-Torch the {yardstick(fp32_peak)}" if bf16
+                  else f"the {yardstick(fp32_peak)}")
+    ours_precision = ("ours in bf16-mixed (CPU autocast), DeepCTR-Torch in float32" if bf16 else
+                      "both in float32")
     lines = [f"## Side by side with DeepCTR-Torch {VERSION} on `ctr-adult`'s split (batch {batch_size}, "
-             f"{threads} thread(s), {epochs} epochs each, Adam 1e-3)", "",
+             f"{threads} thread(s), {epochs} epochs each, Adam 1e-3, {ours_precision})", "",
              "Own loop: our Lightning Trainer vs DeepCTR-Torch's `fit` (median epoch after the first). Bare step: "
              "forward, loss + L2, backward, Adam over one epoch of batches, no loader or trainer. Val AUC after the "
              "same epochs from the same seed (0). Our models run at the arguments `ctr_reference.REFERENCE` gives (xDeepFM's "
@@ -219,21 +243,19 @@ def compare(models: list[str], data_dir: str | None, epochs: int, threads: int, 
              "Compiled: our bare step with `torch.compile` of the forward (default inductor backend), timed on the "
              "epoch after the one that compiles. GFLOP/s: the bare step's forward and backward FLOPs (torch's "
              "FlopCounterMode, one batch, times the rows) over its CPU seconds; the yardstick is this machine's "
-             f"float32 matrix product at {threads} thread(s) (`benchmarks.perf.matmul_peak`): "
-             + ", ".join(f"{n}: {g} GFLOP/s" for n, g in peak["gflops_by_size"].items())
-             + f", peak {peak['peak_gflops']} GFLOP/s. A step whose GFLOP/s is near the peak has little left to "
+             f"(`benchmarks.perf.matmul_peak`): {yardsticks}. A step whose GFLOP/s is near the peak has little left to "
              "gain at the same arithmetic.", "",
              "| model | ours rows/s (Trainer) | DeepCTR rows/s (fit) | speed-up | ours CPU s/epoch | DeepCTR CPU s/epoch "
              "| ours bare-step rows/s | DeepCTR bare-step rows/s | bare speed-up | ours compiled rows/s | "
              "ours / DeepCTR GFLOP/s (% of peak) | ours val AUC | DeepCTR val AUC | params ours / DeepCTR |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
 
-    def gflops(result: dict) -> str:
+    def gflops(result: dict, peak: dict) -> str:
         value = result["train_flops_per_row"] * result["rows"] / result["plain_cpu_s"] / 1e9
         return f"{value:.1f} ({100 * value / peak['peak_gflops']:.0f}%)"
 
     for name in models:
-        ours = run_child(["--child-lightning", name, *common])
+        ours = run_child(["--child-lightning", name, *common, "--precision", precision])
         print(json.dumps(ours), flush=True)
         if name not in REFERENCE:
             ref = {"error": "DeepCTR-Torch has no such model"}
@@ -248,14 +270,14 @@ def compare(models: list[str], data_dir: str | None, epochs: int, threads: int, 
         if "error" in ref:
             lines.append(f"| {name} | {ours['fit_rows_per_s']:,.0f} | {ref['error'][:60]} | | {ours['cpu_s_per_epoch']:.2f} "
                          f"| | {ours['plain_rows_per_s']:,.0f} | | | {ours['compiled_rows_per_s']:,.0f} | "
-                         f"{gflops(ours)} | {ours['val_auc']:.4f} | | {ours['params']:,} |")
+                         f"{gflops(ours, ours_peak)} | {ours['val_auc']:.4f} | | {ours['params']:,} |")
             continue
         lines.append(f"| {name} | {ours['fit_rows_per_s']:,.0f} | {ref['fit_rows_per_s']:,.0f} | "
                      f"**{ours['fit_rows_per_s'] / ref['fit_rows_per_s']:.2f}x** | {ours['cpu_s_per_epoch']:.2f} | "
                      f"{ref['cpu_s_per_epoch']:.2f} | {ours['plain_rows_per_s']:,.0f} | {ref['plain_rows_per_s']:,.0f} | "
                      f"{ours['plain_rows_per_s'] / ref['plain_rows_per_s']:.2f}x | "
                      f"{ours['compiled_rows_per_s']:,.0f} | "
-                     f"{gflops(ours)} / {gflops(ref)} | {ours['val_auc']:.4f} | "
+                     f"{gflops(ours, ours_peak)} / {gflops(ref, fp32_peak)} | {ours['val_auc']:.4f} | "
                      f"{ref['val_auc']:.4f} | {ours['params']:,} / {ref['params']:,} |")
     return lines + [""]
 
@@ -314,6 +336,8 @@ def main(argv=None) -> int:
     parser.add_argument("--compare", choices=["deepctr"], help="measure beside DeepCTR-Torch (instead of the "
                         "plain-loop model table)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--precision", default="32-true", choices=["32-true", "bf16-mixed"],
+                        help="--compare's precision of our side (Lightning's Trainer precision)")
     parser.add_argument("--batch-size", type=int, default=1024, help="--compare's batch size")
     parser.add_argument("--child-model")
     parser.add_argument("--child-lightning")
@@ -326,7 +350,7 @@ def main(argv=None) -> int:
         return 0
     if args.child_lightning:
         print(json.dumps(measure_lightning(args.child_lightning, args.data_dir, args.epochs, args.threads,
-                                           args.batch_size)))
+                                           args.batch_size, args.precision)))
         return 0
     if args.child_pipeline:
         print(json.dumps(measure_pipeline(args.pipeline_rows, args.chunk_rows, args.workdir)))
@@ -340,7 +364,7 @@ def main(argv=None) -> int:
         from benchmarks.perf.ctr_reference import OURS_ONLY, REFERENCE
 
         models = args.models.split(",") if args.models else [*REFERENCE, *OURS_ONLY]
-        lines += compare(models, args.data_dir, args.epochs, args.threads, args.batch_size)
+        lines += compare(models, args.data_dir, args.epochs, args.threads, args.batch_size, args.precision)
     elif not args.skip_models:
         models = args.models.split(",") if args.models else list(load_board(args.board).models)
         rows = []
