@@ -16,9 +16,10 @@ entirely on the claim's side of the margin or threshold is **reproduced**, entir
 reproduced**, and straddling it **inconclusive**. A check is inconclusive by rule when its rows were trained on
 different preprocessed data (their data hashes differ), when a row has fewer than two seeds or fewer seeds than
 its board asks, when a row has not learned (it does not beat the board's `trivial_model`), or when a row was
-stopped by its epoch cap while still improving. One exception: a `beats` claim whose method has learned is not
-reproduced when it loses significantly to a baseline that has learned, even if another baseline has not (a claim to
-beat every baseline fails on the one it loses to). A claim whose rows have no records says so (inconclusive: not
+stopped by its epoch cap while still improving. One exception: a `beats` claim whose method can decide is not
+reproduced when it loses significantly to a baseline that can decide too, whatever keeps the other baselines from
+deciding (not run, too few seeds, not learned, still improving): a claim to beat every baseline fails on the one it
+loses to. A claim whose rows have no records says so (inconclusive: not
 run); a claim on a metric the board does not record is not testable here until the board measures it.
 """
 from __future__ import annotations
@@ -40,8 +41,9 @@ RULE = (f"Verdicts are computed from run records only. Per row: the board's fini
         f"other side: not reproduced; straddling it: inconclusive. Inconclusive by rule: rows trained on different "
         f"preprocessed data (data hashes), a row with fewer than 2 seeds or fewer seeds than its board asks, a row "
         f"that does not beat the board's trivial model, a row stopped by its epoch cap while still improving; but a "
-        f"`beats` claim whose method has learned is not reproduced when it loses significantly to a baseline that has "
-        f"learned, whatever the baselines that have not. `ordering` is reproduced when the last row beats the first "
+        f"`beats` claim is not reproduced when its method loses significantly to a baseline, both free of these "
+        f"conditions, whatever keeps the other baselines from deciding (a claim to beat every baseline fails on the "
+        f"one it loses to). `ordering` is reproduced when the last row beats the first "
         f"and no step of the sequence is a significant reversal; one significant reversal makes it not reproduced.")
 
 
@@ -249,15 +251,17 @@ def _beats(claim, board, records, sign, trivial) -> Verdict:
             evidence.append(line)
     if trivial is not None and trivial.n:
         evidence.append(f"trivial model on {board.primary_metric}: {trivial.describe()}")
-    unlearned = [b.row for b in baselines if _not_learned(board, records, b.row, trivial)]
-    if blocked and unlearned and not _readiness(board, [method, *(b for b in baselines if b.row not in unlearned)],
-                                                trivial, records, quality=quality):
-        lost = [b for b, s in outcomes if s == "below" and b not in unlearned]
-        if lost:  # the rows that learned already refute "beats every baseline"
+    if blocked:
+        # "beats every baseline" is already refuted by one baseline that can decide (run at every seed, learned,
+        # same data as the method) and is significantly better, whatever keeps the others from deciding
+        ready = {b.row for b in baselines if not _readiness(board, [method, b], trivial, records, quality=quality)}
+        lost = [b for b, s in outcomes if s == "below" and b in ready]
+        if lost:
+            waiting = "; ".join(f"{b.row}: {_readiness(board, [method, b], trivial, records, quality=quality)}"
+                                for b in baselines if b.row not in ready)
             return Verdict(claim, "not reproduced",
                            f"{claim.method} is significantly not better than {', '.join(lost)} on {claim.metric} "
-                           f"(rows that learned; {', '.join(unlearned)} not learned)", evidence)
-    if blocked:
+                           f"(the other rows cannot decide yet: {waiting})", evidence)
         return Verdict(claim, "inconclusive", blocked, evidence)
     lost = [b for b, s in outcomes if s == "below"]
     open_ = [b for b, s in outcomes if s == "straddles"]
