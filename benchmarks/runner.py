@@ -59,9 +59,14 @@ class RunSpec:
     compile: bool = False
 
 
-# families whose steps run the module through `model(...)`, which `--compile` compiles in place (nn.Module.compile);
-# the others score through other methods (user_vectors, encoders, policies) that it would leave eager
+# families where `--compile` (nn.Module.compile in place) measurably helps on CPU (benchmarks/results/ctr-perf.md);
+# seqrec steps run through `self(...)` too but are 0.5-1.0x as fast compiled (perf-seqrec-compile.md), and the other
+# families score through methods other than forward (encoders, policies) that it would leave eager
 COMPILED_FAMILIES = ("ctr",)
+WHY_NOT_COMPILED = {
+    "seqrec": "its training step is slower compiled on CPU (0.5-1.0x of eager for every seqrec model, "
+              "benchmarks/results/perf-seqrec-compile.md)",
+}
 
 
 def check_kwargs(cls, kwargs: dict, prefix: str, owner: str) -> None:
@@ -129,8 +134,9 @@ def resolve(board: Board, spec: RunSpec):
     if model_entry.family != data_entry.family:
         raise ConfigError(f"model {spec.model} ({model_entry.family}) cannot run on {board.dataset} ({data_entry.family})")
     if spec.compile and model_entry.family not in COMPILED_FAMILIES:
-        raise ConfigError(f"--compile: {spec.model} is a {model_entry.family} model, whose training step does not "
-                          f"call the module's forward, so compiling it would change nothing; it applies to the "
+        why = WHY_NOT_COMPILED.get(model_entry.family, "its training step does not call the module's forward, so "
+                                                        "compiling it would change nothing")
+        raise ConfigError(f"--compile: {spec.model} is a {model_entry.family} model: {why}; it applies to the "
                           f"{', '.join(COMPILED_FAMILIES)} family. Run without --compile.")
     data_kwargs = {**board.dataset_args, **spec.data_args}
     check_kwargs(data_entry.cls, data_kwargs, "data", board.dataset)

@@ -2,6 +2,7 @@
 
     python -m benchmarks.perf.seqrec_speed                     # all shapes and models, writes the results page
     python -m benchmarks.perf.seqrec_speed --models hstu --shapes ml-1m --rounds 2 --out /tmp/x.md
+    python -m benchmarks.perf.seqrec_speed --compile --eval-shapes '' --out benchmarks/results/perf-seqrec-compile.md
 
 Training: each (model, shape) runs in a fresh single-model process on random full-length batches of the shape
 (every position has a next item: the most expensive batch of that shape), with the model settings of the shape's
@@ -13,6 +14,11 @@ per step; CPU s per epoch = users / batch x CPU s per step (a real epoch has pad
 Achieved GFLOP/s = useful FLOPs of a step / CPU s per step, against this machine's measured matmul peak at the
 same thread count (`benchmarks.perf.matmul_peak`): model FLOPs from `torch.utils.flop_counter` (matrix products;
 GRU cells are not counted) plus the loss's own (sampled softmax 6 N (k+1) d, full softmax 6 N V d).
+
+`--compile` also times the fast path after `model.compile()` (`torch.compile` of the module in place, as `paperboard
+run --compile` compiles a CTR model; the seqrec step reaches the encoder through `self(...)`): the CPU seconds of this process in
+its first steps (compilation; inductor's code-generation workers are other processes, not counted) and its median
+step after them, beside the eager fast path's.
 
 Evaluation: users per second of full ranking (the model's history encoding, scores of every item, seen items
 filtered, rank of the target) at the ML-1M and Beauty shapes, `--eval-users` users in eval batches of 256.
@@ -95,7 +101,7 @@ def loss_flops(model, positions: int) -> int:
     return 6 * positions * 2 * model.embed_dim  # bce: a positive and one negative
 
 
-def measure_train(model_name: str, shape_name: str, steps: int, rounds: int) -> dict:
+def measure_train(model_name: str, shape_name: str, steps: int, rounds: int, compile: bool = False) -> dict:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -153,6 +159,15 @@ def measure_train(model_name: str, shape_name: str, steps: int, rounds: int) -> 
                         "cpu_s_per_epoch": round(shape["users"] / shape["batch_size"] * cpu, 1),
                         "gflops_per_cpu_s": round(flops / cpu / 1e9, 2)}
     result["speedup_cpu"] = round(result["reference"]["cpu_s_per_step"] / result["fast"]["cpu_s_per_step"], 2)
+    if compile:
+        model.compile()
+        start = time.process_time()
+        block(False)  # compiles forward and backward
+        first = time.process_time() - start
+        cpu = statistics.median(r[0] for _ in range(rounds) for r in block(False))
+        result["compiled"] = {"compile_cpu_s": round(first, 1), "cpu_s_per_step": round(cpu, 4),
+                              "seq_per_cpu_s": round(shape["batch_size"] / cpu, 1),
+                              "speedup_vs_eager": round(result["fast"]["cpu_s_per_step"] / cpu, 2)}
     return result
 
 
@@ -215,6 +230,18 @@ def render(result: dict) -> str:
                      f"{ref['gflops_per_cpu_s']} | {fast['gflops_per_cpu_s']} | "
                      f"{100 * fast['gflops_per_cpu_s'] / peak['peak_gflops']:.0f}% | "
                      f"{r['load_before'][0]} -> {r['load_after'][0]} |")
+    compiled = [r for r in result["train"] if "compiled" in r]
+    if compiled:
+        lines += ["", "`torch.compile` (default inductor backend) of the fast path: CPU seconds of this process in "
+                  f"its first {result['steps']} steps (compilation, without inductor's code-generation worker "
+                  "processes), then seq per CPU s of its median step beside the eager fast path's; below 1x, compiling "
+                  "slows training down.", "",
+                  "| shape | model | first steps CPU s | seq per CPU s eager | compiled | compiled / eager |",
+                  "|---|---|---|---|---|---|"]
+        for r in compiled:
+            c = r["compiled"]
+            lines.append(f"| {r['shape']} ({r['batch_size']}x{r['max_len']}) | {r['model']} | {c['compile_cpu_s']} | "
+                         f"{r['fast']['seq_per_cpu_s']} | {c['seq_per_cpu_s']} | **{c['speedup_vs_eager']}x** |")
     if result["eval"]:
         lines += ["", f"Full-ranking evaluation ({result['eval_users']} users per row, eval batch 256, random "
                   "full-length histories, seen items filtered, rank of the target among all items); the evaluation "
@@ -240,12 +267,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=2, help="training steps per block")
     parser.add_argument("--rounds", type=int, default=3, help="alternating reference/fast blocks per path")
     parser.add_argument("--eval-users", type=int, default=1024)
+    parser.add_argument("--compile", action="store_true", help="also time the fast path through torch.compile")
     parser.add_argument("--out", default=str(RESULTS / "perf-seqrec-speed.md"))
     parser.add_argument("--train-one", nargs=2, help=argparse.SUPPRESS)  # internal: MODEL SHAPE in this process
     parser.add_argument("--eval-one", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.train_one:
-        print(json.dumps(measure_train(*args.train_one, args.steps, args.rounds)))
+        print(json.dumps(measure_train(*args.train_one, args.steps, args.rounds, args.compile)))
         return 0
     if args.eval_one:
         print(json.dumps(measure_eval(*args.eval_one, args.eval_users)))
@@ -260,7 +288,8 @@ def main(argv: list[str] | None = None) -> int:
               "steps": args.steps, "rounds": args.rounds, "eval_users": args.eval_users,
               "matmul": matmul_measure(torch.get_num_threads()), "train": [], "eval": []}
     print(f"matmul peak {result['matmul']['peak_gflops']} GFLOP/s", flush=True)
-    common = ["--steps", str(args.steps), "--rounds", str(args.rounds), "--eval-users", str(args.eval_users)]
+    common = ["--steps", str(args.steps), "--rounds", str(args.rounds), "--eval-users", str(args.eval_users),
+              *(["--compile"] if args.compile else [])]
     for shape in [s for s in args.shapes.split(",") if s]:
         for model in args.models.split(","):
             row = _child(["--train-one", model, shape, *common])

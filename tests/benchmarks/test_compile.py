@@ -7,10 +7,13 @@ from benchmarks.boards import ConfigError, load_board
 from benchmarks.runner import RunSpec, execute, resolve
 
 
-def test_compile_is_refused_where_it_would_compile_nothing():
-    """A seqrec step scores through user_vectors(), never the module's forward: --compile would be a silent no-op."""
-    with pytest.raises(ConfigError, match=r"--compile: sasrec is a seqrec model.*Run without --compile"):
+def test_compile_is_refused_where_it_does_not_help():
+    """Compiled seqrec steps are slower on CPU (perf-seqrec-compile.md); a retrieval step scores through its towers,
+    never the module's forward, so --compile would be a silent no-op there."""
+    with pytest.raises(ConfigError, match=r"--compile: sasrec is a seqrec model: .*slower compiled.*Run without"):
         resolve(load_board("quickstart"), RunSpec(board="quickstart", model="sasrec", seed=0, compile=True))
+    with pytest.raises(ConfigError, match=r"--compile: uns is a retrieval model: .*does not call"):
+        resolve(load_board("retrieval-ml100k"), RunSpec(board="retrieval-ml100k", model="uns", seed=0, compile=True))
     resolve(load_board("ctr-synthetic"), RunSpec(board="ctr-synthetic", model="fm", seed=0, compile=True))
 
 
