@@ -254,11 +254,10 @@ def _beats(claim, board, records, sign, trivial) -> Verdict:
     if blocked:
         # "beats every baseline" is already refuted by one baseline that can decide (run at every seed, learned,
         # same data as the method) and is significantly better, whatever keeps the others from deciding
-        ready = {b.row for b in baselines if not _readiness(board, [method, b], trivial, records, quality=quality)}
-        lost = [b for b, s in outcomes if s == "below" and b in ready]
+        why_not = {b.row: _readiness(board, [method, b], trivial, records, quality=quality) for b in baselines}
+        lost = [b for b, s in outcomes if s == "below" and not why_not[b]]
         if lost:
-            waiting = "; ".join(f"{b.row}: {_readiness(board, [method, b], trivial, records, quality=quality)}"
-                                for b in baselines if b.row not in ready)
+            waiting = "; ".join(f"{row}: {why}" for row, why in why_not.items() if why)
             return Verdict(claim, "not reproduced",
                            f"{claim.method} is significantly not better than {', '.join(lost)} on {claim.metric} "
                            f"(the other rows cannot decide yet: {waiting})", evidence)
