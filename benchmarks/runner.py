@@ -106,16 +106,19 @@ def _hardware() -> dict:
 
 
 def git_sha() -> str | None:
+    """The checkout's commit (+ "-dirty" with uncommitted changes); in a copied tree without git metadata (a
+    cluster or GPU job's copy of a checkout), the commit that PAPERBOARD_GIT_SHA names, else None."""
+    copied = os.environ.get("PAPERBOARD_GIT_SHA") or None
     try:
         root = Path(__file__).resolve().parent.parent
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
         if sha.returncode != 0:
-            return None
+            return copied
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
                                capture_output=True, text=True, timeout=10).stdout.strip()
         return sha.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.TimeoutExpired):
-        return None
+        return copied
 
 
 def resolve(board: Board, spec: RunSpec):
