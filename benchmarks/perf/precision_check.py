@@ -13,6 +13,11 @@ most `--sigmas` standard errors of the difference (seed noise of both sides) plu
 small to matter when both sides agree to the last digit). Without CUDA the script says so and runs bf16 autocast
 on the CPU: that checks the numerics of the bf16 path (the fused losses, attention, the metrics), not GPU speed.
 Writes `benchmarks/results/perf-precision-<accelerator>.md` and `.json`; exits 1 when a model disagrees.
+
+The check's stdout is its record: a note line, then one JSON line per finished run. `--runs LOG` reuses the runs of
+an earlier, perhaps interrupted, check's stdout instead of training them again (so a check cut short on a borrowed
+GPU resumes), and `--render-only` trains nothing and renders the models whose runs LOG holds in full, naming the
+others as not finished.
 """
 from __future__ import annotations
 
@@ -77,9 +82,29 @@ def agreement(fp32: list[float], bf16: list[float], sigmas: float, floor: float)
             "diff": round(diff, 4), "bound": round(bound, 4), "agree": abs(diff) <= bound}
 
 
+NOTE_PREFIX, MACHINE_PREFIX = "precision_check: ", "precision_check: machine "
+
+
+def read_log(path: str) -> tuple[list[dict], str | None, str | None]:
+    """The runs, note and machine that a check printed to stdout (other lines, e.g. Lightning's, are skipped)."""
+    runs, note, machine = [], None, None
+    for line in Path(path).read_text().splitlines():
+        if line.startswith('{"model"'):
+            runs.append(json.loads(line))
+        elif line.startswith(MACHINE_PREFIX):
+            machine = line[len(MACHINE_PREFIX):]
+        elif line.startswith(NOTE_PREFIX):
+            note = line[len(NOTE_PREFIX):]
+    return runs, note, machine
+
+
 def render(result: dict) -> str:
+    unfinished = ", ".join(f"{name} ({count} of {result['runs_per_model']} runs)"
+                           for name, count in result.get("unfinished", {}).items())
+    unfinished = f" Not finished, so not compared: {unfinished}." if unfinished else ""
+    context = f" {result['context']}" if result.get("context") else ""
     lines = [f"# bf16 mixed precision against full precision ({result['accelerator']})", "",
-             f"Machine: {result['machine']}. {result['note']}", "",
+             f"Machine: {result['machine']}. {result['note']}{context}{unfinished}", "",
              f"Dataset `{result['dataset']}` {result['dataset_args']}, models with board `{result['board']}`'s "
              f"arguments, {result['epochs']} epochs, seeds {result['seeds']}, test {result['metric']} "
              f"(agreement: |diff| <= {result['sigmas']} standard errors + {result['floor']}).", "",
@@ -111,33 +136,60 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sigmas", type=float, default=3.0)
     parser.add_argument("--floor", type=float, default=0.005)
     parser.add_argument("--out", default=None, help="markdown path ('' writes nothing); default under results/")
+    parser.add_argument("--runs", help="stdout of an earlier check on the same arguments: its finished runs are "
+                                       "reused, not trained again")
+    parser.add_argument("--render-only", action="store_true",
+                        help="train nothing: render the models whose runs --runs holds in full")
+    parser.add_argument("--context", default="", help="what else ran beside the check (other jobs on the same "
+                                                        "device make its speed columns a lower bound)")
     args = parser.parse_args(argv)
+    if args.render_only and not args.runs:
+        parser.error("--render-only renders an earlier check's runs: give its stdout with --runs LOG")
 
     import torch
 
-    cuda = torch.cuda.is_available()
-    accelerator = args.accelerator if args.accelerator != "auto" else ("gpu" if cuda else "cpu")
-    if accelerator == "gpu" and not cuda:
-        print("precision_check: --accelerator gpu asked for, but CUDA is not available on this machine", file=sys.stderr)
-        return 2
-    if cuda:
-        note = f"CUDA device: {torch.cuda.get_device_name(0)}."
+    done, logged_note, logged_machine = read_log(args.runs) if args.runs else ([], None, None)
+    machine = (f"{platform.machine()} x{os.cpu_count()} cpus, torch {torch.__version__}, "
+               f"load average {os.getloadavg()[0]:.2f}")
+    if args.render_only:
+        note, machine = logged_note or "", logged_machine or "not recorded in the log"
+        accelerator = "gpu" if note.startswith("CUDA device") else "cpu"
     else:
-        note = ("CUDA is not available here: this is the CPU bf16 autocast path, which checks the numerics of "
-                "bf16 training, not GPU speed. Run it on a CUDA machine for the GPU check.")
-    print(f"precision_check: {note}")
+        cuda = torch.cuda.is_available()
+        accelerator = args.accelerator if args.accelerator != "auto" else ("gpu" if cuda else "cpu")
+        if accelerator == "gpu" and not cuda:
+            print("precision_check: --accelerator gpu asked for, but CUDA is not available on this machine",
+                  file=sys.stderr)
+            return 2
+        if cuda:
+            note = f"CUDA device: {torch.cuda.get_device_name(0)}."
+        else:
+            note = ("CUDA is not available here: this is the CPU bf16 autocast path, which checks the numerics of "
+                    "bf16 training, not GPU speed. Run it on a CUDA machine for the GPU check.")
+        if logged_note is not None and logged_note != note:
+            parser.error(f"--runs {args.runs} was recorded on another device ({logged_note!r}); start a new check")
+        print(f"{NOTE_PREFIX}{note}")
+        print(f"{MACHINE_PREFIX}{machine}", flush=True)
     dataset_args = json.loads(args.dataset_args)
     seeds = [int(s) for s in args.seeds.split(",")]
     runs = []
     for name in args.models.split(","):
         for precision in PRECISIONS:
             for seed in seeds:
-                run = one_run(args.board, args.dataset, dataset_args, args.data_dir, name, precision, accelerator,
-                              seed, args.epochs)
-                print(json.dumps(run), flush=True)
-                runs.append(run)
-    models = {}
+                run = next((r for r in done if (r["model"], r["precision"], r["seed"]) == (name, precision, seed)),
+                           None)
+                if run is None and not args.render_only:
+                    run = one_run(args.board, args.dataset, dataset_args, args.data_dir, name, precision,
+                                  accelerator, seed, args.epochs)
+                    print(json.dumps(run), flush=True)
+                if run is not None:
+                    runs.append(run)
+    models, unfinished, per_model = {}, {}, len(PRECISIONS) * len(seeds)
     for name in args.models.split(","):
+        count = sum(r["model"] == name for r in runs)
+        if count < per_model:
+            unfinished[name] = count
+            continue
         mine = {p: [r for r in runs if r["model"] == name and r["precision"] == p] for p in PRECISIONS}
         row = agreement(*[[r["metrics"][args.metric] for r in mine[p]] for p in PRECISIONS], args.sigmas, args.floor)
         row["rows_per_s"] = {p: statistics.median(r["rows_per_s"] for r in mine[p]) for p in PRECISIONS}
@@ -146,15 +198,15 @@ def main(argv: list[str] | None = None) -> int:
     result = {"accelerator": accelerator, "note": note, "board": args.board, "dataset": args.dataset,
               "dataset_args": dataset_args, "epochs": args.epochs, "seeds": seeds, "metric": args.metric,
               "sigmas": args.sigmas, "floor": args.floor, "models": models, "runs": runs,
-              "argv": " ".join(argv if argv is not None else sys.argv[1:]),
-              "machine": f"{platform.machine()} x{os.cpu_count()} cpus, torch {torch.__version__}, "
-                         f"load average {os.getloadavg()[0]:.2f}"}
+              "argv": " ".join(argv if argv is not None else sys.argv[1:]), "machine": machine,
+              "unfinished": unfinished, "runs_per_model": per_model,
+              "context": args.context}
     out = args.out if args.out is not None else str(RESULTS / f"perf-precision-{accelerator}.md")
     if out:
         Path(out).write_text(render(result))
         Path(out).with_suffix(".json").write_text(json.dumps(result, indent=1))
     print(render(result))
-    return 0 if all(row["agree"] for row in models.values()) else 1
+    return 0 if models and all(row["agree"] for row in models.values()) else 1
 
 
 if __name__ == "__main__":
