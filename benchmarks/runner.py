@@ -29,6 +29,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from benchmarks.boards import Board, ConfigError, load_board
 from contracts.run import RunNeedsLLM, RunPruned
@@ -436,6 +437,12 @@ def execute(spec: RunSpec, callbacks: list | None = None) -> dict:
                                               **{f"best/val/{k}": v for k, v in record["metrics"]["val"].items()},
                                               "best_epoch": best_epoch})
         record["is_global_zero"] = trainer.is_global_zero
+    except SIGTERMException:  # a scheduler, `timeout` or a lease ending stopped the run: say so, not "exit 0"
+        epoch = trainer.current_epoch if "trainer" in locals() else 0
+        record.update(status="failed", failure_reason="stopped", stopped_epoch=epoch,
+                      error=f"stopped by SIGTERM in epoch {epoch} (counting from 0) before the run finished; "
+                            f"`paperboard run` trains it again")
+        record["is_global_zero"] = int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", 0))) == 0
     except Exception as err:  # a failed run is a record, never the end of the board
         if isinstance(err, Diverged):
             record.update(status="failed", failure_reason="diverged", diverged_epoch=err.epoch, error=str(err))

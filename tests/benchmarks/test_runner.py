@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import math
+import os
+import signal
 import sys
 
 import lightning.pytorch as pl
@@ -110,6 +112,25 @@ def test_other_failures_keep_reason_error():
     record = execute(RunSpec(board="quickstart", model="sasrec", seed=0, model_args={"no_such_arg": 1}))
     assert record["status"] == "failed" and record["failure_reason"] == "error"
     assert "diverged_epoch" not in record
+
+
+class SigtermAt(pl.Callback):
+    """Sends this process SIGTERM as epoch `epoch` starts, as a scheduler or `timeout` does."""
+
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer, module):
+        if trainer.current_epoch == self.epoch:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_a_run_stopped_by_sigterm_is_recorded_as_stopped_not_as_a_silent_exit():
+    record = execute(RunSpec(board="quickstart", model="sasrec", seed=0, trainer_args={"max_epochs": 3, **FAST}),
+                     callbacks=[SigtermAt(1)])
+    assert record["status"] == "failed" and record["failure_reason"] == "stopped"
+    assert record["stopped_epoch"] == 1 and "SIGTERM" in record["error"]
+    assert "metrics" not in record and record["cpu_seconds"] > 0
 
 
 def _assert_timing(record):
