@@ -42,11 +42,19 @@ DEFAULT_KS = (10, 20)
 # [positions, items] or [positions, negatives, d] ever exists. Same maths, same random draws; only the summation
 # order differs (float rounding). `lightning_modules.layers.reference_kernels()` switches back to the unfused code,
 # kept as the reference that the equivalence tests and the speed benchmark compare against.
-CHUNK_FLOATS = 1 << 22  # ~16 MB of scores per chunk of the full-softmax loss
+# Chunks are a CPU cache matter. On a GPU the same loops only multiply kernel launches (a seqrec step there is bound
+# by launches, not by memory traffic), so a GPU chunk is as large as memory comfortably allows: one chunk per batch.
+CHUNK_FLOATS = 1 << 22  # ~16 MB of scores per chunk of the full-softmax loss on CPU
+GATHER_FLOATS = 1 << 20  # ~4 MB gather buffer of the sampled scores on CPU
+GPU_CHUNK_FLOATS = 1 << 28  # ~1 GB on a GPU
 
 
-def _chunk_rows(per_row: int) -> int:
-    return max(64, CHUNK_FLOATS // max(per_row, 1))
+def _chunk_floats(device: torch.device, cpu_floats: int) -> int:
+    return cpu_floats if device.type == "cpu" else GPU_CHUNK_FLOATS
+
+
+def _chunk_rows(per_row: int, device: torch.device) -> int:
+    return max(64, _chunk_floats(device, CHUNK_FLOATS) // max(per_row, 1))
 
 
 def _row_dots(u: torch.Tensor, table: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
@@ -54,7 +62,7 @@ def _row_dots(u: torch.Tensor, table: torch.Tensor, columns: torch.Tensor) -> to
     per chunk of users, multiplied in place and summed: no [N, m, d] tensor and no allocation per chunk."""
     n, m = columns.shape
     d = u.shape[1]
-    step = max(16, (1 << 20) // (m * d))
+    step = max(16, _chunk_floats(u.device, GATHER_FLOATS) // (m * d))
     buffer = u.new_empty(min(step, n), m, d)
     out = u.new_empty(n, m)
     for start in range(0, n, step):  # chunks of rows, not a loop over samples
@@ -72,7 +80,7 @@ def _scatter_rows(u: torch.Tensor, columns: torch.Tensor, weights: torch.Tensor,
     CPU than index_add_ or the embedding backward over the [N * m] pairs."""
     n, m = columns.shape
     out = u.new_zeros(num_rows, u.shape[1])
-    step = _chunk_rows(m * 32)
+    step = _chunk_rows(m * 32, u.device)
     for start in range(0, n, step):  # chunks of rows, not a loop over samples
         flat = columns[start:start + step].reshape(-1)
         # int32 keys sort about twice as fast as int64 on CPU; item ids fit
@@ -108,7 +116,7 @@ class _FusedItemSoftmax(torch.autograd.Function):
             total = uf.new_zeros(())
             grad_u = torch.empty_like(uf) if need_grad else None
             grad_table = torch.zeros_like(tf) if need_grad else None
-            step = _chunk_rows(tf.shape[0])
+            step = _chunk_rows(tf.shape[0], uf.device)
             for start in range(0, n, step):  # chunks of rows, not a loop over samples
                 uc, pc = uf[start:start + step], positives[start:start + step]
                 rows = torch.arange(uc.shape[0], device=uc.device)

@@ -64,6 +64,26 @@ def test_kernel_pieces_match_naive_sums_with_repeated_columns():
     torch.testing.assert_close(_scatter_rows(u, columns, weights, 5), naive)
 
 
+@pytest.mark.parametrize("negatives", [None, 40])
+def test_fused_loss_does_not_depend_on_the_chunk_size(monkeypatch, negatives):
+    """CPU chunks (cache-sized) and GPU chunks (one per batch) give the same loss and gradients."""
+    from lightning_modules.seqrec import base
+
+    gen = torch.Generator().manual_seed(2)
+    u0, table0 = torch.randn(300, 8, generator=gen), torch.randn(31, 8, generator=gen)
+    pos = torch.randint(1, 31, (300,), generator=gen)
+    neg = None if negatives is None else torch.randint(1, 31, (300, negatives), generator=gen)
+    results = []
+    for floats in (1, 1 << 28):  # many chunks of the smallest size, then a single chunk
+        monkeypatch.setattr(base, "_chunk_floats", lambda device, cpu_floats, floats=floats: floats)
+        u, table = u0.clone().requires_grad_(), table0.clone().requires_grad_()
+        loss = fused_item_softmax(u, table, pos, neg, 0.1)
+        loss.backward()
+        results.append((loss.detach(), u.grad, table.grad))
+    for many, one in zip(*results):
+        torch.testing.assert_close(many, one, rtol=1e-5, atol=1e-6)
+
+
 def test_fused_loss_without_gradients_and_no_double_backward():
     gen = torch.Generator().manual_seed(1)
     u = torch.randn(20, 4, generator=gen, requires_grad=True)
