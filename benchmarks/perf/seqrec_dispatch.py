@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
              "nonzero. `cpu` = the loss's cache-sized chunks, `gpu` = one chunk per batch (what the loss does on a "
              "GPU).", "",
              f"`python -m benchmarks.perf.seqrec_dispatch --shape {args.shape}`", "",
-             "| model | loss | ops, cpu chunks | ops, gpu chunks | ratio | host syncs cpu / gpu |", "|---|---|---|---|---|---|"]
+             "| model | loss | ops, cpu chunks | ops, gpu chunks | ratio | host syncs cpu / gpu |",
+             "|---|---|---|---|---|---|"]
     for name in args.models.split(","):
         cpu, gpu = count(name, args.shape, "cpu"), count(name, args.shape, "gpu")
         lines.append(f"| {name} | {cpu['loss']} | {cpu['ops']:,} | {gpu['ops']:,} | {cpu['ops'] / gpu['ops']:.1f}x | "
