@@ -205,8 +205,10 @@ class SeqRecModule(pl.LightningModule):
         metric_names = list(ranking_metrics(torch.ones(1), self.eval_ks))
         # ModuleDict keys may not contain "@"; the logged names keep it.
         self._metric_keys = {name: name.replace("@", "_at_") for name in metric_names}
-        self.val_metrics = nn.ModuleDict({key: MeanMetric() for key in self._metric_keys.values()})
-        self.test_metrics = nn.ModuleDict({key: MeanMetric() for key in self._metric_keys.values()})
+        # rank-based values are never NaN, and the NaN check would sync the host with a GPU twice per metric and batch
+        keys = self._metric_keys.values()
+        self.val_metrics = nn.ModuleDict({key: MeanMetric(nan_strategy="disable") for key in keys})
+        self.test_metrics = nn.ModuleDict({key: MeanMetric(nan_strategy="disable") for key in keys})
 
     # ----- what a model provides -------------------------------------------------------------------------
     def forward(self, input_ids, timestamps=None, next_timestamps=None) -> torch.Tensor:  # pragma: no cover
