@@ -35,6 +35,7 @@ def aggregate(board: Board, records: list[dict]) -> pd.DataFrame:
         row["under_load"] = any(under_load(r) for r in runs)
         row["eval_s"] = pd.Series([r.get("eval_seconds") for r in runs], dtype=float).mean()
         row["peak_mb"] = pd.Series([r.get("peak_gpu_mb", r.get("peak_rss_mb")) for r in runs], dtype=float).max()
+        row["on_gpu"] = any("peak_gpu_mb" in r for r in runs)
         row["epochs"] = pd.Series([r.get("best_epoch") for r in runs], dtype=float).mean()
         best_epochs = sorted({int(r["best_epoch"]) for r in runs if r.get("best_epoch") is not None})
         row["best_epochs"] = (str(best_epochs[0]) if len(best_epochs) == 1 else
@@ -139,6 +140,10 @@ def render_markdown(board: Board, records: list[dict]) -> str:
         if table.under_load.any():
             lines += ["Note: `(loaded)` marks wall times of runs that started or ended with the load average above "
                       "the core count; compare CPU seconds instead.", ""]
+        if table.on_gpu.any():
+            rest = "; the other rows' peak MB is resident memory" if not table.on_gpu.all() else ""
+            lines += [f"Note: ran on a GPU, so their peak MB is GPU memory (the most allocated by torch): "
+                      f"{', '.join(table.model[table.on_gpu])}{rest}.", ""]
         board_cap = board.trainer.get("max_epochs")
         capped = [f"{r.model} ({int(r.hit_cap)} of {board_cap})" for _, r in table.iterrows()
                   if board_cap and pd.notna(r.hit_cap) and r.hit_cap < board_cap

@@ -1,4 +1,5 @@
-"""Board pages print best epochs as integers and mark rows whose best epoch was the last one their cap allowed."""
+"""Board pages print best epochs as integers, mark rows whose best epoch was the last one their cap allowed, and say
+which peak memory a row reports."""
 from benchmarks.boards import load_board
 from benchmarks.render import render_markdown
 
@@ -19,3 +20,15 @@ def test_best_epochs_are_integers_and_a_best_epoch_at_the_cap_is_flagged():
     assert "| 29.0 |" not in page and "| 20.5 |" not in page  # not the mean as a float
     (note,) = [line for line in page.splitlines() if line.startswith("Note: `(cap)`")]
     assert "sasrec (`sasrec`, 1 of 2 seeds)" in note and "gru4rec" not in note
+
+
+def test_peak_memory_of_gpu_runs_is_said_to_be_gpu_memory():
+    board = load_board("quickstart")
+    on_gpu = [{**record("sasrec", seed, 5, 9), "peak_gpu_mb": 700.0, "peak_rss_mb": 1900.0} for seed in (0, 1)]
+    on_cpu = [{**record("gru4rec", seed, 5, 9), "peak_rss_mb": 800.0} for seed in (0, 1)]
+    page = render_markdown(board, on_gpu + on_cpu)
+    rows = {line.split(" | ")[0].strip("|* "): line for line in page.splitlines() if line.startswith("| ")}
+    assert "| 700 |" in rows["sasrec"] and "| 800 |" in rows["gru4rec"]
+    (note,) = [line for line in page.splitlines() if line.startswith("Note: ran on a GPU")]
+    assert "GPU memory" in note and ": sasrec;" in note and "gru4rec" not in note
+    assert "Note: ran on a GPU" not in render_markdown(board, on_cpu)
