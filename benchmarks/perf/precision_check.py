@@ -16,7 +16,7 @@ Writes `benchmarks/results/perf-precision-<accelerator>.md` and `.json`; exits 1
 
 The check's stdout is its record: a note line, then one JSON line per finished run. `--runs LOG` reuses the runs of
 an earlier, perhaps interrupted, check's stdout instead of training them again (so a check cut short on a borrowed
-GPU resumes), and `--render-only` trains nothing and renders the models whose runs LOG holds in full, naming the
+GPU resumes; the new stdout repeats the reused runs, so it is again a whole record), and `--render-only` trains nothing and renders the models whose runs LOG holds in full, naming the
 others as not finished.
 """
 from __future__ import annotations
@@ -181,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
                 if run is None and not args.render_only:
                     run = one_run(args.board, args.dataset, dataset_args, args.data_dir, name, precision,
                                   accelerator, seed, args.epochs)
+                if run is not None and not args.render_only:  # reused runs too: this stdout is a whole record
                     print(json.dumps(run), flush=True)
                 if run is not None:
                     runs.append(run)

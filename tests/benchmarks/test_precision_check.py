@@ -38,7 +38,7 @@ def test_render_only_with_nothing_finished_fails(tmp_path):
                                  "--out", ""]) == 1
 
 
-def test_resume_trains_only_the_missing_runs(tmp_path, monkeypatch):
+def test_resume_trains_only_the_missing_runs(tmp_path, monkeypatch, capsys):
     note = ("CUDA is not available here: this is the CPU bf16 autocast path, which checks the numerics of bf16 "
             "training, not GPU speed. Run it on a CUDA machine for the GPU check.")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
@@ -52,6 +52,9 @@ def test_resume_trains_only_the_missing_runs(tmp_path, monkeypatch):
     log = _log(tmp_path, [_run("sasrec", "32-true", 0, 0.3), _run("sasrec", "bf16-mixed", 0, 0.3)], note=note)
     assert precision_check.main(["--runs", str(log), "--models", "sasrec", "--seeds", "0,1", "--out", ""]) == 0
     assert trained == [("sasrec", "32-true", 1), ("sasrec", "bf16-mixed", 1)]
+    resumed = tmp_path / "resumed.log"  # the resumed check's stdout holds every run again, reused or new
+    resumed.write_text(capsys.readouterr().out)
+    assert len(precision_check.read_log(str(resumed))[0]) == 4
 
 
 def test_resume_refuses_a_log_from_another_device(tmp_path, monkeypatch):
