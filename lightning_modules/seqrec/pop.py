@@ -36,6 +36,9 @@ class Popularity(SeqRecModule):
             self.counts += total
         self.counted_epochs += 1
         self.epoch_counts.zero_()
+        # nothing changes after the first epoch: further epochs would only repeat the evaluation (101 times on a
+        # board with a 101-epoch cap); Lightning still honours a min_epochs
+        self.trainer.should_stop = True
 
     def score_all(self, batch):
         scores = self.counts.clone()

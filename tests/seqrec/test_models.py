@@ -113,3 +113,12 @@ def test_bce_negatives_avoid_the_users_items():
 def test_unknown_loss_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown loss 'softmaxx'"):
         MODELS.get("sasrec").cls(num_items=10, loss="softmaxx")
+
+
+def test_popularity_stops_after_its_one_counting_epoch_with_the_same_scores(planted):
+    model, once = _train_and_test("pop", planted, 1)
+    capped, again = _train_and_test("pop", planted, 5)
+    assert capped.trainer.current_epoch == 1  # a cap of 5 epochs would only repeat the evaluation
+    assert once == again and torch.equal(model.counts, capped.counts)
+    targets = planted.train_set.__getitems__(list(range(len(planted.train_set))))[B.TARGET_IDS]
+    assert capped.counts[1:].sum() == targets.ne(0).sum()  # every training target counted exactly once
