@@ -34,8 +34,10 @@ def aggregate(board: Board, records: list[dict]) -> pd.DataFrame:
         row["cpu_s_per_epoch"] = pd.Series([r.get("train_epoch_cpu_seconds") for r in runs], dtype=float).mean()
         row["under_load"] = any(under_load(r) for r in runs)
         row["eval_s"] = pd.Series([r.get("eval_seconds") for r in runs], dtype=float).mean()
-        row["peak_mb"] = pd.Series([r.get("peak_gpu_mb", r.get("peak_rss_mb")) for r in runs], dtype=float).max()
-        row["on_gpu"] = any("peak_gpu_mb" in r for r in runs)
+        # GPU memory when every seed ran on a GPU, else resident memory: one unit per row
+        row["on_gpu"] = all("peak_gpu_mb" in r for r in runs)
+        row["peak_mb"] = pd.Series([r.get("peak_gpu_mb") if row["on_gpu"] else r.get("peak_rss_mb") for r in runs],
+                                   dtype=float).max()
         row["epochs"] = pd.Series([r.get("best_epoch") for r in runs], dtype=float).mean()
         best_epochs = sorted({int(r["best_epoch"]) for r in runs if r.get("best_epoch") is not None})
         row["best_epochs"] = (str(best_epochs[0]) if len(best_epochs) == 1 else

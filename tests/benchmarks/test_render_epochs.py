@@ -32,3 +32,5 @@ def test_peak_memory_of_gpu_runs_is_said_to_be_gpu_memory():
     (note,) = [line for line in page.splitlines() if line.startswith("Note: ran on a GPU")]
     assert "GPU memory" in note and ": sasrec;" in note and "gru4rec" not in note
     assert "Note: ran on a GPU" not in render_markdown(board, on_cpu)
+    mixed = render_markdown(board, on_gpu[:1] + [{**record("sasrec", 1, 5, 9), "peak_rss_mb": 1500.0}])
+    assert "Note: ran on a GPU" not in mixed and "| 1900 |" in mixed  # one unit per row: resident memory
