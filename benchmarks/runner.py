@@ -437,14 +437,13 @@ def execute(spec: RunSpec, callbacks: list | None = None) -> dict:
                                               **{f"best/val/{k}": v for k, v in record["metrics"]["val"].items()},
                                               "best_epoch": best_epoch})
         record["is_global_zero"] = trainer.is_global_zero
-    except SIGTERMException:  # a scheduler, `timeout` or a lease ending stopped the run: say so, not "exit 0"
-        epoch = trainer.current_epoch if "trainer" in locals() else 0
-        record.update(status="failed", failure_reason="stopped", stopped_epoch=epoch,
-                      error=f"stopped by SIGTERM in epoch {epoch} (counting from 0) before the run finished; "
-                            f"`paperboard run` trains it again")
-        record["is_global_zero"] = int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", 0))) == 0
-    except Exception as err:  # a failed run is a record, never the end of the board
-        if isinstance(err, Diverged):
+    # a failed run is a record, never the end of the board; SIGTERMException is a SystemExit, not an Exception
+    except (Exception, SIGTERMException) as err:
+        if isinstance(err, SIGTERMException):  # a scheduler, `timeout` or a lease end stopped it (raised in fit)
+            record.update(status="failed", failure_reason="stopped", stopped_epoch=trainer.current_epoch,
+                          error=f"stopped by SIGTERM in epoch {trainer.current_epoch} (counting from 0) before the "
+                                f"run finished; `paperboard run` trains it again")
+        elif isinstance(err, Diverged):
             record.update(status="failed", failure_reason="diverged", diverged_epoch=err.epoch, error=str(err))
         elif isinstance(err, RunPruned):  # stopped on purpose by a caller's callback (a sweep's pruner)
             record.update(status="pruned", error=str(err))
