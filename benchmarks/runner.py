@@ -4,7 +4,8 @@
 stopping on the board's primary validation metric, then validation and test metrics of the best checkpoint.
 `run_board(...)` runs many, each in a fresh subprocess (`python -m benchmarks.worker`), so that peak memory is
 the run's own, DDP re-launches exactly one run, W&B state never leaks between runs, and a crash fails one
-run (recorded as failed) without stopping the board.
+run (recorded as failed) without stopping the board. A run that is stopped or killed continues from its last
+finished epoch the next time the board runs (`continue_interrupted`, `ResumeState`).
 """
 from __future__ import annotations
 
@@ -55,6 +56,9 @@ class RunSpec:
     # continue a run that hit a smaller epoch cap (`paperboard run --extend`):
     # {"run_id", "checkpoint", "epochs", "max_epochs", "train_seconds"} of that run's record
     resume_from: dict | None = None
+    # the last.ckpt of this run's own attempt that was stopped or killed mid-training (its run_id is this one's):
+    # the run continues from it as if never stopped (`interrupted_attempt`)
+    resume_interrupted: str | None = None
     # train through `torch.compile` (inductor): same model and loss, float rounding may differ; recorded, not part
     # of the config (like the thread count)
     compile: bool = False
@@ -212,6 +216,56 @@ class EpochTimer(pl.Callback):
         self.train_cpu_seconds.append(cpu_seconds() - self._cpu_start - self._val_cpu)
 
 
+class ResumeState(pl.Callback):
+    """What a run's checkpoints carry so that a stopped or killed run continues as if it had never stopped: the
+    global random generators (torch, numpy, random: shuffling, dropout, sampled negatives) as they were when the
+    checkpoint was written, and the wall and CPU seconds the fit had spent up to then. The generators are restored
+    as the checkpoint is loaded, before the training data's first iterator draws its order. Randomness that a model
+    or datamodule keeps in generators of its own is not carried."""
+
+    def __init__(self):
+        self.prior_wall = self.prior_cpu = 0.0
+        self.restored = False
+        self.resumed_at_epoch: int | None = None
+        self._start, self._cpu_start = time.perf_counter(), cpu_seconds()
+
+    def on_fit_start(self, trainer, module):
+        self._start, self._cpu_start = time.perf_counter(), cpu_seconds()
+
+    def on_train_start(self, trainer, module):
+        if self.restored:
+            self.resumed_at_epoch = trainer.current_epoch
+
+    def fit_seconds(self) -> tuple[float, float]:
+        """Wall and CPU seconds of this run's fit, its earlier attempts' included (up to their last checkpoint)."""
+        return (self.prior_wall + time.perf_counter() - self._start,
+                self.prior_cpu + cpu_seconds() - self._cpu_start)
+
+    def state_dict(self) -> dict:
+        import random
+
+        import numpy as np
+
+        name, keys, pos, has_gauss, gauss = np.random.get_state()
+        version, words, python_gauss = random.getstate()
+        wall, cpu = self.fit_seconds()
+        # plain types only: checkpoints are loaded with weights_only=True
+        return {"wall": wall, "cpu": cpu, "torch": torch.get_rng_state(),
+                "numpy": [name, keys.tolist(), pos, has_gauss, gauss], "random": [version, list(words), python_gauss]}
+
+    def load_state_dict(self, state: dict) -> None:
+        import random
+
+        import numpy as np
+
+        self.prior_wall, self.prior_cpu, self.restored = state["wall"], state["cpu"], True
+        torch.set_rng_state(state["torch"])
+        name, keys, pos, has_gauss, gauss = state["numpy"]
+        np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
+        version, words, python_gauss = state["random"]
+        random.setstate((version, tuple(words), python_gauss))
+
+
 class EarlyStoppingAfterMinEpochs(EarlyStopping):
     """Early stopping whose patience starts counting at the Trainer's `min_epochs` (a board's `row_trainer`).
 
@@ -275,8 +329,8 @@ def wandb_dir() -> Path:
     return Path(os.environ.get("WANDB_DIR") or paperboard_home() / "wandb").expanduser()
 
 
-def _wandb_logger(board: Board, spec: RunSpec, config: dict):
-    """One W&B run for this training run. W&B's own variables win over our defaults: WANDB_DIR, WANDB_PROJECT,
+def _wandb_logger(board: Board, spec: RunSpec, config: dict, resume: bool = False):
+    """One W&B run for this training run (a run continued after an interruption continues its W&B run). W&B's own variables win over our defaults: WANDB_DIR, WANDB_PROJECT,
     WANDB_ENTITY, WANDB_RUN_GROUP, WANDB_NAME, WANDB_TAGS, WANDB_JOB_TYPE, WANDB_MODE (an argument given to
     wandb.init would override its variable, so an argument is passed only where the variable is unset)."""
     mode = wandb_mode()
@@ -294,7 +348,7 @@ def _wandb_logger(board: Board, spec: RunSpec, config: dict):
             "tags": ("WANDB_TAGS", [board.name, spec.model, f"seed{spec.seed}", *board.papers, *tags])}
     chosen = {key: value for key, (variable, value) in ours.items() if not os.environ.get(variable)}
     return WandbLogger(project=os.environ.get("WANDB_PROJECT", "paperboard"), config=config, save_dir=str(save_dir),
-                       mode=mode, id=spec.run_id, **chosen)
+                       mode=mode, id=spec.run_id, **({"resume": "allow"} if resume else {}), **chosen)
 
 
 class EpochProgress(pl.Callback):
@@ -366,31 +420,39 @@ def execute(spec: RunSpec, callbacks: list | None = None) -> dict:
         wandb_config = {**config, "seed": spec.seed, "config_hash": record["config_hash"], "run_id": spec.run_id,
                         "data_hash": getattr(datamodule, "data_hash", None), "git_sha": sha, "papers": board.papers,
                         "tuned": spec.tuning is not None}
-        checkpoint_dir = Path(spec.checkpoint_dir or paperboard_home() / "checkpoints" / board.name / spec.model / spec.run_id)
+        checkpoint_dir = run_checkpoint_dir(board, spec)
         monitor = f"val/{board.primary_metric}"
+        # a board run also keeps its latest epoch as last.ckpt, from which a stopped or killed run continues
+        # (deleted once the run finishes); a sweep trial that stops is a failed trial
         checkpoint = ModelCheckpoint(dirpath=checkpoint_dir, filename="best", monitor=monitor, mode=board.mode,
-                                     save_top_k=1, enable_version_counter=False)
-        timer = EpochTimer()
+                                     save_top_k=1, enable_version_counter=False, save_last=not spec.sweep)
+        timer, resume_state = EpochTimer(), ResumeState()
         # the guard precedes the caller's callbacks, so a sweep's pruner never records a diverged trial as pruned
-        run_callbacks = [checkpoint, timer, DivergenceGuard(monitor), *(callbacks or [])]
+        run_callbacks = [checkpoint, timer, resume_state, DivergenceGuard(monitor), *(callbacks or [])]
         if board.early_stopping_patience:
             run_callbacks.append(EarlyStoppingAfterMinEpochs(monitor=monitor, mode=board.mode,
                                                               patience=board.early_stopping_patience))
         label = f"{board.name} {spec.model} seed={spec.seed}" + (f" trial {spec.sweep['trial_number']}" if spec.sweep else "")
         run_callbacks.append(EpochProgress(monitor, board.mode, label))
-        logger = _wandb_logger(board, spec, wandb_config)
+        logger = _wandb_logger(board, spec, wandb_config, resume=spec.resume_interrupted is not None)
         trainer = pl.Trainer(callbacks=run_callbacks, logger=logger if logger is not None else False,
                              default_root_dir=str(checkpoint_dir), num_sanity_val_steps=0,
                              enable_model_summary=False, **trainer_args)
-        resume_path = adopt_checkpoint(spec.resume_from["checkpoint"], checkpoint.dirpath) if spec.resume_from else None
-        fit_start, fit_cpu_start = time.perf_counter(), cpu_seconds()
+        if spec.resume_interrupted:
+            problem = checkpoint_problem(spec.resume_interrupted)
+            if problem:
+                raise ConfigError(f"refusing to continue the interrupted run: {problem}")
+            resume_path = spec.resume_interrupted
+        else:
+            resume_path = adopt_checkpoint(spec.resume_from["checkpoint"], checkpoint.dirpath) if spec.resume_from else None
         if spec.compile:
             # in place (nn.Module.compile): every `model(...)` call of the steps, here and in the scoring below, runs
             # compiled, while the steps themselves (logging, metrics) stay eager; parameter names are unchanged
             model.compile()
         trainer.fit(model, datamodule=datamodule, ckpt_path=resume_path)
-        train_seconds = time.perf_counter() - fit_start + (spec.resume_from or {}).get("train_seconds", 0.0)
-        train_cpu = cpu_seconds() - fit_cpu_start + ((spec.resume_from or {}).get("train_cpu_seconds") or 0.0)
+        fit_wall, fit_cpu = resume_state.fit_seconds()
+        train_seconds = fit_wall + (spec.resume_from or {}).get("train_seconds", 0.0)
+        train_cpu = fit_cpu + ((spec.resume_from or {}).get("train_cpu_seconds") or 0.0)
         best = checkpoint.best_model_path or None
         # The best checkpoint is scored by a Trainer of its own, without the caller's callbacks (a sweep's pruner
         # would take the best score again as one more epoch's value) and without the logger (W&B would get a
@@ -428,6 +490,10 @@ def execute(spec: RunSpec, callbacks: list | None = None) -> dict:
         )
         if spec.resume_from:
             record["resumed_from"] = spec.resume_from
+        if resume_state.resumed_at_epoch is not None:  # this run was stopped once and continued at this epoch
+            record["resumed_interrupted_at_epoch"] = resume_state.resumed_at_epoch
+        if checkpoint.last_model_path and checkpoint.last_model_path != best:
+            Path(checkpoint.last_model_path).unlink(missing_ok=True)
         if torch.cuda.is_available():
             record["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
         if logger is not None and trainer.is_global_zero:
@@ -442,7 +508,7 @@ def execute(spec: RunSpec, callbacks: list | None = None) -> dict:
         if isinstance(err, SIGTERMException):  # a scheduler, `timeout` or a lease end stopped it (raised in fit)
             record.update(status="failed", failure_reason="stopped", stopped_epoch=trainer.current_epoch,
                           error=f"stopped by SIGTERM in epoch {trainer.current_epoch} (counting from 0) before the "
-                                f"run finished; `paperboard run` trains it again")
+                                f"run finished; `paperboard run` continues it from its last finished epoch")
         elif isinstance(err, Diverged):
             record.update(status="failed", failure_reason="diverged", diverged_epoch=err.epoch, error=str(err))
         elif isinstance(err, RunPruned):  # stopped on purpose by a caller's callback (a sweep's pruner)
@@ -475,6 +541,8 @@ def adopt_checkpoint(source: str, dirpath: str) -> str:
         raise ConfigError(f"refusing to continue from {source}: {problem}")
     target = os.path.join(dirpath, "best.ckpt")
     state = safe_load(source, map_location="cpu")
+    # the capped run's clock is counted through the record's train_seconds instead
+    state.get("callbacks", {}).pop(ResumeState.__qualname__, None)
     for key, callback_state in state.get("callbacks", {}).items():
         if key.startswith("ModelCheckpoint"):
             score = callback_state.get("best_model_score")
@@ -485,6 +553,50 @@ def adopt_checkpoint(source: str, dirpath: str) -> str:
     torch.save(state, tmp)
     os.replace(tmp, target)
     return target
+
+
+def run_checkpoint_dir(board: Board, spec: RunSpec) -> Path:
+    return Path(spec.checkpoint_dir or checkpoints_root() / board.name / spec.model / spec.run_id)
+
+
+def _attempt_file(board: Board, spec: RunSpec) -> Path:
+    """Where the run_id of a board run's latest attempt is kept while the run is unfinished (by run identity)."""
+    return checkpoints_root() / board.name / "attempts" / f"{run_identity(board, spec)}.json"
+
+
+def continue_interrupted(board: Board, spec: RunSpec, allowed: bool = True) -> int | None:
+    """Make `spec` continue this run's earlier attempt when that attempt was stopped or killed after finishing an
+    epoch (it takes the attempt's run_id and last.ckpt) and return the epochs it had finished; otherwise (or when
+    not `allowed`) note this attempt as the run's latest and return None."""
+    from lightning_modules.safe_load import UnsafeFileError, safe_load
+
+    attempt = _attempt_file(board, spec)
+    if allowed and attempt.is_file():
+        earlier = RunSpec(**{**asdict(spec), "run_id": json.loads(attempt.read_text())["run_id"]})
+        last = run_checkpoint_dir(board, earlier) / "last.ckpt"
+        try:
+            epochs = int(safe_load(last).get("epoch", 0)) + 1 if last.is_file() else None
+        except UnsafeFileError as err:  # killed while writing it: that attempt starts over
+            print(f"paperboard: notice: {err}; the run starts over", flush=True)
+            epochs = None
+        if epochs is not None:
+            spec.run_id, spec.resume_interrupted = earlier.run_id, str(last)
+            return epochs
+    attempt.parent.mkdir(parents=True, exist_ok=True)
+    tmp = attempt.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"run_id": spec.run_id}))
+    os.replace(tmp, attempt)
+    return None
+
+
+def settle_attempt(board: Board, spec: RunSpec, record: dict) -> None:
+    """Forget the attempt once its record is final; keep it (and its last.ckpt) when it was stopped or killed, so
+    that the next `paperboard run` continues it. A run that failed otherwise (an error, divergence) starts over."""
+    if record.get("status") == "failed" and record.get("failure_reason") in ("stopped", "killed"):
+        return
+    _attempt_file(board, spec).unlink(missing_ok=True)
+    if record.get("status") != "ok":
+        (run_checkpoint_dir(board, spec) / "last.ckpt").unlink(missing_ok=True)
 
 
 def checkpoints_root() -> Path:
@@ -566,7 +678,8 @@ def run_in_subprocess(spec: RunSpec, quiet: bool = False, threads: int | None = 
                       "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                       "error": f"worker process exited with code {proc.returncode} before writing a record"
                                f"{' (killed)' if proc.returncode < 0 else ''}",
-                      "failure_reason": "error", "wall_seconds": round(time.perf_counter() - started, 3),
+                      "failure_reason": "killed" if proc.returncode < 0 else "error",
+                      "wall_seconds": round(time.perf_counter() - started, 3),
                       "cpu_seconds": round(_children_cpu_seconds() - children_cpu, 3),
                       "load_avg": {"start": load_start, "end": load_average()}}
         if quiet:
@@ -584,10 +697,11 @@ def run_identity(board: Board, spec: RunSpec) -> str:
 
 
 def run_board(board: Board, specs: list[RunSpec], store, quiet: bool = False, log=print, is_done=None,
-              jobs: int = 1, threads: int | None = None) -> list[dict]:
+              jobs: int = 1, threads: int | None = None, continue_stopped: bool = True) -> list[dict]:
     """Run every spec of a board, `jobs` at a time (each in its own process with its own record; with several
     jobs each gets `threads` CPU threads, by default the cores split between them), storing each record as soon
-    as it exists.
+    as it exists. A run whose earlier attempt was stopped or killed continues from that attempt's last finished
+    epoch (`continue_interrupted`) unless `continue_stopped` is off.
 
     Each run is claimed in the store before it trains (`store.claim`, released once its record is stored): a run
     that another live process holds is skipped (that process stores it), and so is one that `is_done(spec)` says
@@ -623,8 +737,11 @@ def run_board(board: Board, specs: list[RunSpec], store, quiet: bool = False, lo
             if is_done is not None and is_done(spec):
                 log(f"[{i}/{len(specs)}] {board.name}: {what}: skipped, another process finished it meanwhile")
                 return None
-            log(f"[{i}/{len(specs)}] {board.name}: {what} ...")
+            done_epochs = continue_interrupted(board, spec, allowed=continue_stopped)
+            log(f"[{i}/{len(specs)}] {board.name}: {what} ..." + (
+                f" (continues its stopped attempt {spec.run_id[:8]} after epoch {done_epochs})" if done_epochs else ""))
             record = _run_and_store(board, spec, store, quiet, threads)
+            settle_attempt(board, spec, record)
         finally:
             heartbeat.tokens.remove(token)
             store.release(token)

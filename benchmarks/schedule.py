@@ -137,6 +137,7 @@ def run_board_specs(board: Board, specs: list[RunSpec], store, *, rerun: bool = 
     # another `paperboard run` on this store may finish one of these runs while this one works through the list
     is_done = None if rerun else \
         lambda spec: is_finished(board, spec, store.records(board=board.name, status="ok"))
-    records = run_board(board, specs, store, quiet=quiet, is_done=is_done, log=log, jobs=jobs, threads=threads)
+    records = run_board(board, specs, store, quiet=quiet, is_done=is_done, log=log, jobs=jobs, threads=threads,
+                        continue_stopped=not rerun)
     log_board_to_wandb(board, store.records(board=board.name))
     return records

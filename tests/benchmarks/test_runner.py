@@ -133,6 +133,95 @@ def test_a_run_stopped_by_sigterm_is_recorded_as_stopped_not_as_a_silent_exit():
     assert "metrics" not in record and record["cpu_seconds"] > 0
 
 
+def test_a_stopped_run_continues_from_its_last_epoch_to_the_result_of_an_unstopped_run():
+    # sasrec draws dropout masks and the shuffle from the global generators, which the checkpoint carries
+    args = dict(board="quickstart", model="sasrec", seed=0, trainer_args={"max_epochs": 4, **FAST},
+                model_args={"dropout": 0.3})
+    whole = execute(RunSpec(**args))
+    stopped = execute(RunSpec(**args, run_id="stopped-once"), callbacks=[SigtermAt(2)])
+    assert stopped["failure_reason"] == "stopped" and "continues it" in stopped["error"]
+    from benchmarks.boards import load_board
+    from benchmarks.runner import run_checkpoint_dir
+    last = run_checkpoint_dir(load_board("quickstart"), RunSpec(**args, run_id="stopped-once")) / "last.ckpt"
+    assert last.is_file()
+
+    continued = execute(RunSpec(**args, run_id="stopped-once", resume_interrupted=str(last)))
+    assert continued["status"] == "ok", continued.get("error")
+    assert continued["resumed_interrupted_at_epoch"] == 2 and continued["epochs"] == whole["epochs"] == 4
+    assert continued["best_epoch"] == whole["best_epoch"]
+    assert continued["metrics"] == whole["metrics"]  # the same numbers, not just close ones
+    assert not last.exists()  # a finished run keeps its best checkpoint only
+    # the clock counts the first attempt's epochs too (up to its last checkpoint)
+    assert continued["train_cpu_seconds"] > 0.4 * whole["train_cpu_seconds"]
+
+
+def test_a_board_run_notes_its_attempt_and_the_next_attempt_continues_a_stopped_one(tmp_path):
+    from benchmarks.boards import load_board
+    from benchmarks.runner import continue_interrupted, run_checkpoint_dir, settle_attempt
+    board = load_board("quickstart")
+    first = RunSpec(board="quickstart", model="gru4rec", seed=7)
+    assert continue_interrupted(board, first) is None  # nothing to continue: this attempt is noted
+    second = RunSpec(board="quickstart", model="gru4rec", seed=7)
+    assert continue_interrupted(board, second) is None  # noted, but it had not finished an epoch
+    last = run_checkpoint_dir(board, second) / "last.ckpt"
+    last.parent.mkdir(parents=True)
+    torch.save({"epoch": 4}, last)
+    settle_attempt(board, second, {"status": "failed", "failure_reason": "killed"})
+    third = RunSpec(board="quickstart", model="gru4rec", seed=7)
+    assert continue_interrupted(board, third) == 5
+    assert third.run_id == second.run_id and third.resume_interrupted == str(last)
+    # --rerun starts over; another seed is another run
+    assert continue_interrupted(board, RunSpec(board="quickstart", model="gru4rec", seed=7), allowed=False) is None
+    assert continue_interrupted(board, RunSpec(board="quickstart", model="gru4rec", seed=8)) is None
+
+    fourth = RunSpec(board="quickstart", model="gru4rec", seed=7)
+    assert continue_interrupted(board, fourth, allowed=False) is None
+    run_checkpoint_dir(board, fourth).mkdir(parents=True)
+    torch.save({"epoch": 4}, run_checkpoint_dir(board, fourth) / "last.ckpt")
+    settle_attempt(board, fourth, {"status": "failed", "failure_reason": "error"})  # a bug is not continued
+    assert not (run_checkpoint_dir(board, fourth) / "last.ckpt").exists()
+    assert continue_interrupted(board, RunSpec(board="quickstart", model="gru4rec", seed=7)) is None
+
+
+def test_paperboard_run_continues_the_attempt_it_stopped_and_rerun_starts_over(monkeypatch, tmp_path):
+    import benchmarks.runner as runner
+    from benchmarks.boards import load_board
+    from benchmarks.store import ResultStore
+    board, store = load_board("quickstart"), ResultStore(f"sqlite:///{tmp_path / 'r.db'}")
+    trained = []
+
+    def train(board, spec, store, quiet, threads):  # the first attempt is stopped after two epochs
+        trained.append((spec.run_id, spec.resume_interrupted))
+        record = {"run_id": spec.run_id, "model": spec.model, "seed": spec.seed, "status": "ok",
+                  "metrics": {"test": {"ndcg@10": 0.5}}}
+        if len(trained) == 1:
+            last = runner.run_checkpoint_dir(board, spec) / "last.ckpt"
+            last.parent.mkdir(parents=True)
+            torch.save({"epoch": 1}, last)
+            record.update(status="failed", failure_reason="stopped", error="stopped by SIGTERM")
+        return record
+
+    monkeypatch.setattr(runner, "_run_and_store", train)
+    lines = []
+    for _ in range(3):
+        runner.run_board(board, [RunSpec(board="quickstart", model="pop", seed=3)], store, log=lines.append)
+    runner.run_board(board, [RunSpec(board="quickstart", model="pop", seed=3)], store, continue_stopped=False)
+    (first, none), (again, last), (third, after_ok), (rerun, fresh) = trained
+    assert none is None and again == first and last.endswith(f"{first}/last.ckpt")
+    assert any("continues its stopped attempt" in line and "after epoch 2" in line for line in lines)
+    assert third != first and after_ok is None  # once finished, the attempt is forgotten
+    assert rerun != third and fresh is None
+
+
+def test_a_worker_killed_by_a_signal_is_recorded_as_killed(monkeypatch, tmp_path):
+    killer = tmp_path / "python"
+    killer.write_text("#!/bin/sh\nkill -9 $$\n")
+    killer.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(killer))
+    record = run_in_subprocess(RunSpec(board="quickstart", model="sasrec", seed=0))
+    assert record["status"] == "failed" and record["failure_reason"] == "killed" and "(killed)" in record["error"]
+
+
 def _assert_timing(record):
     assert record["cpu_seconds"] > 0 and record["wall_seconds"] > 0
     for when in ("start", "end"):
