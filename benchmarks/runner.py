@@ -330,7 +330,8 @@ def wandb_dir() -> Path:
 
 
 def _wandb_logger(board: Board, spec: RunSpec, config: dict, resume: bool = False):
-    """One W&B run for this training run (a run continued after an interruption continues its W&B run). W&B's own variables win over our defaults: WANDB_DIR, WANDB_PROJECT,
+    """One W&B run for this training run (a run continued after an interruption continues its W&B run).
+    W&B's own variables win over our defaults: WANDB_DIR, WANDB_PROJECT,
     WANDB_ENTITY, WANDB_RUN_GROUP, WANDB_NAME, WANDB_TAGS, WANDB_JOB_TYPE, WANDB_MODE (an argument given to
     wandb.init would override its variable, so an argument is passed only where the variable is unset)."""
     mode = wandb_mode()
@@ -444,7 +445,8 @@ def execute(spec: RunSpec, callbacks: list | None = None) -> dict:
                 raise ConfigError(f"refusing to continue the interrupted run: {problem}")
             resume_path = spec.resume_interrupted
         else:
-            resume_path = adopt_checkpoint(spec.resume_from["checkpoint"], checkpoint.dirpath) if spec.resume_from else None
+            resume_path = (adopt_checkpoint(spec.resume_from["checkpoint"], checkpoint.dirpath)
+                           if spec.resume_from else None)
         if spec.compile:
             # in place (nn.Module.compile): every `model(...)` call of the steps, here and in the scoring below, runs
             # compiled, while the steps themselves (logging, metrics) stay eager; parameter names are unchanged
