@@ -199,10 +199,15 @@ class EpochTimer(pl.Callback):
         self.train_seconds: list[float] = []
         self.train_cpu_seconds: list[float] = []
         self._val = self._val_cpu = 0.0
+        self._batches = 0
 
     def on_train_epoch_start(self, trainer, module):
         self._start, self._val = time.perf_counter(), 0.0
         self._cpu_start, self._val_cpu = cpu_seconds(), 0.0
+        self._batches = 0
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        self._batches += 1
 
     def on_validation_start(self, trainer, module):
         self._val_start, self._val_cpu_start = time.perf_counter(), cpu_seconds()
@@ -212,16 +217,18 @@ class EpochTimer(pl.Callback):
         self._val_cpu += cpu_seconds() - self._val_cpu_start
 
     def on_train_epoch_end(self, trainer, module):
+        if not self._batches:  # a continued run ends its checkpoint's epoch again without training it
+            return
         self.train_seconds.append(time.perf_counter() - self._start - self._val)
         self.train_cpu_seconds.append(cpu_seconds() - self._cpu_start - self._val_cpu)
 
 
 class ResumeState(pl.Callback):
-    """What a run's checkpoints carry so that a stopped or killed run continues as if it had never stopped: the
-    global random generators (torch, numpy, random: shuffling, dropout, sampled negatives) as they were when the
-    checkpoint was written, and the wall and CPU seconds the fit had spent up to then. The generators are restored
-    as the checkpoint is loaded, before the training data's first iterator draws its order. Randomness that a model
-    or datamodule keeps in generators of its own is not carried."""
+    """What a run's last.ckpt carries, beside the weights, optimizer, loop and callback states, so that a stopped or
+    killed run continues as if it had never stopped: the global random generators (torch, numpy, random: shuffling,
+    dropout, sampled negatives) as they were when the checkpoint was written, and the wall and CPU seconds the fit
+    had spent up to then. The generators are restored as the checkpoint is loaded, before the training data's first
+    iterator draws its order. Randomness that a model or datamodule keeps in generators of its own is not carried."""
 
     def __init__(self):
         self.prior_wall = self.prior_cpu = 0.0

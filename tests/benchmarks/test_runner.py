@@ -155,6 +155,24 @@ def test_a_stopped_run_continues_from_its_last_epoch_to_the_result_of_an_unstopp
     assert continued["train_cpu_seconds"] > 0.4 * whole["train_cpu_seconds"]
 
 
+def test_a_run_stopped_while_early_stopping_counts_keeps_its_count_when_continued(tmp_path):
+    # stopped as the last epoch starts: the continued run must check the epoch before it against patience once
+    # (a second check of the same score would count as a non-improving epoch and end the run an epoch early)
+    board = _quickstart_variant(tmp_path, "qs-patience", early_stopping_patience=1, trainer={"max_epochs": 30})
+    args = dict(board=board, model="sasrec", seed=0, trainer_args=FAST)
+    whole = execute(RunSpec(**args))
+    assert whole["status"] == "ok" and whole["epochs"] < 30, whole.get("error")
+    stopped = execute(RunSpec(**args, run_id="stopped-late"), callbacks=[SigtermAt(whole["epochs"] - 1)])
+    assert stopped["failure_reason"] == "stopped"
+    from benchmarks.boards import load_board
+    from benchmarks.runner import run_checkpoint_dir
+    last = run_checkpoint_dir(load_board(board), RunSpec(**args, run_id="stopped-late")) / "last.ckpt"
+    continued = execute(RunSpec(**args, run_id="stopped-late", resume_interrupted=str(last)))
+    assert continued["status"] == "ok", continued.get("error")
+    assert continued["resumed_interrupted_at_epoch"] == whole["epochs"] - 1
+    assert continued["epochs"] == whole["epochs"] and continued["metrics"] == whole["metrics"]
+
+
 def test_a_board_run_notes_its_attempt_and_the_next_attempt_continues_a_stopped_one(tmp_path):
     from benchmarks.boards import load_board
     from benchmarks.runner import continue_interrupted, run_checkpoint_dir, settle_attempt
