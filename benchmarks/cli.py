@@ -388,8 +388,9 @@ def main(argv: list[str] | None = None) -> int:
 
             return cmd_sweep(args, overrides)
     except KeyboardInterrupt:
-        print(f"\npaperboard: interrupted; finished runs are kept in the store. Resume with: {resume_hint(argv)}",
-              file=sys.stderr, flush=True)
+        kept = "finished runs are kept in the store" + (
+            " and stopped ones continue from their last finished epoch" if args.command == "run" else "")
+        print(f"\npaperboard: interrupted; {kept}. Resume with: {resume_hint(argv)}", file=sys.stderr, flush=True)
         return 130
     except Exception as err:
         from benchmarks.store import StorageError, redact

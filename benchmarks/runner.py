@@ -431,7 +431,7 @@ def execute(spec: RunSpec, callbacks: list | None = None) -> dict:
         checkpoint_dir = run_checkpoint_dir(board, spec)
         monitor = f"val/{board.primary_metric}"
         # a board run also keeps its latest epoch as last.ckpt, from which a stopped or killed run continues
-        # (deleted once the run finishes); a sweep trial that stops is a failed trial
+        # (deleted once its record is stored: settle_attempt); a sweep trial that stops is a failed trial
         checkpoint = ModelCheckpoint(dirpath=checkpoint_dir, filename="best", monitor=monitor, mode=board.mode,
                                      save_top_k=1, enable_version_counter=False, save_last=not spec.sweep)
         timer, resume_state = EpochTimer(), ResumeState()
@@ -458,7 +458,9 @@ def execute(spec: RunSpec, callbacks: list | None = None) -> dict:
             # in place (nn.Module.compile): every `model(...)` call of the steps, here and in the scoring below, runs
             # compiled, while the steps themselves (logging, metrics) stay eager; parameter names are unchanged
             model.compile()
-        trainer.fit(model, datamodule=datamodule, ckpt_path=resume_path)
+        with warnings.catch_warnings():  # a continued run writes into the folder of the attempt it continues
+            warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+            trainer.fit(model, datamodule=datamodule, ckpt_path=resume_path)
         fit_wall, fit_cpu = resume_state.fit_seconds()
         train_seconds = fit_wall + (spec.resume_from or {}).get("train_seconds", 0.0)
         train_cpu = fit_cpu + ((spec.resume_from or {}).get("train_cpu_seconds") or 0.0)
@@ -501,8 +503,6 @@ def execute(spec: RunSpec, callbacks: list | None = None) -> dict:
             record["resumed_from"] = spec.resume_from
         if resume_state.resumed_at_epoch is not None:  # this run was stopped once and continued at this epoch
             record["resumed_interrupted_at_epoch"] = resume_state.resumed_at_epoch
-        if checkpoint.last_model_path and checkpoint.last_model_path != best:
-            Path(checkpoint.last_model_path).unlink(missing_ok=True)
         if torch.cuda.is_available():
             record["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
         if logger is not None and trainer.is_global_zero:
@@ -599,13 +599,13 @@ def continue_interrupted(board: Board, spec: RunSpec, allowed: bool = True) -> i
 
 
 def settle_attempt(board: Board, spec: RunSpec, record: dict) -> None:
-    """Forget the attempt once its record is final; keep it (and its last.ckpt) when it was stopped or killed, so
-    that the next `paperboard run` continues it. A run that failed otherwise (an error, divergence) starts over."""
+    """Once the attempt's record is stored, forget the attempt and delete its last.ckpt (a finished run keeps its
+    best checkpoint only); keep both when it was stopped or killed, so that the next `paperboard run` continues it.
+    A run that failed otherwise (an error, divergence) starts over."""
     if record.get("status") == "failed" and record.get("failure_reason") in ("stopped", "killed"):
         return
     _attempt_file(board, spec).unlink(missing_ok=True)
-    if record.get("status") != "ok":
-        (run_checkpoint_dir(board, spec) / "last.ckpt").unlink(missing_ok=True)
+    (run_checkpoint_dir(board, spec) / "last.ckpt").unlink(missing_ok=True)
 
 
 def checkpoints_root() -> Path:

@@ -87,8 +87,9 @@ def test_ctrl_c_stops_cleanly_with_a_redacted_resume_hint(tmp_path):
     assert proc.returncode == 130, err
     assert "Traceback" not in err and SECRET not in out + err
     hint = [line for line in err.splitlines() if "Resume with:" in line]
-    assert hint and hint[0].startswith("paperboard: interrupted; finished runs are kept in the store. Resume with: "
-                                       "paperboard run ") and "password=***" in hint[0], err
+    assert hint and hint[0].startswith("paperboard: interrupted; finished runs are kept in the store and stopped ones "
+                                       "continue from their last finished epoch. Resume with: paperboard run ") \
+        and "password=***" in hint[0], err
     assert not alive(worker) and claims(storage) == [] and temp_folders(proc.pid) == []
     assert ResultStore(storage).records() == []  # the interrupted run is not a record: resuming trains it
 
