@@ -91,7 +91,7 @@ def test_ctrl_c_stops_cleanly_with_a_redacted_resume_hint(tmp_path):
                                        "continue from their last finished epoch. Resume with: paperboard run ") \
         and "password=***" in hint[0], err
     assert not alive(worker) and claims(storage) == [] and temp_folders(proc.pid) == []
-    assert ResultStore(storage).records() == []  # the interrupted run is not a record: resuming trains it
+    assert ResultStore(storage).records() == []  # the interrupted run is not a record: resuming continues it
 
 
 @pytest.mark.slow
