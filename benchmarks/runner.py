@@ -228,9 +228,13 @@ class ResumeState(pl.Callback):
     killed run continues as if it had never stopped: the global random generators (torch, numpy, random: shuffling,
     dropout, sampled negatives) as they were when the checkpoint was written, and the wall and CPU seconds the fit
     had spent up to then. The generators are restored as the checkpoint is loaded, before the training data's first
-    iterator draws its order. Randomness that a model or datamodule keeps in generators of its own is not carried."""
+    iterator draws its order. Randomness that a model or datamodule keeps in generators of its own is not carried.
+    The commits that trained the earlier attempts are carried too: a record whose epochs came from other code says so.
+    """
 
-    def __init__(self):
+    def __init__(self, git_sha: str | None = None):
+        self.git_sha = git_sha
+        self.earlier_git_shas: list = []
         self.prior_wall = self.prior_cpu = 0.0
         self.restored = False
         self.resumed_at_epoch: int | None = None
@@ -257,8 +261,8 @@ class ResumeState(pl.Callback):
         version, words, python_gauss = random.getstate()
         wall, cpu = self.fit_seconds()
         # plain types only: checkpoints are loaded with weights_only=True
-        return {"wall": wall, "cpu": cpu, "torch": torch.get_rng_state(),
-                "numpy": [name, keys.tolist(), pos, has_gauss, gauss], "random": [version, list(words), python_gauss]}
+        return {"wall": wall, "cpu": cpu, "git_shas": [*self.earlier_git_shas, self.git_sha],
+                "torch": torch.get_rng_state(), "numpy": [name, keys.tolist(), pos, has_gauss, gauss], "random": [version, list(words), python_gauss]}
 
     def load_state_dict(self, state: dict) -> None:
         import random
@@ -266,6 +270,7 @@ class ResumeState(pl.Callback):
         import numpy as np
 
         self.prior_wall, self.prior_cpu, self.restored = state["wall"], state["cpu"], True
+        self.earlier_git_shas = list(dict.fromkeys(state["git_shas"]))
         torch.set_rng_state(state["torch"])
         name, keys, pos, has_gauss, gauss = state["numpy"]
         np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
@@ -434,7 +439,7 @@ def execute(spec: RunSpec, callbacks: list | None = None) -> dict:
         # (deleted once its record is stored: settle_attempt); a sweep trial that stops is a failed trial
         checkpoint = ModelCheckpoint(dirpath=checkpoint_dir, filename="best", monitor=monitor, mode=board.mode,
                                      save_top_k=1, enable_version_counter=False, save_last=not spec.sweep)
-        timer, resume_state = EpochTimer(), ResumeState()
+        timer, resume_state = EpochTimer(), ResumeState(sha)
         # the guard precedes the caller's callbacks, so a sweep's pruner never records a diverged trial as pruned
         run_callbacks = [checkpoint, timer, resume_state, DivergenceGuard(monitor), *(callbacks or [])]
         if board.early_stopping_patience:
@@ -503,6 +508,8 @@ def execute(spec: RunSpec, callbacks: list | None = None) -> dict:
             record["resumed_from"] = spec.resume_from
         if resume_state.resumed_at_epoch is not None:  # this run was stopped once and continued at this epoch
             record["resumed_interrupted_at_epoch"] = resume_state.resumed_at_epoch
+            if set(resume_state.earlier_git_shas) - {sha}:  # some epochs were trained by other code
+                record["earlier_attempt_git_shas"] = resume_state.earlier_git_shas
         if torch.cuda.is_available():
             record["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
         if logger is not None and trainer.is_global_zero:

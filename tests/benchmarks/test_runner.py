@@ -151,11 +151,25 @@ def test_a_stopped_run_continues_from_its_last_epoch_to_the_result_of_an_unstopp
     assert continued["resumed_interrupted_at_epoch"] == 2 and continued["epochs"] == whole["epochs"] == 4
     assert continued["best_epoch"] == whole["best_epoch"]
     assert continued["metrics"] == whole["metrics"]  # the same numbers, not just close ones
+    assert "earlier_attempt_git_shas" not in continued  # both attempts ran this code
     from benchmarks.runner import settle_attempt
     settle_attempt(load_board("quickstart"), RunSpec(**args, run_id="stopped-once"), continued)
     assert not last.exists() and Path(continued["checkpoint"]).exists()  # once stored, only the best is kept
     # the clock counts the first attempt's epochs too (up to its last checkpoint)
     assert continued["train_cpu_seconds"] > 0.4 * whole["train_cpu_seconds"]
+
+
+def test_a_run_continued_by_other_code_names_the_commit_of_its_earlier_epochs(monkeypatch):
+    import benchmarks.runner as runner
+    args = dict(board="quickstart", model="gru4rec", seed=0, trainer_args={"max_epochs": 3, **FAST})
+    monkeypatch.setattr(runner, "git_sha", lambda: "old-commit")
+    execute(RunSpec(**args, run_id="two-commits"), callbacks=[SigtermAt(1)])
+    monkeypatch.setattr(runner, "git_sha", lambda: "new-commit")
+    from benchmarks.boards import load_board
+    last = runner.run_checkpoint_dir(load_board("quickstart"), RunSpec(**args, run_id="two-commits")) / "last.ckpt"
+    continued = execute(RunSpec(**args, run_id="two-commits", resume_interrupted=str(last)))
+    assert continued["status"] == "ok" and continued["git_sha"] == "new-commit", continued.get("error")
+    assert continued["earlier_attempt_git_shas"] == ["old-commit"]
 
 
 def test_a_run_stopped_while_early_stopping_counts_keeps_its_count_when_continued(tmp_path):
