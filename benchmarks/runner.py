@@ -262,7 +262,8 @@ class ResumeState(pl.Callback):
         wall, cpu = self.fit_seconds()
         # plain types only: checkpoints are loaded with weights_only=True
         return {"wall": wall, "cpu": cpu, "git_shas": [*self.earlier_git_shas, self.git_sha],
-                "torch": torch.get_rng_state(), "numpy": [name, keys.tolist(), pos, has_gauss, gauss], "random": [version, list(words), python_gauss]}
+                "torch": torch.get_rng_state(), "numpy": [name, keys.tolist(), pos, has_gauss, gauss],
+                "random": [version, list(words), python_gauss]}
 
     def load_state_dict(self, state: dict) -> None:
         import random
