@@ -57,7 +57,7 @@ class RunSpec:
     # {"run_id", "checkpoint", "epochs", "max_epochs", "train_seconds"} of that run's record
     resume_from: dict | None = None
     # the last.ckpt of this run's own attempt that was stopped or killed mid-training (its run_id is this one's):
-    # the run continues from it as if never stopped (`interrupted_attempt`)
+    # the run continues from it as if never stopped (`continue_interrupted`)
     resume_interrupted: str | None = None
     # train through `torch.compile` (inductor): same model and loss, float rounding may differ; recorded, not part
     # of the config (like the thread count)
