@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from benchmarks.boards import Board, Claim, ConfigError, load_board
-from benchmarks.records import longest_budget_per_seed, md_table, settings_key, still_improving
+from benchmarks.records import longest_budget_per_seed, md_table, record_value, settings_key, still_improving
 
 VERDICTS = ("reproduced", "not reproduced", "inconclusive", "not testable here")
 CONFIDENCE = 0.95
@@ -121,16 +121,6 @@ def side(interval: tuple[float, float], threshold: float) -> str:
 
 
 # ----- records -> rows -----------------------------------------------------------------------------------------
-def record_value(record: dict, metric: str) -> float:
-    """A test metric, else a cost field of the record (train_epoch_cpu_seconds, params, ...); NaN if absent."""
-    test = (record.get("metrics") or {}).get("test") or {}
-    value = test.get(metric, record.get(metric))
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
-
-
 def row_stats(board: Board, records: list[dict], row: str, metric: str) -> RowStats:
     """The row's default-configuration runs; a claim on tuned rows passes only tuned records (`evaluate`)."""
     runs = longest_budget_per_seed([r for r in records if r.get("board") == board.name and r.get("model") == row

@@ -3,8 +3,25 @@ still improving or ran under load; and the Markdown table every page uses. Share
 from __future__ import annotations
 
 import json
+import math
 
 from benchmarks.boards import Board
+
+LAST_VAL = "last_val/"  # a board metric read from the run's last validation instead of its selected epoch's test
+
+
+def record_value(record: dict, metric: str) -> float:
+    """A test metric of the record (`last_val/NAME`: the last validation's NAME), else a cost field of the record
+    (train_epoch_cpu_seconds, params, ...); NaN if absent."""
+    metrics = record.get("metrics") or {}
+    if metric.startswith(LAST_VAL):
+        value = (metrics.get("last_val") or {}).get(metric[len(LAST_VAL):])
+    else:
+        value = (metrics.get("test") or {}).get(metric, record.get(metric))
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
 
 
 def epoch_cap(record: dict) -> int | None:

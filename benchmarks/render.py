@@ -9,8 +9,8 @@ import pandas as pd
 
 from benchmarks.boards import Board
 from benchmarks.claims import board_verdicts
-from benchmarks.records import (best_at_cap, board_rows, epoch_cap, md_table, still_improving, stopped_by_cap,
-                                under_load)
+from benchmarks.records import (best_at_cap, board_rows, epoch_cap, md_table, record_value, still_improving,
+                                stopped_by_cap, under_load)
 
 
 def aggregate(board: Board, records: list[dict]) -> pd.DataFrame:
@@ -23,7 +23,7 @@ def aggregate(board: Board, records: list[dict]) -> pd.DataFrame:
             t = runs[0].get("tuning") or {}
             row["budget"] = f"{t.get('trials', '?')} trials"
         for metric in board.metrics:
-            values = pd.Series([r["metrics"]["test"].get(metric, math.nan) for r in runs], dtype=float)
+            values = pd.Series([record_value(r, metric) for r in runs], dtype=float)
             row[f"{metric}"] = values.mean()
             row[f"{metric}_std"] = values.std(ddof=1) if len(values) > 1 else math.nan
         row["val_" + board.primary_metric] = pd.Series(

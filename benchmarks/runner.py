@@ -468,6 +468,10 @@ def execute(spec: RunSpec, callbacks: list | None = None) -> dict:
             warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
             trainer.fit(model, datamodule=datamodule, ckpt_path=resume_path)
         fit_wall, fit_cpu = resume_state.fit_seconds()
+        # the last validation's scores, beside the selected epoch's: on a board whose validation set is its test
+        # set (no validation item) the selected epoch is read off the test curve, and the last epoch is the
+        # reading that involves no selection
+        last_val = _strip(trainer.callback_metrics, "val/")
         train_seconds = fit_wall + (spec.resume_from or {}).get("train_seconds", 0.0)
         train_cpu = fit_cpu + ((spec.resume_from or {}).get("train_cpu_seconds") or 0.0)
         best = checkpoint.best_model_path or None
@@ -493,7 +497,7 @@ def execute(spec: RunSpec, callbacks: list | None = None) -> dict:
         record.update(
             status="ok",
             data=datamodule.describe(), data_hash=datamodule.data_hash,
-            metrics={"val": _strip(val, "val/"), "test": _strip(test, "test/")},
+            metrics={"val": _strip(val, "val/"), "test": _strip(test, "test/"), "last_val": last_val},
             best_epoch=best_epoch, epochs=trainer.current_epoch,
             params=sum(p.numel() for p in model.parameters() if p.requires_grad),
             train_seconds=round(train_seconds, 3),

@@ -34,3 +34,15 @@ def test_peak_memory_of_gpu_runs_is_said_to_be_gpu_memory():
     assert "Note: ran on a GPU" not in render_markdown(board, on_cpu)
     mixed = render_markdown(board, on_gpu[:1] + [{**record("sasrec", 1, 5, 9), "peak_rss_mb": 1500.0}])
     assert "Note: ran on a GPU" not in mixed and "| 1900 |" in mixed  # one unit per row: resident memory
+
+
+def test_a_last_val_column_reads_the_last_validation_not_the_selected_epoch():
+    from dataclasses import replace
+    board = replace(load_board("quickstart"), metrics=["hr@10", "ndcg@10", "mrr@10", "last_val/ndcg@10"])
+    runs = [{**record("sasrec", seed, 5, 9), "metrics": {"test": {"ndcg@10": 0.3, "hr@10": 0.5, "mrr@10": 0.2},
+                                                         "val": {"ndcg@10": 0.3}, "last_val": {"ndcg@10": 0.25}}}
+            for seed in (0, 1)]
+    page = render_markdown(board, runs + [record("gru4rec", 0, 5, 9)])  # a record from before last_val existed
+    rows = {line.split(" | ")[0].strip("|* "): line for line in page.splitlines() if line.startswith("| ")}
+    assert rows["model"].split(" | ")[6] == "last_val/ndcg@10"
+    assert rows["sasrec"].split(" | ")[6] == "0.2500 ± 0.0000" and rows["gru4rec"].split(" | ")[6] == "-"

@@ -282,6 +282,27 @@ def test_a_run_records_cpu_seconds_and_the_load_average():
     assert resumed["train_cpu_seconds"] > record["train_cpu_seconds"]
 
 
+class ValCurve(pl.Callback):
+    def __init__(self):
+        self.values = []
+
+    def on_validation_end(self, trainer, module):
+        if not trainer.sanity_checking:
+            self.values.append(float(trainer.callback_metrics["val/ndcg@10"]))
+
+
+def test_a_run_records_its_last_validation_beside_the_selected_epochs():
+    curve = ValCurve()
+    # at this learning rate the 7th epoch scores below the 6th
+    record = execute(RunSpec(board="quickstart", model="gru4rec", seed=0, model_args={"lr": 0.2},
+                             trainer_args={"max_epochs": 7, **FAST}), callbacks=[curve])
+    assert record["status"] == "ok", record.get("error")
+    assert len(curve.values) == 7 and curve.values[-1] != curve.values[record["best_epoch"]]
+    assert record["metrics"]["last_val"]["ndcg@10"] == curve.values[-1]
+    assert record["metrics"]["val"]["ndcg@10"] == pytest.approx(curve.values[record["best_epoch"]])
+    assert set(record["metrics"]["last_val"]) == set(record["metrics"]["val"])
+
+
 def test_a_worker_that_dies_leaves_a_failed_record_with_its_timing(monkeypatch):
     monkeypatch.setattr(sys, "executable", "/bin/false")  # a "worker" that exits 1 without writing a record
     record = run_in_subprocess(RunSpec(board="quickstart", model="sasrec", seed=0))
