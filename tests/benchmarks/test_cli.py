@@ -48,7 +48,7 @@ def test_run_board_list_export_import(tmp_path, storage, capsys):
     for key in ("config_hash", "data_hash", "params", "train_seconds", "eval_seconds", "peak_rss_mb", "versions",
                 "hardware", "world_size", "git_sha", "best_epoch"):
         assert key in sasrec, key
-    assert set(sasrec["metrics"]) == {"val", "test"} and "ndcg@10" in sasrec["metrics"]["test"]
+    assert set(sasrec["metrics"]) == {"val", "test", "last_val"} and "ndcg@10" in sasrec["metrics"]["test"]
 
     # export -> import into a fresh store -> the same board renders from either
     out_dir = tmp_path / "runs"
