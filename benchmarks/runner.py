@@ -379,6 +379,13 @@ class EpochProgress(pl.Callback):
     def on_train_start(self, trainer, module):
         self._start, self._first_epoch = time.perf_counter(), trainer.current_epoch
 
+    # in last.ckpt, so a continued run's lines go on from the best its earlier attempt had seen
+    def state_dict(self) -> dict:
+        return {"best": self.best, "best_epoch": self.best_epoch}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best, self.best_epoch = state["best"], state["best_epoch"]
+
     def on_train_epoch_end(self, trainer, module):
         if not trainer.is_global_zero:
             return

@@ -291,16 +291,24 @@ class ValCurve(pl.Callback):
             self.values.append(float(trainer.callback_metrics["val/ndcg@10"]))
 
 
-def test_a_run_records_its_last_validation_beside_the_selected_epochs():
+def test_a_continued_run_records_its_last_validation_and_its_progress_keeps_the_earlier_best(capsys):
+    from benchmarks.boards import load_board
+    from benchmarks.runner import run_checkpoint_dir
+    # at this learning rate the 7th epoch (6 from 0) scores below the 6th; the run stops before it and continues
+    args = dict(board="quickstart", model="gru4rec", seed=0, model_args={"lr": 0.2},
+                trainer_args={"max_epochs": 7, **FAST}, run_id="curve-peak")
     curve = ValCurve()
-    # at this learning rate the 7th epoch scores below the 6th
-    record = execute(RunSpec(board="quickstart", model="gru4rec", seed=0, model_args={"lr": 0.2},
-                             trainer_args={"max_epochs": 7, **FAST}), callbacks=[curve])
-    assert record["status"] == "ok", record.get("error")
-    assert len(curve.values) == 7 and curve.values[-1] != curve.values[record["best_epoch"]]
+    execute(RunSpec(**args), callbacks=[curve, SigtermAt(6)])
+    last = run_checkpoint_dir(load_board("quickstart"), RunSpec(**args)) / "last.ckpt"
+    capsys.readouterr()
+    record = execute(RunSpec(**args, resume_interrupted=str(last)), callbacks=[curve])
+    assert record["status"] == "ok" and record["resumed_interrupted_at_epoch"] == 6, record.get("error")
+    assert len(curve.values) == 7 and curve.values[-1] < curve.values[record["best_epoch"]]
     assert record["metrics"]["last_val"]["ndcg@10"] == curve.values[-1]
     assert record["metrics"]["val"]["ndcg@10"] == pytest.approx(curve.values[record["best_epoch"]])
     assert set(record["metrics"]["last_val"]) == set(record["metrics"]["val"])
+    (line,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[progress]")]
+    assert f"best={curve.values[5]:.4f} (epoch 5)" in line  # the earlier attempt's best, not this epoch's score
 
 
 def test_a_worker_that_dies_leaves_a_failed_record_with_its_timing(monkeypatch):
