@@ -20,6 +20,15 @@ class ConfigError(ValueError):
     """A config problem the user must fix; str() names the key or value and the fix."""
 
 
+LAST_VAL = "last_val/"  # a board column read from the run's last validation instead of its selected epoch's test
+
+
+def published_metric(column: str) -> str:
+    """The metric a board column reads: a `last_val/` column is another reading of the same metric, compared with
+    the same published number under the same tolerance."""
+    return column[len(LAST_VAL):] if column.startswith(LAST_VAL) else column
+
+
 @dataclass(frozen=True)
 class Published:
     model: str

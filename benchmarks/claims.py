@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from benchmarks.boards import Board, Claim, ConfigError, load_board
+from benchmarks.boards import Board, Claim, ConfigError, load_board, published_metric
 from benchmarks.records import longest_budget_per_seed, md_table, record_value, settings_key, still_improving
 
 VERDICTS = ("reproduced", "not reproduced", "inconclusive", "not testable here")
@@ -270,14 +270,14 @@ def _published_value(claim: Claim, board: Board) -> tuple[float | None, str]:
     if claim.value is not None:
         return claim.value, claim.source
     for p in board.published:
-        if p.model == claim.method and p.metric == claim.metric:
+        if p.model == claim.method and p.metric == published_metric(claim.metric):
             return p.value, f"{p.source}" + (f"; paper's protocol: {p.protocol}" if p.protocol else "")
     return None, ""
 
 
 def _matches(claim, board, records, sign, trivial) -> Verdict:
     value, source = _published_value(claim, board)
-    tol = claim.tolerance if claim.tolerance is not None else board.tolerance.get(claim.metric)
+    tol = claim.tolerance if claim.tolerance is not None else board.tolerance.get(published_metric(claim.metric))
     if value is None or tol is None:
         raise ConfigError(f"claim {claim.id!r}: no published value or tolerance for {claim.method} {claim.metric} "
                           f"(give value/tolerance, or list it under the board's published/tolerance)")

@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 import math
 
-from benchmarks.boards import Board
-
-LAST_VAL = "last_val/"  # a board metric read from the run's last validation instead of its selected epoch's test
+from benchmarks.boards import LAST_VAL, Board
 
 
 def record_value(record: dict, metric: str) -> float:

@@ -38,11 +38,22 @@ def test_peak_memory_of_gpu_runs_is_said_to_be_gpu_memory():
 
 def test_a_last_val_column_reads_the_last_validation_not_the_selected_epoch():
     from dataclasses import replace
-    board = replace(load_board("quickstart"), metrics=["hr@10", "ndcg@10", "mrr@10", "last_val/ndcg@10"])
+    from benchmarks.boards import Published
+    board = replace(load_board("quickstart"), metrics=["hr@10", "ndcg@10", "mrr@10", "last_val/ndcg@10"],
+                    published=[Published(model="sasrec", metric="ndcg@10", value=0.29, source="paper")],
+                    tolerance={"ndcg@10": 0.02})
     runs = [{**record("sasrec", seed, 5, 9), "metrics": {"test": {"ndcg@10": 0.3, "hr@10": 0.5, "mrr@10": 0.2},
                                                          "val": {"ndcg@10": 0.3}, "last_val": {"ndcg@10": 0.25}}}
             for seed in (0, 1)]
     page = render_markdown(board, runs + [record("gru4rec", 0, 5, 9)])  # a record from before last_val existed
-    rows = {line.split(" | ")[0].strip("|* "): line for line in page.splitlines() if line.startswith("| ")}
+    rows = {}
+    for line in page.splitlines():  # the results table's lines (the first of each name)
+        if line.startswith("| "):
+            rows.setdefault(line.split(" | ")[0].strip("|* "), line)
     assert rows["model"].split(" | ")[6] == "last_val/ndcg@10"
     assert rows["sasrec"].split(" | ")[6] == "0.2500 ± 0.0000" and rows["gru4rec"].split(" | ")[6] == "-"
+    # the paper's one number is compared with both readings, under the metric's one tolerance
+    compared = [line for line in page.splitlines() if line.startswith("| sasrec | ") and "| paper |" in line]
+    assert [line.split(" | ")[1:7] for line in compared] == [["ndcg@10", "0.2900", "0.3000", "0.0100", "0.0200", "yes"],
+                                                            ["last_val/ndcg@10", "0.2900", "0.2500", "-0.0400", "0.0200",
+                                                             "no"]]
