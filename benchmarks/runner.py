@@ -228,7 +228,8 @@ class ResumeState(pl.Callback):
     killed run continues as if it had never stopped: the global random generators (torch, numpy, random: shuffling,
     dropout, sampled negatives) as they were when the checkpoint was written, and the wall and CPU seconds the fit
     had spent up to then. The generators are restored as the checkpoint is loaded, before the training data's first
-    iterator draws its order. Randomness that a model or datamodule keeps in generators of its own is not carried.
+    iterator draws its order. A datamodule's training-set generator is carried by the datamodule's own state
+    (`PaperboardDataModule.state_dict`); generators a model keeps of its own are not.
     The commits that trained the earlier attempts are carried too: a record whose epochs came from other code says so.
     """
 

@@ -205,6 +205,18 @@ class PaperboardDataModule(pl.LightningDataModule):
         """Facts about the prepared data for the run record (sizes, hash)."""
         return {"data_hash": self.data_hash}
 
+    def state_dict(self) -> dict:
+        """The position of the training set's own numpy generator (`train_set.rng`, where a dataset draws its episodes
+        or its order from one), saved in Lightning checkpoints so that a continued run draws on where the stopped one
+        was instead of replaying the draws of its first epochs."""
+        rng = getattr(getattr(self, "train_set", None), "rng", None)
+        return {"train_rng": rng.bit_generator.state} if isinstance(rng, np.random.Generator) else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        # Lightning restores a checkpoint after `setup`, so the training set exists here
+        if "train_rng" in state:
+            self.train_set.rng.bit_generator.state = state["train_rng"]
+
     def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool, collate_fn=_already_batched) -> DataLoader:
         sampler = None
         if not shuffle and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:

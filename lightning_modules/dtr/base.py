@@ -34,6 +34,7 @@ from torchmetrics.functional.classification import binary_auroc, multiclass_auro
 from contracts.batch import dtr as B
 from contracts.registry import SIMULATORS
 from contracts.run import CURVE_PREFIX
+from lightning_modules.curves import KeepsLearningCurve
 from lightning_modules.dtr.metrics import hit_and_reciprocal_rank, rank_of_target, worst_for_nonfinite
 
 TRAIN_ON = ("all", "survivors")
@@ -42,7 +43,7 @@ EVAL_KEYS = ("probs", "target", "died", "state", "calib", "cf_rec")
 CURVE_METRICS = ("mrr@3", "survival")
 
 
-class DTRModule(pl.LightningModule):
+class DTRModule(KeepsLearningCurve, pl.LightningModule):
     def __init__(self, vitals_dim: int, meds_dim: int, notes_dim: int, demo_dim: int, history_len: int,
                  num_actions: int = B.NUM_ACTIONS, mdp: str | None = None, use_notes: bool = True,
                  train_on: str = "all", lr: float = 1e-3, weight_decay: float = 0.0, topk: int = 3,
@@ -65,7 +66,7 @@ class DTRModule(pl.LightningModule):
         self.weight_decay = weight_decay
         self.topk = topk
         self.eval_store = nn.ModuleDict({k: CatMetric(nan_strategy="disable") for k in (*EVAL_KEYS, "h", "kappa", "patient")})
-        # a plain attribute: loading the best checkpoint for testing keeps the whole curve
+        # (global step, curve metrics) after every validation of fit, reported by test as `val_curve_*` metrics
         self.learning_curve: list[tuple[int, dict[str, float]]] = []
 
     # ----- what a model provides ---------------------------------------------------------------------------

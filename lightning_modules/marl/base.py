@@ -22,6 +22,7 @@ from torchmetrics import MeanMetric
 
 from contracts.batch import marl as B
 from contracts.run import CURVE_PREFIX
+from lightning_modules.curves import KeepsLearningCurve
 
 
 
@@ -34,7 +35,7 @@ def mlp(sizes: list[int], activation=nn.ReLU, layer_norm_input: bool = False) ->
     return nn.Sequential(*layers)
 
 
-class MARLModule(pl.LightningModule):
+class MARLModule(KeepsLearningCurve, pl.LightningModule):
     """Shared acting bookkeeping, env-step counting and evaluation. Subclasses implement `act` and `learn`."""
 
     def __init__(self, obs_dim: int, n_actions: int, num_agents: int, episode_limit: int, gamma: float = 0.99):
@@ -50,8 +51,7 @@ class MARLModule(pl.LightningModule):
         self.val_return = MeanMetric(nan_strategy="disable")
         self.test_return = MeanMetric(nan_strategy="disable")
         self.test_return_team_size = MeanMetric(nan_strategy="disable")
-        # (training env steps, val/return) after every training epoch: a plain attribute, so loading the best
-        # checkpoint for testing keeps the whole curve, which test reports as `val_curve_<env steps>` metrics
+        # (training env steps, val/return) after every training epoch, reported by test as `val_curve_<env steps>`
         self.learning_curve: list[tuple[int, float]] = []
 
     # ----- acting (the policy protocol of contracts.batch.marl) ------------------------------------------

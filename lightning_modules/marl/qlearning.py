@@ -65,7 +65,7 @@ class VDNMixer(nn.Module):
 
 
 class EpisodeReplayBuffer:
-    """Ring buffer of whole episodes, kept as preallocated tensors (not part of checkpoints)."""
+    """Ring buffer of whole episodes, kept as preallocated tensors; checkpoints carry its filled rows."""
 
     def __init__(self, capacity: int):
         self.capacity, self.size, self.pos, self.data = capacity, 0, 0, None
@@ -83,6 +83,18 @@ class EpisodeReplayBuffer:
     def sample(self, batch_size: int, device) -> dict[str, torch.Tensor]:
         idx = torch.randint(0, self.size, (batch_size,))
         return {k: v[idx].to(device) for k, v in self.data.items()}
+
+    def state_dict(self) -> dict:
+        # rows fill from 0 and wrap only once full, so the first `size` rows are the stored episodes
+        data = None if self.data is None else {k: v[: self.size].clone() for k, v in self.data.items()}
+        return {"size": self.size, "pos": self.pos, "data": data}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.size, self.pos, self.data = state["size"], state["pos"], None
+        if state["data"] is not None:
+            self.data = {k: torch.zeros((self.capacity, *v.shape[1:]), dtype=v.dtype) for k, v in state["data"].items()}
+            for k, v in state["data"].items():
+                self.data[k][: self.size] = v
 
 
 class QLearningModule(MARLModule):
@@ -186,8 +198,21 @@ class QLearningModule(MARLModule):
     def configure_optimizers(self):
         return torch.optim.RMSprop(self.parameters(), lr=self.hparams.lr, alpha=0.99, eps=1e-5)
 
+    def on_save_checkpoint(self, checkpoint):
+        # what a continued run needs to go on as an unstopped one would: the replay buffer and the target network
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["q_learning"] = {"replay": self.buffer.state_dict(), "episodes_since_target": self._episodes_since_target,
+                                    "target": None if self._target is None else self._target.state_dict()}
+
     def on_load_checkpoint(self, checkpoint):
-        self._target = None  # rebuilt from the loaded weights on first use
+        super().on_load_checkpoint(checkpoint)
+        self._target = None  # rebuilt from the loaded weights on first use, unless the checkpoint has its own
+        state = checkpoint.get("q_learning")
+        if state is not None:
+            self.buffer.load_state_dict(state["replay"])
+            self._episodes_since_target = state["episodes_since_target"]
+            if state["target"] is not None:
+                self.target.load_state_dict(state["target"])
 
     @staticmethod
     def search_space(trial) -> dict:

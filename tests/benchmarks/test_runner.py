@@ -9,6 +9,7 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import pytest
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import EarlyStopping
 
@@ -157,6 +158,49 @@ def test_a_stopped_run_continues_from_its_last_epoch_to_the_result_of_an_unstopp
     assert not last.exists() and Path(continued["checkpoint"]).exists()  # once stored, only the best is kept
     # the clock counts the first attempt's epochs too (up to its last checkpoint)
     assert continued["train_cpu_seconds"] > 0.4 * whole["train_cpu_seconds"]
+
+
+@pytest.mark.parametrize("model, model_args", [("ippo", {}), ("qmix", {"batch_size": 2, "target_update_interval": 6})])
+def test_a_stopped_rollout_run_continues_as_an_unstopped_run(model, model_args):
+    # the training episodes' seeds come from the training set's own numpy generator (carried by the datamodule's
+    # state); QMIX also needs its replay buffer and target network back, and every run its learning curve
+    scenario = {"N": 3, "local_ratio": 0.5, "max_cycles": 5}
+    args = dict(board="marl-simple-spread", model=model, seed=0, model_args=model_args,
+                trainer_args={"max_epochs": 3, **FAST},
+                data_args={"scenario_args": scenario, "num_envs": 2, "rollouts_per_epoch": 2, "eval_episodes": 4})
+    whole = execute(RunSpec(**args))
+    stopped = execute(RunSpec(**args, run_id=f"{model}-stopped"), callbacks=[SigtermAt(2)])
+    assert stopped["failure_reason"] == "stopped"
+    from benchmarks.boards import load_board
+    from benchmarks.runner import run_checkpoint_dir
+    last = run_checkpoint_dir(load_board("marl-simple-spread"), RunSpec(**args, run_id=f"{model}-stopped")) / "last.ckpt"
+    continued = execute(RunSpec(**args, run_id=f"{model}-stopped", resume_interrupted=str(last)))
+    assert continued["status"] == "ok", continued.get("error")
+    assert continued["resumed_interrupted_at_epoch"] >= 1
+
+    def scores(record):  # every metric but the speed ones
+        return {split: {k: v for k, v in values.items() if not k.endswith("per_s")}
+                for split, values in record["metrics"].items()}
+    assert scores(continued) == scores(whole)
+
+
+def test_a_datamodule_carries_its_training_generator_through_a_weights_only_checkpoint(tmp_path):
+    from datamodules.imitation.microgrid import SyntheticMicrogrid
+
+    def prepared():
+        dm = SyntheticMicrogrid(episodes_per_operator=2)
+        dm.setup("fit")
+        return dm
+
+    first = prepared()
+    first.train_set.rng.permutation(50)  # an epoch's draws
+    torch.save(first.state_dict(), tmp_path / "dm.pt")
+    expected = first.train_set.rng.permutation(50)
+    second = prepared()
+    assert not np.array_equal(second.train_set.rng.permutation(50), expected)  # a fresh set replays epoch 0
+    second = prepared()
+    second.load_state_dict(torch.load(tmp_path / "dm.pt", weights_only=True))
+    assert np.array_equal(second.train_set.rng.permutation(50), expected)
 
 
 def test_a_run_continued_by_other_code_names_the_commit_of_its_earlier_epochs(monkeypatch):
