@@ -84,18 +84,6 @@ FAMILIES = {
 }
 
 
-# Known breaches, each to be fixed where it lives (strict: the test fails once the breach is gone, so the entry goes).
-SUBSET_DEFAULTS = ("the subset baselines' default synthetic_len (50) needs sequences of max_len >= 49; the synthetic "
-                   "distill variant has max_len 20 (8 here)")
-KNOWN = {(check, name): SUBSET_DEFAULTS
-         for check in ("defaults", "search") for name in ("random_subset", "longest_subset")}
-
-
-def models_for(check: str) -> list:
-    return [pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=KNOWN[check, name]))
-            if (check, name) in KNOWN else name for name in MODELS.names()]
-
-
 def accepted(cls) -> set[str]:
     """The keyword arguments a class's constructor takes, following `**kwargs` up the base classes."""
     names: set[str] = set()
@@ -157,7 +145,7 @@ def test_what_the_data_fills_in_is_taken_by_every_model_of_the_family(family):
 
 
 # ----- models ---------------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", models_for("search"))
+@pytest.mark.parametrize("name", MODELS.names())
 def test_search_space_keys_are_constructor_arguments(name):
     entry = MODELS.get(name)
     sampled = search_space_sample(entry.cls)
@@ -167,7 +155,7 @@ def test_search_space_keys_are_constructor_arguments(name):
     assert set(sampled) <= set(model.hparams), f"{name}: {sorted(set(sampled) - set(model.hparams))} not saved"
 
 
-@pytest.mark.parametrize("name", models_for("defaults"))
+@pytest.mark.parametrize("name", MODELS.names())
 def test_defaults_construct_with_the_data_filled_arguments(name):
     entry = MODELS.get(name)
     model = entry.build(**data(entry.family).model_kwargs())

@@ -89,8 +89,6 @@ class RealSubset(DistillModule):
                  inner_optimizer: str = "adam"):
         super().__init__(**base_arguments(DistillModule, locals()))
         self.save_hyperparameters()
-        if synthetic_len > max_len + 1:
-            raise ValueError(f"synthetic_len {synthetic_len} exceeds the data's rows (max_len + 1 = {max_len + 1})")
         self.num_summary_users, self.summary_len = synthetic_users, synthetic_len
         self.register_buffer("subset_items", torch.zeros(synthetic_users, synthetic_len, dtype=torch.long))
         self.register_buffer("subset_users", torch.zeros(synthetic_users, dtype=torch.long))
@@ -103,8 +101,10 @@ class RealSubset(DistillModule):
         if getattr(data, "user_sequences", None) is None:
             raise ValueError(f"{type(self).__name__} draws real users from the datamodule's `user_sequences` (each "
                              f"user's last training items); {type(data).__name__} has none: use a distill dataset")
-        # Each user's last summary_len training items (left-padded), however the training rows are windowed.
+        # Each user's last summary_len training items (left-padded, also where the data's rows are shorter than the
+        # summary), however the training rows are windowed.
         sequences = data.user_sequences[:, -self.summary_len:].to(self.subset_items.device)
+        sequences = F.pad(sequences, (self.summary_len - sequences.shape[1], 0), value=B.PAD)
         lengths = data.train_lengths
         if self.num_summary_users > len(sequences):
             raise ValueError(f"asked for {self.num_summary_users} users, the data has {len(sequences)}")

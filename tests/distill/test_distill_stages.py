@@ -201,6 +201,19 @@ def test_subsets_need_a_distill_dataset():
         fast_trainer(max_epochs=1).fit(model, datamodule=dm)
 
 
+def test_a_subset_longer_than_the_data_rows_keeps_whole_histories_left_padded():
+    dm = tiny_data()
+    width = dm.user_sequences.shape[1]
+    model = MODELS.get("longest_subset").cls(**dm.model_kwargs(), targets=("sasrec",), target_args={"sasrec": TINY},
+                                             synthetic_users=4, synthetic_len=width + 5, target_steps=1, inner_batch=2)
+    model.real_data = lambda: dm  # the datamodule a Trainer would hand it
+    model.build_summary()
+    users = model.subset_users
+    assert model.subset_items.shape == (4, width + 5)
+    assert (model.subset_items[:, :5] == B.PAD).all()
+    assert torch.equal(model.subset_items[:, 5:], dm.user_sequences[users])
+
+
 class RankProbe(Probe):
     """Probe that writes, per rank, the world size its stage's Trainer ran under and a digest of the stage's model."""
 
