@@ -33,7 +33,8 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from benchmarks.boards import Board, ConfigError, load_board
-from contracts.run import RunNeedsLLM, RunPruned
+from contracts.atomic import atomic_path
+from contracts.run import CONTINUATION_ONLY, RunNeedsLLM, RunPruned
 
 DEFAULT_MAX_EPOCHS = 200
 LLM_ENV = "PAPERBOARD_LLM"  # the LLM spec (hf:PATH or an OpenAI-compatible URL) of rows that prompt one
@@ -444,13 +445,18 @@ def execute(spec: RunSpec, callbacks: list | None = None) -> dict:
                         "tuned": spec.tuning is not None}
         checkpoint_dir = run_checkpoint_dir(board, spec)
         monitor = f"val/{board.primary_metric}"
-        # a board run also keeps its latest epoch as last.ckpt, from which a stopped or killed run continues
-        # (deleted once its record is stored: settle_attempt); a sweep trial that stops is a failed trial
         checkpoint = ModelCheckpoint(dirpath=checkpoint_dir, filename="best", monitor=monitor, mode=board.mode,
-                                     save_top_k=1, enable_version_counter=False, save_last=not spec.sweep)
+                                     save_top_k=1, enable_version_counter=False)
         timer, resume_state = EpochTimer(), ResumeState(sha)
         # the guard precedes the caller's callbacks, so a sweep's pruner never records a diverged trial as pruned
         run_callbacks = [checkpoint, timer, resume_state, DivergenceGuard(monitor), *(callbacks or [])]
+        if not spec.sweep:
+            # A board run keeps its latest epoch as last.ckpt, from which a stopped or killed run continues (deleted
+            # once its record is stored: settle_attempt; a sweep trial that stops is a failed trial). Its own
+            # callback: Lightning's save_last writes only at epochs that improved the best. Listed after the best
+            # one, so the file carries the best checkpoint's state of the same epoch.
+            run_callbacks.insert(1, ModelCheckpoint(dirpath=checkpoint_dir, filename="last", monitor=None,
+                                                    save_top_k=1, enable_version_counter=False))
         if board.early_stopping_patience:
             run_callbacks.append(EarlyStoppingAfterMinEpochs(monitor=monitor, mode=board.mode,
                                                               patience=board.early_stopping_patience))
@@ -496,6 +502,8 @@ def execute(spec: RunSpec, callbacks: list | None = None) -> dict:
             # a sweep trial is selected on validation only: its test split stays unseen
             test = {} if spec.sweep else evaluator.test(model, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
         eval_seconds = time.perf_counter() - eval_start
+        if best and spec.keep_checkpoint and trainer.is_global_zero:
+            drop_continuation_state(best)
         best_epoch = _best_epoch(best)
         for stage, values in (("val", val), ("test", test)):  # the selected checkpoint itself may score NaN
             value = values.get(f"{stage}/{board.primary_metric}")
@@ -582,6 +590,16 @@ def adopt_checkpoint(source: str, dirpath: str) -> str:
     torch.save(state, tmp)
     os.replace(tmp, target)
     return target
+
+
+def drop_continuation_state(path: str) -> None:
+    """A finished run keeps its best checkpoint to evaluate and to extend, without the state its modules kept only
+    to continue a stopped fit (contracts.run.CONTINUATION_ONLY). The run wrote the file itself moments ago; memory
+    mapping reads only what is rewritten, so a checkpoint without such state costs next to nothing."""
+    state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    if state.pop(CONTINUATION_ONLY, None) is not None:
+        with atomic_path(Path(path)) as tmp:
+            torch.save(state, tmp)
 
 
 def run_checkpoint_dir(board: Board, spec: RunSpec) -> Path:

@@ -1,9 +1,13 @@
-"""What a run's callbacks may raise to stop the run with a status other than failed, and how a run reports its
-learning curve."""
+"""What a run's callbacks may raise to stop the run with a status other than failed, how a run reports its
+learning curve, and what its checkpoints keep only while it trains."""
 
 # A run's validation learning curve travels as test metrics `val_curve_<step>` (one curve) or
 # `val_curve_<name>_<step>` (several), step zero-padded to 9 digits; benchmarks.curves reads them back.
 CURVE_PREFIX = "val_curve_"
+
+# A checkpoint key for state a module needs only to continue a stopped fit and that is too large to keep with a
+# finished run's best checkpoint (a Q-learner's replay buffer): last.ckpt holds it, the kept best.ckpt drops it.
+CONTINUATION_ONLY = "continuation_only"
 
 
 class RunNeedsLLM(RuntimeError):

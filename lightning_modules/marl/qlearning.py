@@ -21,6 +21,7 @@ from torch import nn
 
 from contracts.batch import marl as B
 from contracts.registry import register_model
+from contracts.run import CONTINUATION_ONLY
 from lightning_modules.marl.base import MARLModule, mlp
 
 
@@ -65,7 +66,7 @@ class VDNMixer(nn.Module):
 
 
 class EpisodeReplayBuffer:
-    """Ring buffer of whole episodes, kept as preallocated tensors; checkpoints carry its filled rows."""
+    """Ring buffer of whole episodes, kept as preallocated tensors; a training run's last.ckpt carries its filled rows."""
 
     def __init__(self, capacity: int):
         self.capacity, self.size, self.pos, self.data = capacity, 0, 0, None
@@ -199,20 +200,24 @@ class QLearningModule(MARLModule):
         return torch.optim.RMSprop(self.parameters(), lr=self.hparams.lr, alpha=0.99, eps=1e-5)
 
     def on_save_checkpoint(self, checkpoint):
-        # what a continued run needs to go on as an unstopped one would: the replay buffer and the target network
+        # what a continued run needs to go on as an unstopped one would: the target network and, only while the run
+        # trains (up to 5,000 episodes: too large for every kept checkpoint), the replay buffer
         super().on_save_checkpoint(checkpoint)
-        checkpoint["q_learning"] = {"replay": self.buffer.state_dict(), "episodes_since_target": self._episodes_since_target,
+        checkpoint["q_learning"] = {"episodes_since_target": self._episodes_since_target,
                                     "target": None if self._target is None else self._target.state_dict()}
+        checkpoint.setdefault(CONTINUATION_ONLY, {})["replay_buffer"] = self.buffer.state_dict()
 
     def on_load_checkpoint(self, checkpoint):
         super().on_load_checkpoint(checkpoint)
         self._target = None  # rebuilt from the loaded weights on first use, unless the checkpoint has its own
         state = checkpoint.get("q_learning")
         if state is not None:
-            self.buffer.load_state_dict(state["replay"])
             self._episodes_since_target = state["episodes_since_target"]
             if state["target"] is not None:
                 self.target.load_state_dict(state["target"])
+        replay = checkpoint.get(CONTINUATION_ONLY, {}).get("replay_buffer")
+        if replay is not None:
+            self.buffer.load_state_dict(replay)
 
     @staticmethod
     def search_space(trial) -> dict:

@@ -1,6 +1,7 @@
 """The paperboard command end to end on a tiny synthetic board: run (one subprocess per run), board, list,
 export/import; a failed run is recorded and the board goes on; bad input gives one clear message."""
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -131,6 +132,8 @@ def test_extend_continues_a_capped_run_from_its_checkpoint(tmp_path, storage, ca
     longest = max(ResultStore(storage).records(board="tiny-seqrec"), key=lambda r: r["epochs"])
     assert longest["epochs"] == 5 and longest["resumed_from"]["run_id"] == extended["run_id"]
     assert longest["train_seconds"] > extended["train_seconds"]
+    # the latest-epoch checkpoint of a continued run never takes a kept best checkpoint with it
+    assert all(Path(r["checkpoint"]).is_file() for r in ResultStore(storage).records(board="tiny-seqrec"))
 
     # a run that early stopping ended before its own cap is finished under any larger cap: no fresh run starts
     from benchmarks.boards import load_board

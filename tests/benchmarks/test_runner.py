@@ -15,6 +15,7 @@ from lightning.pytorch.callbacks import EarlyStopping
 
 from benchmarks.runner import (Diverged, DivergenceGuard, EarlyStoppingAfterMinEpochs, RunSpec, execute,
                                run_in_subprocess)
+from contracts.run import CONTINUATION_ONLY
 
 FAST = {"enable_progress_bar": False}
 
@@ -174,9 +175,12 @@ def test_a_stopped_rollout_run_continues_as_an_unstopped_run(model, model_args):
     from benchmarks.boards import load_board
     from benchmarks.runner import run_checkpoint_dir
     last = run_checkpoint_dir(load_board("marl-simple-spread"), RunSpec(**args, run_id=f"{model}-stopped")) / "last.ckpt"
+    if model == "qmix":  # the replay buffer travels in last.ckpt only, not in the finished run's kept checkpoint
+        assert torch.load(last, weights_only=True)[CONTINUATION_ONLY]["replay_buffer"]["size"] == 8
+        assert CONTINUATION_ONLY not in torch.load(whole["checkpoint"], weights_only=True)
     continued = execute(RunSpec(**args, run_id=f"{model}-stopped", resume_interrupted=str(last)))
     assert continued["status"] == "ok", continued.get("error")
-    assert continued["resumed_interrupted_at_epoch"] >= 1
+    assert continued["resumed_interrupted_at_epoch"] == 2  # the last finished epoch, though not an improving one
 
     def scores(record):  # every metric but the speed ones
         return {split: {k: v for k, v in values.items() if not k.endswith("per_s")}
@@ -217,17 +221,19 @@ def test_a_run_continued_by_other_code_names_the_commit_of_its_earlier_epochs(mo
 
 
 def test_a_run_stopped_while_early_stopping_counts_keeps_its_count_when_continued(tmp_path):
-    # stopped as the last epoch starts: the continued run must check the epoch before it against patience once
-    # (a second check of the same score would count as a non-improving epoch and end the run an epoch early)
+    # stopped so that only the last epoch is left: the continued run must check the epoch before it against patience
+    # once (a second check of the same score would count as a non-improving epoch and end the run an epoch early)
     board = _quickstart_variant(tmp_path, "qs-patience", early_stopping_patience=1, trainer={"max_epochs": 30})
     args = dict(board=board, model="sasrec", seed=0, trainer_args=FAST)
     whole = execute(RunSpec(**args))
     assert whole["status"] == "ok" and whole["epochs"] < 30, whole.get("error")
-    stopped = execute(RunSpec(**args, run_id="stopped-late"), callbacks=[SigtermAt(whole["epochs"] - 1)])
+    # a quickstart epoch is one batch: SIGTERM then takes effect once the epoch (and its checkpoint) is done
+    stopped = execute(RunSpec(**args, run_id="stopped-late"), callbacks=[SigtermAt(whole["epochs"] - 2)])
     assert stopped["failure_reason"] == "stopped"
     from benchmarks.boards import load_board
     from benchmarks.runner import run_checkpoint_dir
     last = run_checkpoint_dir(load_board(board), RunSpec(**args, run_id="stopped-late")) / "last.ckpt"
+    assert torch.load(last, weights_only=True)["epoch"] == whole["epochs"] - 2
     continued = execute(RunSpec(**args, run_id="stopped-late", resume_interrupted=str(last)))
     assert continued["status"] == "ok", continued.get("error")
     assert continued["resumed_interrupted_at_epoch"] == whole["epochs"] - 1
