@@ -188,6 +188,26 @@ def test_a_stopped_rollout_run_continues_as_an_unstopped_run(model, model_args):
     assert scores(continued) == scores(whole)
 
 
+def test_a_learning_curve_travels_in_checkpoints_and_testing_after_fit_keeps_the_whole_one(tmp_path):
+    from lightning_modules.curves import KeepsLearningCurve
+
+    class Curved(KeepsLearningCurve, pl.LightningModule):
+        def __init__(self, curve):
+            super().__init__()
+            self.learning_curve = list(curve)
+
+    checkpoint = {}
+    Curved([(10, 0.5), (20, {"mrr": 0.7})]).on_save_checkpoint(checkpoint)
+    torch.save(checkpoint, tmp_path / "curve.ckpt")
+    checkpoint = torch.load(tmp_path / "curve.ckpt", weights_only=True)
+    continued = Curved([])  # a fresh process continuing the run
+    continued.on_load_checkpoint(checkpoint)
+    assert continued.learning_curve == [(10, 0.5), (20, {"mrr": 0.7})]
+    after_fit = Curved([(10, 0.5), (20, {"mrr": 0.7}), (30, 0.9)])  # testing the best (an earlier) checkpoint
+    after_fit.on_load_checkpoint(checkpoint)
+    assert len(after_fit.learning_curve) == 3
+
+
 def test_a_datamodule_carries_its_training_generator_through_a_weights_only_checkpoint(tmp_path):
     from datamodules.imitation.microgrid import SyntheticMicrogrid
 
