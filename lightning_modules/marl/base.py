@@ -25,7 +25,6 @@ from contracts.run import CURVE_PREFIX
 from lightning_modules.curves import KeepsLearningCurve
 
 
-
 def mlp(sizes: list[int], activation=nn.ReLU, layer_norm_input: bool = False) -> nn.Sequential:
     layers: list[nn.Module] = [nn.LayerNorm(sizes[0])] if layer_norm_input else []
     for i in range(len(sizes) - 1):

@@ -86,7 +86,8 @@ class EpisodeReplayBuffer:
         return {k: v[idx].to(device) for k, v in self.data.items()}
 
     def state_dict(self) -> dict:
-        # rows fill from 0 and wrap only once full, so the first `size` rows are the stored episodes
+        # rows fill from 0 and wrap only once full, so the first `size` rows are the stored episodes; cloned, since a
+        # saved view would carry the whole preallocated storage
         data = None if self.data is None else {k: v[: self.size].clone() for k, v in self.data.items()}
         return {"size": self.size, "pos": self.pos, "data": data}
 
