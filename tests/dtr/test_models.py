@@ -1,9 +1,10 @@
-"""dtr models: a smoke test over every registered model, SAFER's causal attention, and SAFER learning the
-planted note signal (notes-on beats notes-off on generated ICU-Sepsis data)."""
+"""dtr models: a smoke test over every registered model, SAFER's causal attention, and SAFER learning
+a signal planted in the notes (notes-on beats notes-off)."""
 import inspect
 import math
 
 import lightning.pytorch as pl
+import numpy as np
 import pytest
 import torch
 
@@ -79,28 +80,37 @@ def test_safer_attention_is_causal():
         assert not torch.allclose(b[:, 5:], a[:, 5:])
 
 
-@pytest.mark.xfail(strict=False, reason="with notes written from an independent noisy observation (table noise 2, "
-                   "note noise 0.2) SAFER's MRR@3 with notes is not yet 0.03 above without them on this tiny "
-                   "setting; the setting or the note pathway needs a look")
-def test_safer_learns_the_planted_note_signal():
-    """Tabular features are very noisy (noise 2 x the feature std); the notes are written from a sharper, independent
-    observation of the state (noise 0.2 x std) and carry findings the tables lack."""
-    dm = ICUSepsisDataModule(num_patients=400, text_encoder="tfidf", tfidf_dim=32, noise_std=2.0, note_noise_std=0.2,
-                             batch_size=128)
+class PlantedNoteICU(ICUSepsisDataModule):
+    """ICU-Sepsis steps whose action is a fixed linear read-out of the step's note embedding (one of 5 actions):
+    the tables see at most the state the note was written from, not its wording. The plain stand-in's notes add too little to test on a
+    tiny cohort: at 400 patients, table noise 2 and note noise 0.2, a logistic regression predicts the action with
+    accuracy 0.29 from the tables, 0.32 with the notes, and 0.35 from the true state."""
+
+    def cache_key(self) -> str:
+        return super().cache_key() + "|planted-note-action"
+
+    def build_steps(self):
+        a = super().build_steps()
+        readout = np.random.default_rng(7).normal(size=(a["note_table"].shape[1], 5))
+        planted = (a["note_table"] @ readout).argmax(1)[a["note"]] * 5  # actions 0, 5, ..., 20
+        return {**a, "action": planted.astype(np.int64)}
+
+
+def test_safer_reads_a_planted_signal_from_the_notes():
+    """The note pathway carries what only the notes know: with notes SAFER predicts the note-planted action far
+    better than without them (SAFER-N), which can do no better than the action's marginal."""
+    dm = PlantedNoteICU(num_patients=300, text_encoder="tfidf", tfidf_dim=16, outcome_model=False, batch_size=128)
     dm.prepare_data()
     dm.setup("fit")
     scores = {}
     for use_notes in (True, False):
         pl.seed_everything(0, verbose=False)
         model = SAFER(**dm.model_kwargs(), d_model=32, num_heads=2, num_layers=1, ffn_dim=32, use_notes=use_notes,
-                      stage1_epochs=8, refine_epochs=1, stage1_lr=3e-3, finetune=False, conformal_repetitions=2)
+                      stage1_epochs=6, refine_epochs=1, stage1_lr=3e-3, finetune=False, conformal_repetitions=2)
         trainer = fast_trainer(max_epochs=1)
         trainer.fit(model, datamodule=dm)
-        scores[use_notes] = trainer.test(model, datamodule=dm, verbose=False)[0]
-    on, off = scores[True], scores[False]
-    print("notes on/off", on["test/mrr@3"], off["test/mrr@3"], on["test/macro_auc"], off["test/macro_auc"])
-    assert on["test/mrr@3"] > off["test/mrr@3"] + 0.03, (on["test/mrr@3"], off["test/mrr@3"])
-    assert on["test/macro_auc"] > off["test/macro_auc"]
+        scores[use_notes] = trainer.test(model, datamodule=dm, verbose=False)[0]["test/mrr@3"]
+    assert scores[True] > scores[False] + 0.2, scores
 
 
 def test_safer_stages_run_under_trainers_with_the_outer_precision(tiny, monkeypatch):
