@@ -82,9 +82,9 @@ def test_safer_attention_is_causal():
 
 class PlantedNoteICU(ICUSepsisDataModule):
     """ICU-Sepsis steps whose action is a fixed linear read-out of the step's note embedding (one of 5 actions):
-    the tables see at most the state the note was written from, not its wording. The plain stand-in's notes add too little to test on a
-    tiny cohort: at 400 patients, table noise 2 and note noise 0.2, a logistic regression predicts the action with
-    accuracy 0.29 from the tables, 0.32 with the notes, and 0.35 from the true state."""
+    the tables see at most the state the note was written from, not its wording. The plain stand-in's notes add too
+    little to test on a tiny cohort: at 400 patients, table noise 2 and note noise 0.2, a logistic regression
+    predicts the action with accuracy 0.29 from the tables, 0.32 with the notes, and 0.35 from the true state."""
 
     def cache_key(self) -> str:
         return super().cache_key() + "|planted-note-action"
