@@ -98,7 +98,7 @@ class PlantedNoteICU(ICUSepsisDataModule):
 
 def test_safer_reads_a_planted_signal_from_the_notes():
     """The note pathway carries what only the notes know: with notes SAFER predicts the note-planted action far
-    better than without them (SAFER-N), which can do no better than the action's marginal."""
+    better than without them (SAFER-N, which sees only the tables)."""
     dm = PlantedNoteICU(num_patients=300, text_encoder="tfidf", tfidf_dim=16, outcome_model=False, batch_size=128)
     dm.prepare_data()
     dm.setup("fit")
