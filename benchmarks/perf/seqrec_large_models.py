@@ -10,6 +10,7 @@ process before the model was built. Models run with their ML-1M board settings (
 
     python -m benchmarks.perf.seqrec_large_models                      # all models, CPU, writes the results table
     python -m benchmarks.perf.seqrec_large_models --models hstu,sasrec --device cuda --steps 50
+    python -m benchmarks.perf.seqrec_large_models --models hstu@large,fuxi_alpha@large --out /tmp/large.md  # board rows
 """
 from __future__ import annotations
 
@@ -38,9 +39,10 @@ def measure(model_name: str, num_items: int, max_len: int, batch_size: int, step
 
     torch.manual_seed(0)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    args = dict(load_board(board).models.get(model_name, {}))
+    entry = MODELS.for_row(model_name)  # a board row such as hstu@large: its registered model, the row's arguments
+    args = {**entry.arguments, **load_board(board).models.get(model_name, {})}
     args.pop("eval_ks", None)
-    model = MODELS.get(model_name).cls(num_items=num_items, max_len=max_len, **args).to(device)
+    model = entry.cls(num_items=num_items, max_len=max_len, **args).to(device)
     model.train()
     optimiser = model.configure_optimizers()
     ids = torch.randint(1, num_items + 1, (batch_size, max_len + 1), device=device)
@@ -59,14 +61,15 @@ def measure(model_name: str, num_items: int, max_len: int, batch_size: int, step
         step()
     if device.startswith("cuda"):
         torch.cuda.synchronize()
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for _ in range(steps):
         step()
     if device.startswith("cuda"):
         torch.cuda.synchronize()
-    seconds = time.perf_counter() - start
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     out = {"model": model_name, "sequences_per_s": round(batch_size * steps / seconds, 1),
-           "step_ms": round(1000 * seconds / steps, 1), "params": sum(p.numel() for p in model.parameters()),
+           "step_ms": round(1000 * seconds / steps, 1), "step_cpu_ms": round(1000 * cpu_seconds / steps, 1),
+           "params": sum(p.numel() for p in model.parameters()),
            "batch_size": batch_size, "max_len": max_len, "num_items": num_items, "device": device,
            "torch_threads": torch.get_num_threads(),
            "copies_per_sequence": int(getattr(model, "dupe_factor", 1))}  # BERT4Rec: dupe_factor masked copies per row
@@ -110,10 +113,10 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
         print(f"{name:12s} {row['sequences_per_s']:9.1f} seq/s  {row['step_ms']:8.1f} ms/step  peak {row['peak_mb']} MB",
               flush=True)
-    header = ("| model | train sequences/s | copies per sequence | ms/step | peak memory MB | params |\n"
-              "|---|---|---|---|---|---|\n")
+    header = ("| model | train sequences/s | copies per sequence | ms/step | CPU ms/step | peak memory MB | params |\n"
+              "|---|---|---|---|---|---|---|\n")
     body = "".join(f"| {r['model']} | {r['sequences_per_s']} | {r['copies_per_sequence']} | {r['step_ms']} | "
-                   f"{r['peak_mb']} | {r['params']:,} |\n" for r in rows)
+                   f"{r['step_cpu_ms']} | {r['peak_mb']} | {r['params']:,} |\n" for r in rows)
     meta = (f"Shape: batch {args.batch_size} x length {args.max_len}, {args.num_items} items, settings of board "
             f"`{args.board}`; {args.steps} timed steps after {args.warmup} warm-up; device {args.device} "
             f"({platform.processor() or platform.machine()}, {os.cpu_count()} cpus, OMP_NUM_THREADS="

@@ -128,3 +128,12 @@ def test_training_mode_outputs_equal_the_reference_bit_for_bit(name):
             torch.manual_seed(5)
             outputs.append(model.user_vectors(batch))
     torch.testing.assert_close(outputs[0], outputs[1], rtol=0, atol=0)
+
+
+def test_throughput_script_builds_a_board_row_with_its_arguments():
+    """`seqrec_large_models --models hstu@large` times the row the board trains (8 blocks), not the base model."""
+    from benchmarks.perf.seqrec_large_models import measure
+
+    shape = dict(num_items=30, max_len=8, batch_size=2, steps=1, warmup=0, device="cpu", board="seqrec-ml1m")
+    base, large = measure("hstu", **shape), measure("hstu@large", **shape)
+    assert large["model"] == "hstu@large" and large["params"] > base["params"]
