@@ -57,3 +57,17 @@ def test_a_last_val_column_reads_the_last_validation_not_the_selected_epoch():
     assert [line.split(" | ")[1:7] for line in compared] == [["ndcg@10", "0.2900", "0.3000", "0.0100", "0.0200", "yes"],
                                                             ["last_val/ndcg@10", "0.2900", "0.2500", "-0.0400", "0.0200",
                                                              "no"]]
+
+
+def test_rows_that_do_not_beat_the_trivial_model_are_named_with_both_means():
+    board = load_board("quickstart")  # trivial model pop, primary metric ndcg@10
+
+    def scored(model, seed, ndcg):
+        return {**record(model, seed, 5, 9), "metrics": {"test": {"ndcg@10": ndcg, "hr@10": 0.5, "mrr@10": 0.2},
+                                                          "val": {"ndcg@10": ndcg}}}
+    runs = [scored("pop", s, 0.10) for s in (0, 1)] + [scored("gru4rec", s, 0.09) for s in (0, 1)] + \
+        [scored("sasrec", s, 0.30) for s in (0, 1)]
+    (note,) = [line for line in render_markdown(board, runs).splitlines() if "not better than the trivial" in line]
+    assert "gru4rec (0.0900 vs 0.1000)" in note and "sasrec" not in note and "pop (" not in note
+    learned = runs[:2] + [scored("gru4rec", s, 0.2) for s in (0, 1)]
+    assert "not better than the trivial" not in render_markdown(board, learned)
