@@ -11,7 +11,7 @@ from lightning_modules.rerank.base import alpha_ndcg_at_k, list_relevance, mad
 from lightning_modules.rerank.dpp import dpp_kernel, fast_greedy_map
 from lightning_modules.rerank.mmr import genre_cosine, mmr_order
 
-CLASSIC = ["gmf", "mmr", "dpp", "fairrec", "prm", "dlcm"]
+CLASSIC = ["gmf", "random_order", "mmr", "dpp", "fairrec", "prm", "dlcm"]
 DIMS = dict(num_users=7, num_items=40, num_genres=5, num_candidates=8, history_len=4, eval_k=5)
 
 
@@ -140,3 +140,15 @@ def test_bad_trade_offs_are_clear_errors():
         MODELS.get("dpp").build(**DIMS, theta=1.0)
     with pytest.raises(ValueError, match="eval_k"):
         MODELS.get("gmf").build(**{**DIMS, "eval_k": 9})
+
+
+def test_random_order_is_the_floor_below_the_rankers_order():
+    """The rerank boards' trivial model: a fresh uniform permutation per list, so a ranker whose order puts the
+    target first loses its accuracy under it, while diversity does not collapse to the ranker's."""
+    batch = random_batch(batch=256, seed=4)
+    batch[B.TARGET_POS] = torch.zeros(256, dtype=torch.long)  # the ranker's first candidate is the target
+    torch.manual_seed(0)
+    order = MODELS.get("random_order").build(**DIMS).rerank(batch)
+    first_is_target = (order[:, 0] == 0).float().mean().item()
+    assert 0.06 < first_is_target < 0.2  # about 1/8, where the ranker's own order gets 1
+    assert len({tuple(o) for o in order.tolist()}) > 250  # lists are shuffled independently
