@@ -57,7 +57,7 @@ def aggregate(board: Board, records: list[dict]) -> pd.DataFrame:
 
 def rows_not_learned(board: Board, table: pd.DataFrame) -> list[str]:
     """Rows whose primary metric does not beat the board's trivial model (the rule claims apply), each with both
-    means; the trivial model's own rows and tuned rows against default ones are compared like for like."""
+    means; tuned rows are held to the tuned trivial row where there is one, else to the default one."""
     if not board.trivial_model or table.empty:
         return []
     sign = 1.0 if board.direction == "maximize" else -1.0
