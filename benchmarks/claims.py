@@ -180,14 +180,49 @@ def _readiness(board: Board, rows: list[RowStats], trivial: RowStats | None, rec
 
 def _not_learned(board: Board, records: list[dict], row: str, trivial: RowStats | None) -> str | None:
     """Why `row` has not learned (it does not beat the trivial model on the board's primary metric), else None."""
+    means = _means_if_not_learned(board, records, row, trivial)
+    if means is None:
+        return None
+    return (f"{row} has not learned: it does not beat the trivial model {trivial.row} on "
+            f"{board.primary_metric} ({means[0]:.4f} vs {means[1]:.4f})")
+
+
+def _means_if_not_learned(board: Board, records: list[dict], row: str,
+                          trivial: RowStats | None) -> tuple[float, float] | None:
+    """(row mean, trivial mean) on the primary metric when `row` does not beat the trivial model, else None."""
     if trivial is None or not trivial.n or row == trivial.row:
         return None
     sign = 1.0 if board.direction == "maximize" else -1.0
     primary = row_stats(board, records, row, board.primary_metric)
     if primary.n and sign * (primary.mean - trivial.mean) <= 0:
-        return (f"{row} has not learned: it does not beat the trivial model {trivial.row} on "
-                f"{board.primary_metric} ({primary.mean:.4f} vs {trivial.mean:.4f})")
+        return primary.mean, trivial.mean
     return None
+
+
+def trivial_floor(board: Board, records: list[dict], tuned: bool) -> RowStats | None:
+    """The trivial model's row a default (or tuned) row must beat to count as having learned: the tuned trivial
+    row where a sweep tuned it, else the default one (a trivial model often has nothing to tune)."""
+    if not board.trivial_model:
+        return None
+    stats = None
+    for subset in ([r for r in records if bool(r.get("tuned")) == tuned], [r for r in records if not r.get("tuned")]):
+        stats = row_stats(board, subset, board.trivial_model, board.primary_metric)
+        if stats.n:
+            break
+    return stats
+
+
+def rows_not_learned(board: Board, records: list[dict]) -> list[str]:
+    """Every row (default and tuned) that does not beat the trivial model, as claims judge it, with both means."""
+    sign = 1.0 if board.direction == "maximize" else -1.0
+    out = []
+    for tuned in (False, True):
+        subset = [r for r in records if bool(r.get("tuned")) == tuned]
+        trivial = trivial_floor(board, records, tuned)
+        rows = dict.fromkeys(r["model"] for r in subset if r.get("board") == board.name and r.get("status") == "ok")
+        gaps = [(row, means) for row in rows if (means := _means_if_not_learned(board, subset, row, trivial))]
+        out += [f"{row} ({m:.4f} vs {t:.4f})" for row, (m, t) in sorted(gaps, key=lambda g: -sign * g[1][0])]
+    return out
 
 
 def _fmt_interval(iv: tuple[float, float]) -> str:
@@ -199,6 +234,7 @@ def evaluate(claim: Claim, records: list[dict]) -> Verdict:
     if claim.kind == "not_testable":
         return Verdict(claim, "not testable here", claim.reason)
     board = load_board(claim.board)
+    trivial = trivial_floor(board, records, claim.tuned)
     records = [r for r in records if bool(r.get("tuned")) == claim.tuned]  # default rows, or the tuned ones
     if not _metric_recorded(board, records, claim.metric):
         has_runs = any(r.get("board") == board.name and r.get("status") == "ok" for r in records)
@@ -212,9 +248,8 @@ def evaluate(claim: Claim, records: list[dict]) -> Verdict:
     direction = claim.direction or board.direction
     sign = 1.0 if direction == "maximize" else -1.0
     # a row that does not beat the trivial model has not learned; skipped when the claim is against that model
-    trivial = (row_stats(board, records, board.trivial_model, board.primary_metric)
-               if board.trivial_model and claim.kind in ("beats", "ordering")
-               and board.trivial_model not in claim.baselines else None)
+    if claim.kind not in ("beats", "ordering") or board.trivial_model in claim.baselines:
+        trivial = None
     return {"beats": _beats, "matches": _matches, "ordering": _ordering, "property": _property}[claim.kind](
         claim, board, records, sign, trivial)
 

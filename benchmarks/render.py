@@ -8,7 +8,7 @@ import math
 import pandas as pd
 
 from benchmarks.boards import Board, published_metric
-from benchmarks.claims import board_verdicts
+from benchmarks.claims import board_verdicts, rows_not_learned
 from benchmarks.records import (best_at_cap, board_rows, epoch_cap, md_table, record_value, still_improving,
                                 stopped_by_cap, under_load)
 
@@ -53,27 +53,6 @@ def aggregate(board: Board, records: list[dict]) -> pd.DataFrame:
         return frame
     ascending = board.direction == "minimize"
     return frame.sort_values(board.primary_metric, ascending=ascending, kind="stable").reset_index(drop=True)
-
-
-def rows_not_learned(board: Board, table: pd.DataFrame) -> list[str]:
-    """Rows whose primary metric does not beat the board's trivial model (the rule claims apply), each with both
-    means; tuned rows are held to the tuned trivial row where there is one, else to the default one."""
-    if not board.trivial_model or table.empty:
-        return []
-    sign = 1.0 if board.direction == "maximize" else -1.0
-    metric = board.primary_metric
-    out = []
-    for tuned in table.tuned.unique():
-        rows = table[table.tuned == tuned]
-        floor = rows[rows.model == board.trivial_model][metric].dropna()
-        if floor.empty:
-            floor = table[table.model == board.trivial_model][metric].dropna()
-        if floor.empty:
-            continue
-        bar = floor.iloc[0]
-        out += [f"{r.model} ({r[metric]:.4f} vs {bar:.4f})" for _, r in rows.iterrows()
-                if r.model != board.trivial_model and pd.notna(r[metric]) and sign * (r[metric] - bar) <= 0]
-    return out
 
 
 def published_comparison(board: Board, table: pd.DataFrame) -> pd.DataFrame:
@@ -188,7 +167,7 @@ def render_markdown(board: Board, records: list[dict]) -> str:
         if improving:
             lines += [f"Note: still improving when their epoch cap stopped them (early stopping's patience not "
                       f"spent): {', '.join(improving)}; claims on these rows are inconclusive by rule.", ""]
-        not_learned = rows_not_learned(board, table)
+        not_learned = rows_not_learned(board, records)
         if not_learned:
             lines += [f"Note: not better than the trivial model `{board.trivial_model}` on {board.primary_metric} (the "
                       f"floor a row must clear to count as having learned): {', '.join(not_learned)}; claims on "

@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 
 from benchmarks.boards import board_names, load_board, load_paper, paper_names
-from benchmarks.claims import board_verdicts, paper_verdicts
+from benchmarks.claims import board_verdicts, paper_verdicts, rows_not_learned
 from benchmarks.records import board_rows
-from benchmarks.render import aggregate, published_comparison, rows_not_learned
+from benchmarks.render import aggregate, published_comparison
 from benchmarks.store import load_records_dir, record_path
 from contracts.atomic import atomic_write_bytes
 
@@ -125,7 +125,7 @@ def board_page(board, records: list[dict], out: Path, plots: list[str], checked=
         if frame.best_at_cap.any():
             parts.append('<p class="note">(cap): the best epoch was the last one the epoch cap allowed; the model was '
                          'still improving.</p>')
-        not_learned = rows_not_learned(board, frame)
+        not_learned = rows_not_learned(board, records)
         if not_learned:
             parts.append(f'<p class="note">Not better than the trivial model {esc(board.trivial_model)} on '
                          f'{esc(board.primary_metric)}, so claims on them are inconclusive: '

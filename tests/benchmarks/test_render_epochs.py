@@ -71,3 +71,8 @@ def test_rows_that_do_not_beat_the_trivial_model_are_named_with_both_means():
     assert "gru4rec (0.0900 vs 0.1000)" in note and "sasrec" not in note and "pop (" not in note
     learned = runs[:2] + [scored("gru4rec", s, 0.2) for s in (0, 1)]
     assert "not better than the trivial" not in render_markdown(board, learned)
+    # a tuned row is held to the default trivial row when the sweep had nothing to tune in the trivial model
+    tuned = [{**scored("gru4rec", s, 0.05), "tuned": True, "config_hash": "tunedcfg"} for s in (0, 1)]
+    (note,) = [line for line in render_markdown(board, learned + tuned).splitlines()
+               if "not better than the trivial" in line]
+    assert "gru4rec (0.0500 vs 0.1000)" in note and "gru4rec (0.2000" not in note
