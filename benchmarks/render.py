@@ -114,8 +114,11 @@ def render_markdown(board: Board, records: list[dict]) -> str:
     if table.empty and not waiting:
         lines += ["No finished runs yet. Run `paperboard run " + board.name + "`.", ""]
     else:
+        # rows on different preprocessed data are not comparable, so the page says which data each row saw
+        several_data = table.data.nunique() > 1
         header = ["model", "tuned", "seeds", *board.metrics, f"val {board.primary_metric}", "params", "train s",
-                  "s/epoch", "CPU s/epoch", "eval s", "peak MB", "best epoch", "config", "runs"]
+                  "s/epoch", "CPU s/epoch", "eval s", "peak MB", "best epoch", "config",
+                  *(["data"] if several_data else []), "runs"]
         asked = len(board.seeds)
         rows = []
         for _, r in table.iterrows():
@@ -127,7 +130,8 @@ def render_markdown(board: Board, records: list[dict]) -> str:
             cells += [_fmt(r["val_" + board.primary_metric]), f"{int(r.params):,}" if r.params == r.params else "-",
                       _fmt(r.train_s, 1) + (" (loaded)" if r.under_load else ""), _fmt(r.s_per_epoch, 3),
                       _fmt(r.cpu_s_per_epoch, 3), _fmt(r.eval_s, 2), _fmt(r.peak_mb, 0),
-                      r.best_epochs + (" (cap)" if r.best_at_cap else ""), f"`{r.config}`", r.run_ids]
+                      r.best_epochs + (" (cap)" if r.best_at_cap else ""), f"`{r.config}`",
+                      *([f"`{r.data}`"] if several_data else []), r.run_ids]
             rows.append(cells)
         rows += [[model, "default", f"0 of {asked}", *[NEEDS_LLM] * len(board.metrics),
                   *["-"] * (len(header) - 3 - len(board.metrics))] for model in waiting]

@@ -76,3 +76,14 @@ def test_rows_that_do_not_beat_the_trivial_model_are_named_with_both_means():
     (note,) = [line for line in render_markdown(board, learned + tuned).splitlines()
                if "not better than the trivial" in line]
     assert "gru4rec (0.0500 vs 0.1000)" in note and "gru4rec (0.2000" not in note
+
+
+def test_rows_on_different_preprocessed_data_say_which_data_they_saw():
+    board = load_board("quickstart")
+    same = [record("sasrec", 0, 5, 9), record("sasrec", 1, 5, 9)]
+    assert "| data |" not in render_markdown(board, same)
+    earlier = [{**r, "data_hash": "olddata", "run_id": r["run_id"] + "old"} for r in same]
+    page = render_markdown(board, same + earlier)
+    rows = [line for line in page.splitlines() if line.startswith("| sasrec") or line.startswith("| **sasrec")]
+    assert "| data |" in page and len(rows) == 2
+    assert sorted(line.split(" | ")[-2] for line in rows) == ["`d`", "`olddata`"]
