@@ -98,7 +98,10 @@ def board_page(board, records: list[dict], out: Path, plots: list[str], checked=
         columns = [("model", "model"), ("tuned", "tuned"), ("seeds", "seeds")]
         columns += [(m, m) for m in board.metrics]
         columns += [("params", "params"), ("train_s", "train s"), ("cpu_s_per_epoch", "CPU s/epoch"),
-                    ("best_epoch", "best epoch"), ("runs", "runs")]
+                    ("best_epoch", "best epoch")]
+        several_data = frame.data.nunique() > 1  # rows on different preprocessed data are not comparable
+        columns += [("data", "data")] if several_data else []
+        columns += [("runs", "runs")]
         rows = []
         for n, row in frame.iterrows():
             runs = groups[(row.model, bool(row.tuned), row.config, row.data)]
@@ -118,6 +121,7 @@ def board_page(board, records: list[dict], out: Path, plots: list[str], checked=
                       cell(_num(row.cpu_s_per_epoch, 3), sort=_num(row.cpu_s_per_epoch, 4), numeric=True),
                       cell(esc(row.best_epochs) + (" (cap)" if row.best_at_cap else ""),
                            sort=_num(row.epochs, 1), numeric=True),
+                      *([cell(f"<code>{esc(row.data)}</code>", sort=esc(row.data))] if several_data else []),
                       cell(" ".join(f'<a href="../{esc(record_path(Path("runs"), r).as_posix())}">seed {r["seed"]}</a>'
                                     for r in sorted(runs, key=lambda r: r["seed"])))]
             rows.append(cells)
