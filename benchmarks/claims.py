@@ -20,7 +20,8 @@ stopped by its epoch cap while still improving. One exception: a `beats` claim w
 reproduced when it loses significantly to a baseline that can decide too, whatever keeps the other baselines from
 deciding (not run, too few seeds, not learned, still improving): a claim to beat every baseline fails on the one it
 loses to. A claim whose rows have no records says so (inconclusive: not
-run); a claim on a metric the board does not record is not testable here until the board measures it.
+run); a claim on a metric the board does not record is not testable here until the board measures it. A straddling
+interval's evidence estimates how many seeds per row would decide it (`seeds_to_decide`).
 """
 from __future__ import annotations
 
@@ -44,7 +45,9 @@ RULE = (f"Verdicts are computed from run records only. Per row: the board's fini
         f"`beats` claim is not reproduced when its method loses significantly to a baseline, both free of these "
         f"conditions, whatever keeps the other baselines from deciding (a claim to beat every baseline fails on the "
         f"one it loses to). `ordering` is reproduced when the last row beats the first "
-        f"and no step of the sequence is a significant reversal; one significant reversal makes it not reproduced.")
+        f"and no step of the sequence is a significant reversal; one significant reversal makes it not reproduced. "
+        f"A straddling interval's evidence says how many seeds per row would decide it, and which way, were the "
+        f"observed means and spreads the true ones (an estimate: a gap that is noise needs more).")
 
 
 @dataclass
@@ -108,6 +111,29 @@ def welch_interval(a: list[float], b: list[float]) -> tuple[float, float]:
     df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
     half = _t_quantile(df) * se
     return float(diff - half), float(diff + half)
+
+
+def seeds_to_decide(a: list[float], b: list[float] | None, threshold: float, most: int = 100) -> int | None:
+    """Seeds per row at which the interval would clear `threshold`, were the observed gap and spreads the true ones
+    (a plug-in estimate: the gap is itself noisy): the Welch interval of mean(a) - mean(b) against a margin, or with
+    `b` None the t-interval of mean(a) against a tolerance edge. None beyond `most` seeds or with no gap."""
+    a = np.asarray(a, dtype=float)
+    va, vb = a.var(ddof=1), (np.var(b, ddof=1) if b is not None else 0.0)
+    gap = abs(a.mean() - (np.mean(b) if b is not None else 0.0) - threshold)
+    if gap == 0.0:
+        return None
+    for n in range(2, most + 1):
+        df = (n - 1) * (va + vb) ** 2 / (va ** 2 + vb ** 2) if va + vb else n - 1
+        if _t_quantile(df) * math.sqrt((va + vb) / n) < gap:
+            return n
+    return None
+
+
+SEEDS_TO_DECIDE = "seeds per row that would decide, were the observed means and spreads the true ones"
+
+
+def _seeds_and_way(n: int | None, for_the_claim: bool) -> str:
+    return f"{n} ({'for' if for_the_claim else 'against'})" if n else "more than 100"
 
 
 def side(interval: tuple[float, float], threshold: float) -> str:
@@ -295,6 +321,9 @@ def _beats(claim, board, records, sign, trivial) -> Verdict:
                        f"{claim.method} is significantly not better{margin} than {', '.join(lost)} on {claim.metric}",
                        evidence)
     if open_:
+        needed = [(b.row, seeds_to_decide(method.values, b.values, sign * claim.margin),
+                   sign * (method.mean - b.mean) > claim.margin) for b in baselines if b.row in open_]
+        evidence.append(f"{SEEDS_TO_DECIDE}: " + "; ".join(f"{row} {_seeds_and_way(n, way)}" for row, n, way in needed))
         return Verdict(claim, "inconclusive",
                        f"the interval straddles the margin {claim.margin:g} against {', '.join(open_)}", evidence)
     return Verdict(claim, "reproduced", f"{claim.method} beats {', '.join(claim.baselines)}{margin} on "
@@ -334,6 +363,9 @@ def _matches(claim, board, records, sign, trivial) -> Verdict:
     if lo > tol or hi < -tol:
         return Verdict(claim, "not reproduced", f"the whole interval lies outside ±{tol:g} of the published number",
                        evidence, published)
+    edge = min((-tol, tol), key=lambda e: abs(ours.mean - value - e))  # the tolerance edge nearer the mean
+    n = seeds_to_decide([v - value for v in ours.values], None, edge)
+    evidence.append(f"{SEEDS_TO_DECIDE}: {_seeds_and_way(n, abs(ours.mean - value) <= tol)}")
     return Verdict(claim, "inconclusive", f"the interval straddles the tolerance ±{tol:g}", evidence, published)
 
 
@@ -363,6 +395,9 @@ def _ordering(claim, board, records, sign, trivial) -> Verdict:
         return Verdict(claim, "reproduced", f"{stats[-1].row} beats {stats[0].row} and no step reverses", evidence)
     if overall == "below":
         return Verdict(claim, "not reproduced", f"{stats[-1].row} is not better than {stats[0].row}", evidence)
+    n = seeds_to_decide(stats[-1].values, stats[0].values, sign * claim.margin)
+    way = sign * (stats[-1].mean - stats[0].mean) > claim.margin
+    evidence.append(f"{SEEDS_TO_DECIDE}: {_seeds_and_way(n, way)}")
     return Verdict(claim, "inconclusive", f"{stats[-1].row} vs {stats[0].row}: the interval straddles the margin",
                    evidence)
 
@@ -381,6 +416,9 @@ def _property(claim, board, records, sign, trivial) -> Verdict:
         return Verdict(claim, "reproduced", f"the whole interval satisfies {claim.op} {claim.value:g}", evidence)
     if s == fails:
         return Verdict(claim, "not reproduced", f"the whole interval violates {claim.op} {claim.value:g}", evidence)
+    n = seeds_to_decide(ours.values, None, claim.value)
+    way = ours.mean <= claim.value if claim.op == "<=" else ours.mean >= claim.value
+    evidence.append(f"{SEEDS_TO_DECIDE}: {_seeds_and_way(n, way)}")
     return Verdict(claim, "inconclusive", f"the interval straddles {claim.value:g}", evidence)
 
 

@@ -3,10 +3,12 @@ not learned, still improving), each claim kind, every paper's claims from the co
 in sync with them."""
 from pathlib import Path
 
+import numpy as np
 import pytest
+from scipy.stats import t
 
 from benchmarks.boards import load_paper, paper_names
-from benchmarks.claims import Claim, evaluate, mean_interval, welch_interval
+from benchmarks.claims import Claim, evaluate, mean_interval, seeds_to_decide, welch_interval
 from benchmarks.cli import main
 
 RUNS = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "runs"
@@ -278,3 +280,21 @@ def test_a_board_page_marks_short_rows_loaded_wall_times_and_ends_with_its_verdi
     assert "(loaded)" in page and "| 1.500 |" in page  # CPU seconds per epoch beside the flagged wall time
     verdicts = page[page.index("## Claims checked on this board"):]
     assert "`beats-gru4rec-ml100k`" in verdicts and "too few seeds: sasrec has 1" in verdicts
+
+
+def test_seeds_to_decide_is_the_first_seed_count_whose_interval_clears_the_margin():
+    def sample(mean, std, n):  # n values with exactly this mean and sample std
+        z = np.arange(n, dtype=float)
+        z = (z - z.mean()) / z.std(ddof=1)
+        return list(mean + std * z)
+
+    a, b = sample(1.0, 0.1, 3), sample(0.9, 0.1, 3)
+    n = seeds_to_decide(a, b, 0.0)
+    assert n is not None and n > 3  # undecided at 3 seeds, decided later
+    assert welch_interval(sample(1.0, 0.1, n), sample(0.9, 0.1, n))[0] > 0.0
+    assert welch_interval(sample(1.0, 0.1, n - 1), sample(0.9, 0.1, n - 1))[0] <= 0.0
+    assert seeds_to_decide(a, a, 0.0) is None  # no gap: no seed count decides
+    # one row against a threshold: its mean 0.05 above 0, so the t-interval of the mean must clear 0
+    m = seeds_to_decide(sample(0.05, 0.1, 3), None, 0.0)
+    x = np.asarray(sample(0.05, 0.1, m))
+    assert x.mean() - t.ppf(0.975, m - 1) * x.std(ddof=1) / np.sqrt(m) > 0.0
