@@ -129,6 +129,15 @@ def cmd_run(args, overrides) -> int:
     for flag, value in (("--jobs", args.jobs), ("--threads", args.threads)):
         if value is not None and value < 1:
             raise ConfigError(f"{flag} {value}: give a number >= 1")
+    if args.dry_run:
+        from benchmarks.schedule import plan_runs
+
+        plan = plan_runs(board, specs, store, rerun=args.rerun, extend=args.extend)
+        for spec, action in plan:
+            print(f"{board.name}: {spec.model} seed={spec.seed}: {action}")
+        print(f"paperboard: {board.name}: {sum(not a.startswith('kept') for _, a in plan)} of {len(plan)} run(s) "
+              f"would train (--dry-run: nothing trained)")
+        return 0
     records = run_board_specs(board, specs, store, rerun=args.rerun, extend=args.extend, data_dir=args.data_dir,
                               data_args=overrides["data"], quiet=args.quiet, log=lambda m: print(m, flush=True),
                               jobs=args.jobs, threads=args.threads)
@@ -284,6 +293,8 @@ def make_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="train and evaluate a board's models over seeds")
     p.add_argument("board")
     run_options(p)
+    p.add_argument("--dry-run", action="store_true",
+                   help="say what each run would do (kept, continued from a checkpoint, trained) and train nothing")
 
     p = sub.add_parser("reproduce", help="check a paper's claims: run its boards (or read --records), print verdicts")
     p.add_argument("paper", nargs="?")

@@ -55,37 +55,70 @@ def unfinished(board: Board, specs: list[RunSpec], store) -> list[RunSpec]:
     return [spec for spec in specs if not is_finished(board, spec, finished)]
 
 
-def extend_capped(board: Board, specs: list[RunSpec], store) -> int:
-    """Point each spec at its newest finished run (the end of any earlier --extend chain) when that run stopped at a
-    smaller epoch cap than the spec's with early stopping's patience not yet spent, and its checkpoint still exists:
-    the spec continues that run instead of starting at epoch 0. Returns how many specs will continue a run.
-    A run whose checkpoint lies outside this home's checkpoint folder or is not the file the run recorded (an
-    imported record can name any file) is refused before anything trains."""
+def continuable_run(board: Board, spec: RunSpec, finished: list[dict], superseded: set | None = None) -> dict | None:
+    """The run `--extend` would continue for this spec: its newest finished run (the end of any earlier --extend
+    chain) when that run stopped at a smaller epoch cap than the spec's with early stopping's patience not yet spent,
+    whether or not its checkpoint is on this machine; else None."""
+    superseded = superseded_runs(finished) if superseded is None else superseded
+    runs = [r for r in same_runs(board, spec, finished)
+            if r["run_id"] not in superseded and r.get("best_epoch") is not None]
+    if not runs:
+        return None
+    run = max(runs, key=lambda r: (r.get("epochs", 0), r["created_at"]))
+    cap = trainer_kwargs(board, spec)["max_epochs"]
+    patience = board.early_stopping_patience
+    patience_left = patience is None or run["epochs"] - 1 - run["best_epoch"] < patience
+    return run if stopped_by_cap(run) and (epoch_cap(run) or cap) < cap and patience_left else None
+
+
+def extend_capped(board: Board, specs: list[RunSpec], store, log=print) -> int:
+    """Point each spec whose `continuable_run` has its checkpoint here at that run, so it continues instead of
+    starting at epoch 0 (a missing checkpoint is said, and the run trains from epoch 0). Returns how many specs
+    will continue a run. A run whose checkpoint lies outside this home's checkpoint folder or is not the file the
+    run recorded (an imported record can name any file) is refused before anything trains."""
     finished = store.records(board=board.name, status="ok")
     superseded = superseded_runs(finished)
-    patience = board.early_stopping_patience
     extended = 0
     for spec in specs:
-        cap = trainer_kwargs(board, spec)["max_epochs"]
-        runs = [r for r in same_runs(board, spec, finished)
-                if r["run_id"] not in superseded and r.get("best_epoch") is not None]
-        if not runs:
+        run = continuable_run(board, spec, finished, superseded)
+        if run is None:
             continue
-        run = max(runs, key=lambda r: (r.get("epochs", 0), r["created_at"]))
-        run_cap = epoch_cap(run) or cap
-        patience_left = patience is None or run["epochs"] - 1 - run["best_epoch"] < patience
-        if stopped_by_cap(run) and run_cap < cap and patience_left and run.get("checkpoint") \
-                and Path(run["checkpoint"]).is_file():
-            problem = checkpoint_problem(run["checkpoint"], run.get("checkpoint_sha256"))
-            if problem:
-                raise ConfigError(f"--extend refuses run {run['run_id'][:8]} ({run['model']} seed {run['seed']}): "
-                                  f"{problem}. Continue only runs trained with this store's home, or drop --extend "
-                                  f"to train it from epoch 0.")
-            spec.resume_from = {"run_id": run["run_id"], "checkpoint": run["checkpoint"], "epochs": run["epochs"],
-                                "max_epochs": run_cap, "train_seconds": run.get("train_seconds") or 0.0,
-                                "train_cpu_seconds": run.get("train_cpu_seconds") or 0.0}
-            extended += 1
+        if not (run.get("checkpoint") and Path(run["checkpoint"]).is_file()):
+            log(f"paperboard: {board.name}: {spec.model} seed={spec.seed}: the checkpoint of capped run "
+                f"{run['run_id'][:8]} is not on this machine; it trains from epoch 0")
+            continue
+        problem = checkpoint_problem(run["checkpoint"], run.get("checkpoint_sha256"))
+        if problem:
+            raise ConfigError(f"--extend refuses run {run['run_id'][:8]} ({run['model']} seed {run['seed']}): "
+                              f"{problem}. Continue only runs trained with this store's home, or drop --extend "
+                              f"to train it from epoch 0.")
+        spec.resume_from = {"run_id": run["run_id"], "checkpoint": run["checkpoint"], "epochs": run["epochs"],
+                            "max_epochs": epoch_cap(run) or trainer_kwargs(board, spec)["max_epochs"],
+                            "train_seconds": run.get("train_seconds") or 0.0,
+                            "train_cpu_seconds": run.get("train_cpu_seconds") or 0.0}
+        extended += 1
     return extended
+
+
+def plan_runs(board: Board, specs: list[RunSpec], store, *, rerun: bool = False,
+              extend: bool = False) -> list[tuple[RunSpec, str]]:
+    """What `paperboard run` would do with each spec, without training or touching the data: kept, continued from
+    a checkpoint, or trained from epoch 0 (and why, where --extend cannot continue)."""
+    finished = store.records(board=board.name, status="ok")
+    superseded = superseded_runs(finished)
+    plan = []
+    for spec in specs:
+        if not rerun and is_finished(board, spec, finished):
+            plan.append((spec, "kept: finished in the store"))
+            continue
+        run = continuable_run(board, spec, finished, superseded) if extend else None
+        if run is None:
+            plan.append((spec, "train again (--rerun)" if rerun and is_finished(board, spec, finished) else "train"))
+        elif run.get("checkpoint") and Path(run["checkpoint"]).is_file():
+            plan.append((spec, f"continue run {run['run_id'][:8]} from epoch {run['epochs']}"))
+        else:
+            plan.append((spec, f"train from epoch 0: the checkpoint of capped run {run['run_id'][:8]} is not here"))
+    return plan
 
 
 def prepare_data(board: Board, data_dir: str | None, data_args: dict) -> None:
@@ -127,7 +160,7 @@ def run_board_specs(board: Board, specs: list[RunSpec], store, *, rerun: bool = 
                 f"kept (--rerun trains them again)")
         specs = todo
     if extend:
-        log(f"paperboard: {board.name}: {extend_capped(board, specs, store)} run(s) continue a capped run from its "
+        log(f"paperboard: {board.name}: {extend_capped(board, specs, store, log)} run(s) continue a capped run from its "
             f"checkpoint (--extend)")
     if specs:
         store.check_writable()  # a result that cannot be stored must fail before the training, not after it

@@ -117,6 +117,17 @@ def test_extend_continues_a_capped_run_from_its_checkpoint(tmp_path, storage, ca
     assert seen[-1] >= capped["metrics"]["val"]["ndcg@10"] - 1e-6  # the capped run's best score was kept
     assert direct["checkpoint"].startswith(str(tmp_path / "direct"))  # the capped run's checkpoint is untouched
 
+    # --dry-run says what --extend would do and trains nothing; without the checkpoint the run would start over
+    dry = ["run", board, "--storage", storage, "--max-epochs", "4", "--extend", "--dry-run"]
+    assert main(dry) == 0
+    assert f"sasrec seed=0: continue run {capped['run_id'][:8]} from epoch 2" in capsys.readouterr().out
+    moved = Path(capped["checkpoint"]).rename(tmp_path / "elsewhere.ckpt")
+    assert main(dry) == 0
+    assert "sasrec seed=0: train from epoch 0: the checkpoint of capped run" in capsys.readouterr().out
+    moved.rename(capped["checkpoint"])
+    assert main(dry[:4] + ["--dry-run"]) == 0 and "sasrec seed=0: kept" in capsys.readouterr().out
+    assert len(ResultStore(storage).records(board="tiny-seqrec")) == 1
+
     # from the command line: --extend finds the capped run by itself; the board shows the continued run only
     assert main(["run", board, "--storage", storage, "--quiet", "--max-epochs", "4", "--extend"]) == 0
     assert "1 run(s) continue a capped run from its checkpoint" in capsys.readouterr().out
