@@ -1,4 +1,4 @@
-"""A transformer of issue 4 (HSTU, with its time bias) trains under 2-process CPU DDP (`ddp_spawn`, gloo), and its
+"""A large-model transformer (HSTU, with its time bias) trains under 2-process CPU DDP (`ddp_spawn`, gloo), and its
 evaluation under 2 processes equals 1 process within 1e-6."""
 import pytest
 import torch

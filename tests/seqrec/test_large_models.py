@@ -1,4 +1,4 @@
-"""HSTU, FuXi-alpha, BERT4Rec and the Llama/GPT decoders (issue 4): the relative-bias buckets by hand, causality
+"""HSTU, FuXi-alpha, BERT4Rec and the Llama/GPT decoders: the relative-bias buckets by hand, causality
 with time channels, ablation flags that change exactly what they claim, BERT4Rec's Cloze task without leaks, a clear
 error when a time channel meets data without time, and learning the planted pattern beyond popularity."""
 import math
