@@ -62,6 +62,9 @@ class Board:
     papers: list[str] = field(default_factory=list)
     description: str = ""
     trivial_model: str = ""  # the floor every row must beat to count as having learned (pop, random); claims use it
+    # arguments its runs set on purpose (`--data.KEY`, `--model.KEY`), as a sensitivity board varies its knob: a run
+    # at another value of a knob is not trained under outdated arguments (benchmarks.records.stale_arguments)
+    knobs: list[str] = field(default_factory=list)
 
     @property
     def mode(self) -> str:

@@ -15,8 +15,9 @@ the difference of means over seeds (a one-sample t-interval for `matches` and `p
 entirely on the claim's side of the margin or threshold is **reproduced**, entirely on the other side **not
 reproduced**, and straddling it **inconclusive**. A check is inconclusive by rule when its rows were trained on
 different preprocessed data (their data hashes differ), when a row has fewer than two seeds or fewer seeds than
-its board asks, when a row has not learned (it does not beat the board's `trivial_model`), or when a row was
-stopped by its epoch cap while still improving. One exception: a `beats` claim whose method can decide is not
+its board asks, when a row has not learned (it does not beat the board's `trivial_model`), when a row was
+stopped by its epoch cap while still improving, or when its runs were trained under arguments the board no longer
+sets (`stale_arguments`). One exception: a `beats` claim whose method can decide is not
 reproduced when it loses significantly to a baseline that can decide too, whatever keeps the other baselines from
 deciding (not run, too few seeds, not learned, still improving): a claim to beat every baseline fails on the one it
 loses to. A claim whose rows have no records says so (inconclusive: not
@@ -31,7 +32,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from benchmarks.boards import Board, Claim, ConfigError, load_board, published_metric
-from benchmarks.records import longest_budget_per_seed, md_table, record_value, settings_key, still_improving
+from benchmarks.records import (longest_budget_per_seed, md_table, record_value, settings_key, stale_arguments,
+                                still_improving)
 
 VERDICTS = ("reproduced", "not reproduced", "inconclusive", "not testable here")
 CONFIDENCE = 0.95
@@ -41,7 +43,9 @@ RULE = (f"Verdicts are computed from run records only. Per row: the board's fini
         f"Interval entirely on the claim's side of its margin, tolerance or threshold: reproduced; entirely on the "
         f"other side: not reproduced; straddling it: inconclusive. Inconclusive by rule: rows trained on different "
         f"preprocessed data (data hashes), a row with fewer than 2 seeds or fewer seeds than its board asks, a row "
-        f"that does not beat the board's trivial model, a row stopped by its epoch cap while still improving; but a "
+        f"that does not beat the board's trivial model, a row stopped by its epoch cap while still improving, a row "
+        f"whose runs were trained under arguments the board no longer sets (its model or dataset arguments changed "
+        f"since); but a "
         f"`beats` claim is not reproduced when its method loses significantly to a baseline, both free of these "
         f"conditions, whatever keeps the other baselines from deciding (a claim to beat every baseline fails on the "
         f"one it loses to). `ordering` is reproduced when the last row beats the first "
@@ -58,6 +62,7 @@ class RowStats:
     still_improving: bool = False
     data_hashes: frozenset = frozenset()
     needs_llm: bool = False  # the row prompts a language model and ran without one
+    stale: tuple[str, ...] = ()  # arguments the board now sets that its runs were not trained with
 
     @property
     def n(self) -> int:
@@ -152,17 +157,20 @@ def row_stats(board: Board, records: list[dict], row: str, metric: str) -> RowSt
     runs = longest_budget_per_seed([r for r in records if r.get("board") == board.name and r.get("model") == row
                                     and r.get("status") == "ok"])
     # one configuration per row (epoch caps aside, see longest_budget_per_seed): a row re-run under other settings
-    # is the group with the most seeds, the newest among equals, never a mix of both
+    # is the group trained under the board's current arguments, then the one with the most seeds, the newest among
+    # equals, never a mix of groups
     groups: dict[str, list[dict]] = {}
     for r in runs:
         groups.setdefault(settings_key(r), []).append(r)
-    runs = max(groups.values(), key=lambda g: (len(g), max(r["created_at"] for r in g)), default=[])
+    runs = max(groups.values(), key=lambda g: (not stale_arguments(board, g[0]), len(g),
+                                               max(r["created_at"] for r in g)), default=[])
     runs = sorted(runs, key=lambda r: r["seed"])
     values = [record_value(r, metric) for r in runs]
     keep = [i for i, v in enumerate(values) if not math.isnan(v)]
     return RowStats(row=row, values=[values[i] for i in keep], seeds=[runs[i]["seed"] for i in keep],
                     still_improving=any(still_improving(board, r) for r in runs),
                     data_hashes=frozenset(runs[i].get("data_hash") for i in keep if runs[i].get("data_hash")),
+                    stale=tuple(dict.fromkeys(a for r in runs for a in stale_arguments(board, r))),
                     needs_llm=any(r.get("board") == board.name and r.get("model") == row
                                   and r.get("status") == "needs_llm" for r in records))
 
@@ -184,6 +192,10 @@ def _readiness(board: Board, rows: list[RowStats], trivial: RowStats | None, rec
                     f"(`paperboard run {board.name} --llm SPEC`)")
         if s.n == 0:
             return f"not run: {s.row} has no finished runs on {board.name}"
+    for s in rows:
+        if s.stale:
+            return (f"{s.row}'s runs were trained under arguments the board no longer sets ({'; '.join(s.stale)}): "
+                    f"`paperboard run {board.name} --models {s.row}` trains the current ones")
     hashes = frozenset().union(*(s.data_hashes for s in rows))
     if len(hashes) > 1:
         return (f"not comparable: the rows were trained on different preprocessed data (data hashes "

@@ -33,6 +33,51 @@ def stopped_by_cap(record: dict) -> bool:
     return bool(cap) and (record.get("epochs") or 0) >= cap
 
 
+def _earlier_behaviour(kind: str, name: str) -> dict:
+    """What the registry index says records from before an argument existed ran with, for a model row
+    ("name@variant" falls back to "name") or a dataset."""
+    from contracts.registry import load_index
+
+    entries = {e["name"]: e for e in load_index()[kind]}
+    entry = entries.get(name) or entries.get(name.split("@")[0]) or {}
+    return entry.get("earlier_behaviour", {})
+
+
+def stale_arguments(board: Board, record: dict) -> list[str]:
+    """The arguments the board now sets explicitly for this record's row (its model arguments and the dataset's)
+    that the run was not trained with, as "key: recorded -> board". A key the record lacks reads as the value the
+    code documents for runs from before the argument existed (`earlier_behaviour`), else as absent. Tuned runs carry
+    their sweep's arguments, so only default runs are checked."""
+    if record.get("tuned") or record.get("model") not in board.models:
+        return []
+    config = record.get("config") or {}
+    out = []
+    for kind, name, wanted, section in (("models", record["model"], board.models[record["model"]], "model_args"),
+                                        ("datasets", board.dataset, board.dataset_args, "dataset_args")):
+        if section not in config:  # a record that does not say what it was trained with is not judged
+            continue
+        recorded = config[section] or {}
+        earlier = _earlier_behaviour(kind, name)
+        for key, value in (wanted or {}).items():
+            if key in board.knobs:
+                continue
+            had = recorded[key] if key in recorded else earlier.get(key, "<absent>")
+            if json.dumps(had, sort_keys=True, default=str) != json.dumps(value, sort_keys=True, default=str):
+                out.append(f"{key}: {had} -> {value}")
+    return out
+
+
+def stale_rows(board: Board, records: list[dict]) -> list[str]:
+    """Each board row whose runs were trained under arguments the board no longer sets, with its config hashes and
+    the arguments (for the pages' note)."""
+    out = []
+    for (model, _, chash, _), runs in board_rows(board.name, records).items():
+        changed = list(dict.fromkeys(a for r in runs for a in stale_arguments(board, r)))
+        if changed:
+            out.append(f"{model} (`{chash}`: {'; '.join(changed)})")
+    return out
+
+
 def still_improving(board: Board, record: dict) -> bool:
     """Whether early stopping would have gone on: the run hit its epoch cap with patience left. Boards without
     early stopping train a fixed budget, which their protocol states, so this never flags their runs."""

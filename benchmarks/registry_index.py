@@ -25,8 +25,12 @@ def describe(entry) -> dict:
     cls = entry.cls
     doc = (_first_line(entry.doc) or _first_line(cls.__dict__.get("__doc__"))
            or _first_line(sys.modules[cls.__module__].__doc__))
-    return {"name": entry.name, "family": entry.family, "import_path": f"{cls.__module__}.{cls.__qualname__}",
-            "doc": doc}
+    row = {"name": entry.name, "family": entry.family, "import_path": f"{cls.__module__}.{cls.__qualname__}",
+           "doc": doc}
+    earlier = getattr(cls, "earlier_behaviour", None)
+    if earlier:  # how to read records from before an argument existed (benchmarks.records.stale_arguments)
+        row["earlier_behaviour"] = dict(sorted(earlier.items()))
+    return row
 
 
 def build_index() -> dict[str, list[dict]]:

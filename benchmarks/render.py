@@ -9,8 +9,8 @@ import pandas as pd
 
 from benchmarks.boards import Board, published_metric
 from benchmarks.claims import board_verdicts, rows_not_learned
-from benchmarks.records import (best_at_cap, board_rows, epoch_cap, md_table, record_value, still_improving,
-                                stopped_by_cap, under_load)
+from benchmarks.records import (best_at_cap, board_rows, epoch_cap, md_table, record_value, stale_rows,
+                                still_improving, stopped_by_cap, under_load)
 
 
 def aggregate(board: Board, records: list[dict]) -> pd.DataFrame:
@@ -171,6 +171,11 @@ def render_markdown(board: Board, records: list[dict]) -> str:
         if improving:
             lines += [f"Note: still improving when their epoch cap stopped them (early stopping's patience not "
                       f"spent): {', '.join(improving)}; claims on these rows are inconclusive by rule.", ""]
+        stale = stale_rows(board, records)
+        if stale:
+            lines += [f"Note: trained under arguments the board no longer sets (recorded -> board), so claims on "
+                      f"these rows are inconclusive by rule; `paperboard run {board.name} --models ROW` trains the "
+                      f"current ones: {', '.join(stale)}.", ""]
         not_learned = rows_not_learned(board, records)
         if not_learned:
             lines += [f"Note: not better than the trivial model `{board.trivial_model}` on {board.primary_metric} (the "

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from benchmarks.boards import board_names, load_board, load_paper, paper_names
 from benchmarks.claims import board_verdicts, paper_verdicts, rows_not_learned
-from benchmarks.records import board_rows
+from benchmarks.records import board_rows, stale_rows
 from benchmarks.render import aggregate, published_comparison
 from benchmarks.store import load_records_dir, record_path
 from contracts.atomic import atomic_write_bytes
@@ -129,6 +129,10 @@ def board_page(board, records: list[dict], out: Path, plots: list[str], checked=
         if frame.best_at_cap.any():
             parts.append('<p class="note">(cap): the best epoch was the last one the epoch cap allowed; the model was '
                          'still improving.</p>')
+        stale = stale_rows(board, records)
+        if stale:
+            parts.append(f'<p class="note">Trained under arguments the board no longer sets (recorded -&gt; board), so '
+                         f'claims on them are inconclusive: {esc(", ".join(stale))}.</p>')
         not_learned = rows_not_learned(board, records)
         if not_learned:
             parts.append(f'<p class="note">Not better than the trivial model {esc(board.trivial_model)} on '

@@ -51,6 +51,8 @@ class DistillDataModule(PaperboardDataModule):
     """Wraps the registered seqrec dataset `seqrec_dataset`; train/val/test are its splits (+ negatives)."""
 
     seqrec_dataset: str = ""
+    # runs recorded before `train_windows` existed trained on each user's last window
+    earlier_behaviour = {"train_windows": "last"}
 
     def __init__(self, data_dir: str | None = None, batch_size: int = 128, eval_batch_size: int = 256,
                  num_negatives: int = 100, negatives_seed: int = 2024, num_workers: int = 0,

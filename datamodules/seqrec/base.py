@@ -149,6 +149,8 @@ def left_padded_windows(values: np.ndarray, starts: np.ndarray, ends: np.ndarray
 
 
 class SeqRecDataModule(PaperboardDataModule):
+    # runs recorded before `train_windows` existed trained on each user's last window
+    earlier_behaviour = {"train_windows": "last"}
 
     def __init__(self, data_dir: str | None = None, max_len: int = 50, batch_size: int = 128,
                  eval_batch_size: int = 256, min_seq_len: int = 3, train_windows: str = "last",

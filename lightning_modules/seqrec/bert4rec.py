@@ -59,6 +59,8 @@ class BidirectionalBlock(nn.Module):
 @register_model("bert4rec", family="seqrec")
 class BERT4Rec(SeqRecModule):
     bidirectional = True  # every position sees the whole (masked) sequence; causality tests check for leaks instead
+    # runs recorded before these arguments existed: Bernoulli masking (no cap), no mask-last copy, dropout 0.1
+    earlier_behaviour = {"masking": "bernoulli", "max_predictions": None, "mask_last_copy": False, "dropout": 0.1}
 
     def __init__(
         self,

@@ -69,6 +69,9 @@ def self_attention_block(dim: int, num_heads: int, dropout: float, query_only_la
 
 @register_model("sasrec", family="seqrec")
 class SASRec(SideInformationMixin, SeqRecModule):
+    # runs recorded before these arguments existed used the paper's pre-norm block with raw residuals
+    earlier_behaviour = {"query_only_layernorm": False, "residual_from_normalized": False}
+
     def __init__(
         self,
         num_items: int,

@@ -298,3 +298,38 @@ def test_seeds_to_decide_is_the_first_seed_count_whose_interval_clears_the_margi
     m = seeds_to_decide(sample(0.05, 0.1, 3), None, 0.0)
     x = np.asarray(sample(0.05, 0.1, m))
     assert x.mean() - t.ppf(0.975, m - 1) * x.std(ddof=1) / np.sqrt(m) > 0.0
+
+
+def test_rows_trained_under_arguments_the_board_no_longer_sets_are_stale_and_cannot_decide():
+    from dataclasses import replace
+
+    from benchmarks.boards import load_board
+    from benchmarks.records import stale_arguments
+
+    board = load_board("seqrec-beauty")  # pins SASRec's official block: query_only_layernorm, residual_from_normalized
+    pinned = dict(board.models["sasrec"])
+    before = {"model": "sasrec", "config": {"model_args": {"dropout": 0.5, "eval_ks": [10, 20, 50]},
+                                            "dataset_args": dict(board.dataset_args)}}
+    # a record from before the flags existed reads as the block the code documents for it (raw residuals)
+    assert stale_arguments(board, before) == ["query_only_layernorm: False -> True",
+                                              "residual_from_normalized: False -> True"]
+    now = {"model": "sasrec", "config": {"model_args": pinned, "dataset_args": dict(board.dataset_args)}}
+    assert stale_arguments(board, now) == [] and stale_arguments(board, {**before, "tuned": True}) == []
+    knobbed = replace(board, knobs=["query_only_layernorm", "residual_from_normalized"])
+    assert stale_arguments(knobbed, before) == []  # a board's knob is varied on purpose
+
+    # a claim whose baseline ran only under the old arguments waits for the current ones; once they exist, the row
+    # is read from them even though the old group has more seeds
+    def runs(model, values, args, stamp):
+        return [{**r, "config_hash": f"{model}{stamp}", "created_at": f"2026-01-0{stamp}T00:00:{r['seed']:02d}",
+                 "config": {**r["config"], "model_args": args, "dataset_args": dict(board.dataset_args)}}
+                for r in records(model, values, board="seqrec-beauty")]
+    fuxi = runs("fuxi_alpha", [0.30, 0.31, 0.29], {"eval_ks": [10, 20, 50]}, 1)
+    pop = runs("pop", [0.01, 0.01, 0.01], {"eval_ks": [10, 20, 50]}, 1)
+    old = runs("sasrec", [0.10, 0.11, 0.09, 0.10], before["config"]["model_args"], 1)
+    claim = beats(board="seqrec-beauty", method="fuxi_alpha", baselines=["sasrec"])
+    verdict = evaluate(claim, fuxi + pop + old)
+    assert verdict.verdict == "inconclusive" and "no longer sets" in verdict.why
+    current = runs("sasrec", [0.20, 0.21, 0.19], pinned, 2)
+    verdict = evaluate(claim, fuxi + pop + old + current)
+    assert verdict.verdict == "reproduced" and "sasrec 0.2000" in verdict.evidence[1]

@@ -87,3 +87,15 @@ def test_rows_on_different_preprocessed_data_say_which_data_they_saw():
     rows = [line for line in page.splitlines() if line.startswith("| sasrec") or line.startswith("| **sasrec")]
     assert "| data |" in page and len(rows) == 2
     assert sorted(line.split(" | ")[-2] for line in rows) == ["`d`", "`olddata`"]
+
+
+def test_rows_trained_under_arguments_the_board_no_longer_sets_are_named_with_the_change():
+    board = load_board("seqrec-beauty")
+    old = [{**record("sasrec", s, 5, 9), "board": "seqrec-beauty",
+            "config": {"trainer": {"max_epochs": 200}, "model_args": {"dropout": 0.5, "eval_ks": [10, 20, 50]},
+                       "dataset_args": {"max_len": 50}}}
+           for s in (0, 1)]
+    (note,) = [line for line in render_markdown(board, old).splitlines() if line.startswith("Note: trained under")]
+    assert "sasrec (`sasrec`: query_only_layernorm: False -> True; residual_from_normalized: False -> True)" in note
+    current = [{**r, "config": {**r["config"], "model_args": dict(board.models["sasrec"])}} for r in old]
+    assert "Note: trained under" not in render_markdown(board, current)
