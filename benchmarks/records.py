@@ -43,27 +43,38 @@ def _earlier_behaviour(kind: str, name: str) -> dict:
     return entry.get("earlier_behaviour", {})
 
 
+ABSENT = "<absent>"
+
+
+def recorded_arguments(record: dict, keys) -> tuple[dict, dict]:
+    """The record's model and dataset arguments for `keys` (model keys, dataset keys), a key the record lacks read as
+    the value the code documents for runs from before the argument existed (`earlier_behaviour`), else ABSENT."""
+    config = record.get("config") or {}
+    out = []
+    for kind, name, section, wanted in (("models", record["model"], "model_args", keys[0]),
+                                        ("datasets", config.get("dataset", ""), "dataset_args", keys[1])):
+        recorded, earlier = config.get(section) or {}, _earlier_behaviour(kind, name)
+        out.append({k: recorded[k] if k in recorded else earlier.get(k, ABSENT) for k in wanted})
+    return out[0], out[1]
+
+
 def stale_arguments(board: Board, record: dict) -> list[str]:
     """The arguments the board now sets explicitly for this record's row (its model arguments and the dataset's)
-    that the run was not trained with, as "key: recorded -> board". A key the record lacks reads as the value the
-    code documents for runs from before the argument existed (`earlier_behaviour`), else as absent. Tuned runs carry
-    their sweep's arguments, so only default runs are checked."""
+    that the run was not trained with, as "key: recorded -> board", read through `recorded_arguments`. Tuned runs
+    carry their sweep's arguments, and a board's `knobs` are varied on purpose, so neither is judged; nor is a
+    record that does not say what it was trained with."""
     if record.get("tuned") or record.get("model") not in board.models:
         return []
     config = record.get("config") or {}
+    wanted = [{k: v for k, v in (board.models[record["model"]] or {}).items() if k not in board.knobs},
+              {k: v for k, v in (board.dataset_args or {}).items() if k not in board.knobs}]
+    had = recorded_arguments({**record, "config": {**config, "dataset": board.dataset}}, wanted)
     out = []
-    for kind, name, wanted, section in (("models", record["model"], board.models[record["model"]], "model_args"),
-                                        ("datasets", board.dataset, board.dataset_args, "dataset_args")):
-        if section not in config:  # a record that does not say what it was trained with is not judged
+    for section, want, got in zip(("model_args", "dataset_args"), wanted, had):
+        if section not in config:
             continue
-        recorded = config[section] or {}
-        earlier = _earlier_behaviour(kind, name)
-        for key, value in (wanted or {}).items():
-            if key in board.knobs:
-                continue
-            had = recorded[key] if key in recorded else earlier.get(key, "<absent>")
-            if json.dumps(had, sort_keys=True, default=str) != json.dumps(value, sort_keys=True, default=str):
-                out.append(f"{key}: {had} -> {value}")
+        out += [f"{k}: {got[k]} -> {v}" for k, v in want.items()
+                if json.dumps(got[k], sort_keys=True, default=str) != json.dumps(v, sort_keys=True, default=str)]
     return out
 
 

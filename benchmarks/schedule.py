@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from benchmarks.boards import Board, ConfigError
-from benchmarks.records import epoch_cap, stopped_by_cap, superseded_runs
+from benchmarks.records import epoch_cap, recorded_arguments, stopped_by_cap, superseded_runs
 from benchmarks.render import aggregate
 from benchmarks.runner import (RunSpec, checkpoint_problem, resolve, run_board, trainer_kwargs, wandb_dir,
                                wandb_mode)
@@ -31,9 +31,11 @@ def same_runs(board: Board, spec: RunSpec, records: list[dict]):
     ours = key(spec.model, spec.seed, spec.tuning is not None, data_kwargs, trainer_kwargs(board, spec), model_kwargs)
     for record in records:
         config = record.get("config") or {}
-        recorded_model = {k: (config.get("model_args") or {}).get(k) for k in model_kwargs}
-        if key(record["model"], record["seed"], bool(record.get("tuned")), config.get("dataset_args"),
-               config.get("trainer"), recorded_model) == ours:
+        # a key the record lacks reads as the value the code documents for runs from before it existed
+        recorded_model, recorded_data = recorded_arguments(record, (model_kwargs, data_kwargs))
+        extra_data = set(config.get("dataset_args") or {}) - set(data_kwargs)  # a dataset argument since dropped
+        if not extra_data and key(record["model"], record["seed"], bool(record.get("tuned")), recorded_data,
+                                  config.get("trainer"), recorded_model) == ours:
             yield record
 
 

@@ -424,3 +424,20 @@ def test_a_bad_row_trainer_is_one_clear_error(tmp_path, row_trainer, problem):
     from benchmarks.boards import ConfigError, load_board
     with pytest.raises(ConfigError, match=problem):
         load_board(_quickstart_variant(tmp_path, "qs-bad", row_trainer=row_trainer))
+
+
+def test_a_record_from_before_an_argument_existed_is_the_same_run_when_the_code_documents_its_value():
+    from benchmarks.boards import load_board
+    from benchmarks.runner import RunSpec, resolve, trainer_kwargs
+    from benchmarks.schedule import same_runs
+
+    board = load_board("distill-ml100k")  # pins train_windows: last, which records before the argument trained on
+    spec = RunSpec(board="distill-ml100k", model="random_subset", seed=0)
+    _, data_kwargs, _, model_kwargs = resolve(board, spec)
+    assert data_kwargs["train_windows"] == "last"
+    older = {"model": "random_subset", "seed": 0, "config": {
+        "dataset": board.dataset, "model_args": dict(model_kwargs), "trainer": trainer_kwargs(board, spec),
+        "dataset_args": {k: v for k, v in data_kwargs.items() if k != "train_windows"}}}
+    assert list(same_runs(board, spec, [older])) == [older]
+    other = {**older, "config": {**older["config"], "dataset_args": {**data_kwargs, "train_windows": "all"}}}
+    assert list(same_runs(board, spec, [other])) == []
