@@ -2,6 +2,7 @@
 still improving or ran under load; and the Markdown table every page uses. Shared by boards, claims and plots."""
 from __future__ import annotations
 
+import functools
 import json
 import math
 
@@ -33,6 +34,7 @@ def stopped_by_cap(record: dict) -> bool:
     return bool(cap) and (record.get("epochs") or 0) >= cap
 
 
+@functools.lru_cache(maxsize=None)
 def _earlier_behaviour(kind: str, name: str) -> dict:
     """What the registry index says records from before an argument existed ran with, for a model row
     ("name@variant" falls back to "name") or a dataset."""
