@@ -115,7 +115,7 @@ def render_markdown(board: Board, records: list[dict]) -> str:
         lines += ["No finished runs yet. Run `paperboard run " + board.name + "`.", ""]
     else:
         # rows on different preprocessed data are not comparable, so the page says which data each row saw
-        several_data = table.data.nunique() > 1
+        several_data = not table.empty and table.data.nunique() > 1
         header = ["model", "tuned", "seeds", *board.metrics, f"val {board.primary_metric}", "params", "train s",
                   "s/epoch", "CPU s/epoch", "eval s", "peak MB", "best epoch", "config",
                   *(["data"] if several_data else []), "runs"]
