@@ -162,15 +162,16 @@ def row_stats(board: Board, records: list[dict], row: str, metric: str) -> RowSt
     groups: dict[str, list[dict]] = {}
     for r in runs:
         groups.setdefault(settings_key(r), []).append(r)
-    runs = max(groups.values(), key=lambda g: (not stale_arguments(board, g[0]), len(g),
-                                               max(r["created_at"] for r in g)), default=[])
-    runs = sorted(runs, key=lambda r: r["seed"])
+    stale = {key: tuple(dict.fromkeys(a for r in g for a in stale_arguments(board, r))) for key, g in groups.items()}
+    chosen = max(groups, key=lambda k: (not stale[k], len(groups[k]), max(r["created_at"] for r in groups[k])),
+                 default=None)
+    runs = sorted(groups.get(chosen, []), key=lambda r: r["seed"])
     values = [record_value(r, metric) for r in runs]
     keep = [i for i, v in enumerate(values) if not math.isnan(v)]
     return RowStats(row=row, values=[values[i] for i in keep], seeds=[runs[i]["seed"] for i in keep],
                     still_improving=any(still_improving(board, r) for r in runs),
                     data_hashes=frozenset(runs[i].get("data_hash") for i in keep if runs[i].get("data_hash")),
-                    stale=tuple(dict.fromkeys(a for r in runs for a in stale_arguments(board, r))),
+                    stale=stale.get(chosen, ()),
                     needs_llm=any(r.get("board") == board.name and r.get("model") == row
                                   and r.get("status") == "needs_llm" for r in records))
 

@@ -110,12 +110,13 @@ def plan_runs(board: Board, specs: list[RunSpec], store, *, rerun: bool = False,
     superseded = superseded_runs(finished)
     plan = []
     for spec in specs:
-        if not rerun and is_finished(board, spec, finished):
+        done = is_finished(board, spec, finished)
+        if done and not rerun:
             plan.append((spec, "kept: finished in the store"))
             continue
         run = continuable_run(board, spec, finished, superseded) if extend else None
         if run is None:
-            plan.append((spec, "train again (--rerun)" if rerun and is_finished(board, spec, finished) else "train"))
+            plan.append((spec, "train again (--rerun)" if done else "train"))
         elif run.get("checkpoint") and Path(run["checkpoint"]).is_file():
             plan.append((spec, f"continue run {run['run_id'][:8]} from epoch {run['epochs']}"))
         else:
