@@ -7,6 +7,8 @@ between the mapped and the reference sizes) and is a board row of its own.
 """
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -183,7 +185,7 @@ def build_circuit(name: str, netlist: Netlist, library: Library, lib_tensors: Li
     critical = float(graph.analyse(required=False)["arrival"][graph.po_nets].max())
     graph.clock_period = clock_fraction * critical
     out_pins = {c.name: c.output for c in library.cells.values()}
-    initial = float(area.sum())
+    initial = math.fsum(area)
     return Circuit(name, netlist, graph, placement, Path(liberty_path), out_pins, area_budget * initial, initial,
                    path_length)
 

@@ -5,9 +5,15 @@ left edge and primary outputs on the right edge; minimising the spring energy is
 Legalisation snaps cells onto a G x G site grid, column by column in x order and, within a column, in y order, so
 relative order is kept and no two cells share a site. The die is square with area = total cell area / utilisation.
 Wire capacitance of a net = half-perimeter wire length (HPWL, µm) x `cap_per_um` (pF/µm).
+
+The placement is the same on every machine: the solver's positions are rounded to `POSITION_QUANTUM` before
+legalisation (sparse solvers differ in their last bits between CPUs, and symmetric circuits have cells at equal
+positions, whose order legalisation would otherwise take from that noise), and the die side is computed from an
+exactly rounded sum.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +22,8 @@ import scipy.sparse.linalg as spla
 import torch
 
 from datamodules.eda.netlist import Netlist
+
+POSITION_QUANTUM = 1e-6  # µm: far above solver noise (~1e-12 µm), far below a site pitch (~1 µm)
 
 
 @dataclass
@@ -46,7 +54,7 @@ def _pins(netlist: Netlist):
 
 def place(netlist: Netlist, cell_area: np.ndarray, utilisation: float = 0.5) -> Placement:
     I, n_pi, n_po = netlist.num_instances, len(netlist.pi_nets), len(netlist.po_nets)
-    die = float(np.sqrt(max(cell_area.sum(), 1e-9) / utilisation))
+    die = math.sqrt(max(math.fsum(cell_area), 1e-9) / utilisation)
     pi_xy = np.stack([np.zeros(n_pi), (np.arange(n_pi) + 0.5) / max(n_pi, 1) * die], 1)
     po_xy = np.stack([np.full(n_po, die), (np.arange(n_po) + 0.5) / max(n_po, 1) * die], 1)
     driver, nets, sinks = _pins(netlist)
@@ -69,7 +77,7 @@ def place(netlist: Netlist, cell_area: np.ndarray, utilisation: float = 0.5) -> 
     L = sp.coo_matrix((vals, (rows, cols)), shape=(I, I)).tocsr() + sp.diags(diag_extra + anchor)
     rhs += anchor * die / 2
     xy = np.stack([spla.spsolve(L.tocsc(), rhs[:, d]) for d in range(2)], 1) if I else np.zeros((0, 2))
-    inst_xy = legalise(xy, die)
+    inst_xy = legalise(np.round(xy / POSITION_QUANTUM) * POSITION_QUANTUM, die)
     all_xy = np.concatenate([inst_xy, fixed_xy])
     node = np.concatenate([driver[driver >= 0], sinks[keep]])
     net_of = np.concatenate([np.nonzero(driver >= 0)[0], nets[keep]])
