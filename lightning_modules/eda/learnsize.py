@@ -14,7 +14,10 @@ Differences from the paper, as flags or stated here: labels and gradient labels 
 TILOS-style reference sizer (PrimeTime and ICC2 in the paper); the layout trunk is two convolutions (ResNet-50 in the
 paper), without BatchNorm (one image per scale); critical paths are traced once per circuit at the mapped sizes; the
 gradient match uses d(sum_u tau_u)/d g_v (the model's total derivative) for d tau_v / d g_v; labels are scaled by the
-clock period (tau also by the number of endpoints) so circuits of different speed share one model;
+clock period (tau also by the number of endpoints) so circuits of different speed share one model; with
+`tau_per_endpoint` (default) the tau head predicts the mean negative slack per endpoint the gate reaches, multiplied
+by its reach count (structure, not a label): a gate's TNS is a sum over those endpoints, so the per-endpoint mean has
+one scale on the small training circuits and the large held-out ones;
 `select_with_sta` checks the rounded sizes with the exact STA every `check_every` steps and keeps the best (the
 paper signs off once at the end); `ste=False` (the "w/o STE" ablation) optimises the relaxed sizes without rounding.
 """
@@ -35,6 +38,7 @@ NUM_STATIC_FEATURES = 9  # Circuit.features: 9 columns before the family one-hot
 @register_model("learnsize", family="eda")
 class LearnSize(SizingModule):
     learns = True
+    earlier_behaviour = {"tau_per_endpoint": False}
 
     def __init__(self, num_families: int, signoff: bool = True, d_model: int = 32, num_heads: int = 2,
                  num_layers: int = 2, path_length: int = 32, scales: tuple[int, ...] = (4, 8, 16),
@@ -42,7 +46,8 @@ class LearnSize(SizingModule):
                  slack_labels: bool = True, grad_labels: bool = True, physical: bool = True, ste: bool = True,
                  gumbel: bool = True, gumbel_temperature: float = 5.0, mu_tau: float = 0.5, mu_omega: float = 0.5,
                  gamma: float = 0.01, size_iterations: int = 60, size_lr: float = 0.3, area_weight: float = 10.0,
-                 select_with_sta: bool = True, check_every: int = 10, r2_variants: int = 4, seed: int = 0):
+                 select_with_sta: bool = True, check_every: int = 10, r2_variants: int = 4, seed: int = 0,
+                 tau_per_endpoint: bool = True):
         super().__init__(num_families, signoff)
         if not (slack_labels or grad_labels):
             raise ValueError("at least one of slack_labels and grad_labels must be on")
@@ -79,7 +84,11 @@ class LearnSize(SizingModule):
                 images.append(img / img.detach().amax((1, 2), keepdim=True).clamp(min=1e-9))
             parts.append(self.layout(images, bins))
         h = torch.cat(parts, -1)
-        return self.head_tau(h).squeeze(-1), self.head_omega(h).squeeze(-1)
+        tau = self.head_tau(h).squeeze(-1)
+        if self.hparams.tau_per_endpoint:  # the head's output is per reachable endpoint; the count is structure
+            reach = circuit.reach()
+            tau = tau * (reach.sum(1) / reach.shape[1]).float()
+        return tau, self.head_omega(h).squeeze(-1)
 
     # ----- training (Eq. 7) -------------------------------------------------------------------------------------
     def learn(self, item: dict) -> dict:
