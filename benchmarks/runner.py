@@ -611,24 +611,35 @@ def _attempt_file(board: Board, spec: RunSpec) -> Path:
     return checkpoints_root() / board.name / "attempts" / f"{run_identity(board, spec)}.json"
 
 
+def stopped_attempt(board: Board, spec: RunSpec) -> tuple[str, Path, int] | None:
+    """(run_id, last.ckpt, epochs it finished) of this run's earlier attempt when it was stopped or killed after
+    finishing an epoch; None when there is none. Reads only."""
+    from lightning_modules.safe_load import UnsafeFileError, safe_load
+
+    attempt = _attempt_file(board, spec)
+    if not attempt.is_file():
+        return None
+    run_id = json.loads(attempt.read_text())["run_id"]
+    last = run_checkpoint_dir(board, RunSpec(**{**asdict(spec), "run_id": run_id})) / "last.ckpt"
+    if not last.is_file():
+        return None
+    try:
+        return run_id, last, int(safe_load(last).get("epoch", 0)) + 1
+    except UnsafeFileError as err:  # killed while writing it: that attempt starts over
+        print(f"paperboard: notice: {err}; the run starts over", flush=True)
+        return None
+
+
 def continue_interrupted(board: Board, spec: RunSpec, allowed: bool = True) -> int | None:
     """Make `spec` continue this run's earlier attempt when that attempt was stopped or killed after finishing an
     epoch (it takes the attempt's run_id and last.ckpt) and return the epochs it had finished; otherwise (or when
     not `allowed`) note this attempt as the run's latest and return None."""
-    from lightning_modules.safe_load import UnsafeFileError, safe_load
-
+    stopped = stopped_attempt(board, spec) if allowed else None
+    if stopped is not None:
+        spec.run_id, last, epochs = stopped
+        spec.resume_interrupted = str(last)
+        return epochs
     attempt = _attempt_file(board, spec)
-    if allowed and attempt.is_file():
-        earlier = RunSpec(**{**asdict(spec), "run_id": json.loads(attempt.read_text())["run_id"]})
-        last = run_checkpoint_dir(board, earlier) / "last.ckpt"
-        try:
-            epochs = int(safe_load(last).get("epoch", 0)) + 1 if last.is_file() else None
-        except UnsafeFileError as err:  # killed while writing it: that attempt starts over
-            print(f"paperboard: notice: {err}; the run starts over", flush=True)
-            epochs = None
-        if epochs is not None:
-            spec.run_id, spec.resume_interrupted = earlier.run_id, str(last)
-            return epochs
     attempt.parent.mkdir(parents=True, exist_ok=True)
     tmp = attempt.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps({"run_id": spec.run_id}))

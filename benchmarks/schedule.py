@@ -15,8 +15,8 @@ from pathlib import Path
 from benchmarks.boards import Board, ConfigError
 from benchmarks.records import epoch_cap, recorded_arguments, stopped_by_cap, superseded_runs
 from benchmarks.render import aggregate
-from benchmarks.runner import (RunSpec, checkpoint_problem, resolve, run_board, trainer_kwargs, wandb_dir,
-                               wandb_mode)
+from benchmarks.runner import (RunSpec, checkpoint_problem, resolve, run_board, stopped_attempt, trainer_kwargs,
+                               wandb_dir, wandb_mode)
 
 
 def same_runs(board: Board, spec: RunSpec, records: list[dict]):
@@ -105,7 +105,8 @@ def extend_capped(board: Board, specs: list[RunSpec], store, log=print) -> int:
 def plan_runs(board: Board, specs: list[RunSpec], store, *, rerun: bool = False,
               extend: bool = False) -> list[tuple[RunSpec, str]]:
     """What `paperboard run` would do with each spec, without training or touching the data: kept, continued from
-    a checkpoint, or trained from epoch 0 (and why, where --extend cannot continue)."""
+    a checkpoint (a capped run with --extend, or a stopped attempt), or trained from epoch 0 (and why, where
+    --extend cannot continue)."""
     finished = store.records(board=board.name, status="ok")
     superseded = superseded_runs(finished)
     plan = []
@@ -115,7 +116,10 @@ def plan_runs(board: Board, specs: list[RunSpec], store, *, rerun: bool = False,
             plan.append((spec, "kept: finished in the store"))
             continue
         run = continuable_run(board, spec, finished, superseded) if extend else None
-        if run is None:
+        stopped = stopped_attempt(board, spec) if run is None and not rerun else None
+        if stopped is not None:
+            plan.append((spec, f"continue its stopped attempt {stopped[0][:8]} after epoch {stopped[2]}"))
+        elif run is None:
             plan.append((spec, "train again (--rerun)" if done else "train"))
         elif run.get("checkpoint") and Path(run["checkpoint"]).is_file():
             plan.append((spec, f"continue run {run['run_id'][:8]} from epoch {run['epochs']}"))

@@ -291,6 +291,7 @@ def test_a_board_run_notes_its_attempt_and_the_next_attempt_continues_a_stopped_
 def test_paperboard_run_continues_the_attempt_it_stopped_and_rerun_starts_over(monkeypatch, tmp_path):
     import benchmarks.runner as runner
     from benchmarks.boards import load_board
+    from benchmarks.schedule import plan_runs
     from benchmarks.store import ResultStore
     board, store = load_board("quickstart"), ResultStore(f"sqlite:///{tmp_path / 'r.db'}")
     trained = []
@@ -308,7 +309,10 @@ def test_paperboard_run_continues_the_attempt_it_stopped_and_rerun_starts_over(m
 
     monkeypatch.setattr(runner, "_run_and_store", train)
     lines = []
-    for _ in range(3):
+    for attempt in range(3):
+        if attempt == 1:  # --dry-run says so before the next attempt continues it
+            (_, plan), = plan_runs(board, [RunSpec(board="quickstart", model="pop", seed=3)], store)
+            assert plan == f"continue its stopped attempt {trained[0][0][:8]} after epoch 2"
         runner.run_board(board, [RunSpec(board="quickstart", model="pop", seed=3)], store, log=lines.append)
     runner.run_board(board, [RunSpec(board="quickstart", model="pop", seed=3)], store, continue_stopped=False)
     (first, none), (again, last), (third, after_ok), (rerun, fresh) = trained
