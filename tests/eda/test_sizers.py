@@ -66,19 +66,9 @@ def test_the_timing_model_learns_held_out_slack_better_than_a_constant(dm):
     circuit = dm.circuits["s2"]
     gen = torch.Generator().manual_seed(0)
     init = circuit.init_size.double()
-    s_omega, s_tau = model.scale_of(circuit)
-    preds, labels = {"tau": [], "omega": []}, {"tau": [], "omega": []}
-    with torch.no_grad():
-        for _ in range(3):
-            x = torch.minimum(init + (torch.rand(init.shape, generator=gen) < 0.3).double(), circuit.max_size)
-            omega, tau = circuit.labels(x)
-            p_tau, p_omega = model(circuit, x)
-            preds["omega"].append(p_omega.double() * s_omega)
-            preds["tau"].append(p_tau.double() * s_tau)
-            labels["omega"].append(omega)
-            labels["tau"].append(tau)
-    for k in ("omega", "tau"):
-        p, y = torch.cat(preds[k]), torch.cat(labels[k])
+    sizings = [torch.minimum(init + (torch.rand(init.shape, generator=gen) < 0.3).double(), circuit.max_size)
+               for _ in range(3)]
+    for k, (p, y) in model.timing_fit(circuit, sizings).items():
         constant = float(((y - y.mean()) ** 2).mean())
         assert float(((p - y) ** 2).mean()) < 0.5 * constant, k
     # a gate's TNS is a sum over the endpoints it reaches: one that reaches none is predicted 0
