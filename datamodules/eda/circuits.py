@@ -8,7 +8,6 @@ between the mapped and the reference sizes) and is a board row of its own.
 from __future__ import annotations
 
 import math
-
 from dataclasses import dataclass, field
 from pathlib import Path
 
