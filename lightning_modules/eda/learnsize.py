@@ -60,11 +60,15 @@ class LearnSize(SizingModule):
 
     # ----- the timing model (Eq. 1-6) ---------------------------------------------------------------------------
     def structure(self, circuit) -> tuple:
+        """Per circuit, once: the critical paths at the mapped sizes, the layout bins, and each gate's share of the
+        endpoints it reaches (the tau head's scale)."""
         if circuit.name not in self._structure:
             gate_paths, end_paths = circuit.paths(circuit.init_size.to(torch.float64))
             L = self.hparams.path_length
+            reach = circuit.reach()
             self._structure[circuit.name] = (gate_paths[:, :L], end_paths[:, :L],
-                                             circuit.bins(max(self.hparams.scales)))
+                                             circuit.bins(max(self.hparams.scales)),
+                                             (reach.sum(1) / reach.shape[1]).float())
         return self._structure[circuit.name]
 
     def scale_of(self, circuit) -> tuple[float, float]:
@@ -74,7 +78,7 @@ class LearnSize(SizingModule):
 
     def forward(self, circuit, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Sizes x [I] (float64, may require grad) -> scaled (tau [I], omega [I])."""
-        gate_paths, end_paths, bins = self.structure(circuit)
+        gate_paths, end_paths, bins, reach_share = self.structure(circuit)
         features = circuit.features(x).float()
         parts = [self.paths(features, gate_paths, end_paths)]
         if self.layout is not None:
@@ -86,8 +90,7 @@ class LearnSize(SizingModule):
         h = torch.cat(parts, -1)
         tau = self.head_tau(h).squeeze(-1)
         if self.hparams.tau_per_endpoint:  # the head's output is per reachable endpoint; the count is structure
-            reach = circuit.reach()
-            tau = tau * (reach.sum(1) / reach.shape[1]).float()
+            tau = tau * reach_share
         return tau, self.head_omega(h).squeeze(-1)
 
     # ----- training (Eq. 7) -------------------------------------------------------------------------------------

@@ -71,10 +71,6 @@ def test_the_timing_model_learns_held_out_slack_better_than_a_constant(dm):
     for k, (p, y) in model.timing_fit(circuit, sizings).items():
         constant = float(((y - y.mean()) ** 2).mean())
         assert float(((p - y) ** 2).mean()) < 0.5 * constant, k
-    # a gate's TNS is a sum over the endpoints it reaches: one that reaches none is predicted 0
-    unreached = circuit.reach().sum(1) == 0
-    if unreached.any():
-        assert (model(circuit, init)[0][unreached] == 0).all()
     # sizing through the estimator keeps the budget and improves the held-out circuit
     sizes = model.size(circuit)
     assert float(circuit.area(sizes.double())) <= circuit.area_budget + 1e-9
